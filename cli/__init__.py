@@ -1,0 +1,1 @@
+"""lineage's command line: a thin Typer layer over the library (shipped as lineage.cli)."""

@@ -1,0 +1,115 @@
+"""What every command shares: the --db/--as/--json options, one table from exception class to
+exit code, and output as rich tables or JSON."""
+
+import dataclasses
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lineage.errors import LineageError
+from lineage.store import Store, open_store
+
+DbOpt = Annotated[Optional[str], typer.Option(
+    "--db", help="Database URL [default: $LINEAGE_DB or sqlite:///lineage.db].", show_default=False)]
+ActorOpt = Annotated[Optional[str], typer.Option(
+    "--as", help="Who is acting [default: $LINEAGE_ACTOR or the OS login name].", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 other error; 2 bad input or usage; 3 not found; "
+                   "4 refused; 5 integrity failure; 6 schema out of date.")
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn library exceptions into one `Error: ...` line and the class's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LineageError as exc:
+            err.print(f"Error: {exc}", markup=False, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("Interrupted: nothing was written by the unfinished step.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def opened(db: Optional[str], actor: Optional[str] = None) -> Iterator[Store]:
+    store = open_store(db, actor=actor)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, enums, datetimes, numpy scalars and ranges as JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, range)):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds") + "Z"
+    if isinstance(value, Enum):
+        return value.value
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar
+        return value.item()
+    if hasattr(value, "tolist"):  # numpy array
+        return value.tolist()
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(plain(value), indent=2, sort_keys=False) + "\n")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(v) for v in row))
+    out.print(table)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A rich progress bar on stderr when it is a terminal; otherwise no callback at all."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,115 @@
+"""`lineage ingest ...`: append raw rows from a file or from scikit-learn's digits."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, print_json,
+                                print_table, progress_bar)
+from lineage.errors import BadInputError
+from lineage.ingest import ingest_csv, ingest_digits, ingest_npz, list_ingests
+
+ingest_app = typer.Typer(help="Append raw rows (append-only) from a source, or list ingests.",
+                         no_args_is_help=True)
+
+SourceOpt = Annotated[str, typer.Option("--source", help="The registered source the rows come from.")]
+DatasetOpt = Annotated[Optional[str], typer.Option(
+    "--dataset", help="The dataset to append to [default: the store's only dataset].", show_default=False)]
+RangeOpt = Annotated[Optional[str], typer.Option(
+    "--value-range", help="A new dataset's allowed feature range, MIN:MAX (e.g. 0:16).")]
+ShapeOpt = Annotated[Optional[str], typer.Option(
+    "--image-shape", help="A new dataset's image shape HxW [default: square when the feature count is].")]
+
+
+def _schema(value_range: Optional[str], image_shape: Optional[str]) -> dict:
+    schema: dict = {"image_shape": image_shape}
+    if value_range is not None:
+        try:
+            lo, hi = (float(p) for p in value_range.split(":"))
+        except ValueError:
+            raise BadInputError(f"--value-range {value_range!r}: write it as MIN:MAX, e.g. 0:16") from None
+        schema["value_range"] = (lo, hi)
+    return schema
+
+
+def _report(info, as_json: bool) -> None:
+    if as_json:
+        print_json({**_plain_ingest(info)})
+    else:
+        print_table(f"ingest {info.id}", ["id", "dataset", "source", "rows", "row ids", "version", "file sha256"],
+                    [[info.id, info.dataset, info.source, info.n_rows,
+                      f"{info.first_row_id}..{info.first_row_id + info.n_rows - 1}",
+                      f"v{info.version_id}", info.file_sha256[:16]]])
+
+
+def _plain_ingest(info) -> dict:
+    from lineage.cli.common import plain
+
+    data = plain(info)
+    data["row_ids"] = list(info.row_ids)
+    return data
+
+
+@ingest_app.command("digits")
+@handle_errors
+def digits(dataset: Annotated[str, typer.Option(help="Dataset name.")] = "digits",
+           db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+    """Ingest scikit-learn's digits (1797 8x8 images, values 0..16) from source sklearn-digits,
+    registering that source (internal, BSD-3-Clause) if needed.
+
+    Example: lineage ingest digits
+    """
+    with opened(db, actor) as store, progress_bar("ingesting digits") as progress:
+        _report(ingest_digits(store, dataset=dataset, progress=progress), as_json)
+
+
+@ingest_app.command("csv")
+@handle_errors
+def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line.")],
+        source: SourceOpt, label_column: Annotated[str, typer.Option(help="The label column.")] = "label",
+        dataset: DatasetOpt = None, value_range: RangeOpt = None, image_shape: ShapeOpt = None,
+        db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+    """Ingest a CSV file: every column but the label column is a feature.
+
+    Example: lineage ingest csv batch7.csv --source crowd-batch-7 --label-column label
+    """
+    schema = _schema(value_range, image_shape)
+    with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
+        _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,
+                           progress=progress, **schema), as_json)
+
+
+@ingest_app.command("npz")
+@handle_errors
+def npz(path: Annotated[Path, typer.Argument(help=".npz file with arrays X (n, d) and y (n,).")],
+        source: SourceOpt, dataset: DatasetOpt = None, value_range: RangeOpt = None,
+        image_shape: ShapeOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+        as_json: JsonOpt = False):
+    """Ingest a NumPy .npz file holding X of shape (n_samples, n_features) and y of shape (n_samples,).
+
+    Example: lineage ingest npz arrays.npz --source crowd-batch-7
+    """
+    schema = _schema(value_range, image_shape)
+    with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
+        _report(ingest_npz(store, path, source=source, dataset=dataset, progress=progress, **schema),
+                as_json)
+
+
+@ingest_app.command("list")
+@handle_errors
+def list_(db: DbOpt = None, as_json: JsonOpt = False):
+    """List ingests: source, dataset, row ids assigned, file digest, actor, time.
+
+    Example: lineage ingest list --json
+    """
+    with opened(db) as store:
+        ingests = list_ingests(store)
+    if as_json:
+        print_json([_plain_ingest(i) for i in ingests])
+    else:
+        print_table("ingests", ["id", "dataset", "source", "rows", "row ids", "version", "actor", "at",
+                                "file", "sha256"],
+                    [[i.id, i.dataset, i.source, i.n_rows, f"{i.first_row_id}..{i.first_row_id + i.n_rows - 1}",
+                      f"v{i.version_id}", i.actor, i.created_at, i.file_name, i.file_sha256[:16]]
+                     for i in ingests])

@@ -1,0 +1,116 @@
+"""The `lineage` command: mounts one Typer app per command group."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from lineage.cli.common import (EXIT_CODES_HELP, ActorOpt, DbOpt, JsonOpt, err, handle_errors,
+                                opened, out, print_json, print_table)
+from lineage.cli.ingest import ingest_app
+from lineage.cli.source import source_app
+from lineage.log import list_events
+from lineage.store import head_revision, open_for_upgrade, upgrade_store
+from lineage.verify import verify_store
+
+app = typer.Typer(
+    name="lineage",
+    help="Append-only provenance and lineage for ML training data. " + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema: create or upgrade through the migrations.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(source_app, name="source")
+app.add_typer(ingest_app, name="ingest")
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade(db: DbOpt = None):
+    """Create the schema in an empty database, or upgrade an older one, through the migrations.
+
+    Example: lineage db upgrade --db sqlite:///lineage.db
+    """
+    store = open_for_upgrade(db)
+    try:
+        before, after = upgrade_store(store)
+    finally:
+        store.close()
+    if before == after:
+        out.print(f"{store.url}: schema is up to date ({after})")
+    else:
+        out.print(f"{store.url}: schema {before or 'empty'} -> {after}")
+
+
+@db_app.command("head")
+def db_head():
+    """Print the schema revision this lineage needs.
+
+    Example: lineage db head
+    """
+    out.print(head_revision())
+
+
+@app.command("verify")
+@handle_errors
+def verify(db: DbOpt = None, as_json: JsonOpt = False):
+    """Recompute the event chain and every content digest; exit 5 naming the first problem.
+
+    Example: lineage verify
+    """
+    with opened(db) as store:
+        report = verify_store(store)
+    if as_json:
+        print_json({"ok": True, **print_ready(report)})
+    else:
+        out.print(f"OK: {report.events} events and {report.records} records verified; "
+                  f"chain head {report.head_digest[:16]}")
+
+
+def print_ready(report) -> dict:
+    from lineage.cli.common import plain
+
+    return plain(report)
+
+
+@app.command("log")
+@handle_errors
+def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest N events.")] = 20,
+        kind: Annotated[Optional[str], typer.Option(help="Only events of this kind.")] = None,
+        db: DbOpt = None, as_json: JsonOpt = False):
+    """Show the event log, newest first: every write, its actor, time and digest.
+
+    Example: lineage log --limit 5
+    """
+    with opened(db) as store:
+        events = list_events(store, limit=limit or None, kind=kind)
+    if as_json:
+        print_json(events)
+    else:
+        print_table("events (newest first)", ["#", "kind", "actor", "at", "summary", "digest"],
+                    [[e.id, e.kind, e.actor, e.created_at, e.summary, e.digest[:12]] for e in events])
+
+
+@app.command("demo")
+@handle_errors
+def demo(db: DbOpt = None, actor: ActorOpt = None):
+    """PARTIAL DEMO (the poisoning lab is not built yet): ingest scikit-learn digits into the
+    store and verify the chain.
+
+    Example: lineage demo
+    """
+    from lineage.ingest import ingest_digits
+
+    err.print("[bold]lineage demo (partial)[/]: the store only; the poisoning lab comes later.")
+    with opened(db, actor) as store:
+        info = ingest_digits(store)
+        out.print(f"ingested {info.n_rows} rows from {info.source} into dataset {info.dataset} "
+                  f"as version v{info.version_id} (rows {info.first_row_id}.."
+                  f"{info.first_row_id + info.n_rows - 1})")
+        report = verify_store(store)
+        out.print(f"verify: {report.events} events and {report.records} records OK")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,137 @@
+"""Sources: where rows come from, and the reviews that set their status.
+
+A source's status is never stored: it is the newest review's decision, or, with no review,
+``quarantined`` for external kinds and ``unreviewed`` for internal ones. Rows from a quarantined
+source may be ingested (they stay in quarantine: snapshot gates refuse them); a rejected or revoked
+source takes no more rows.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError
+from lineage.store import Store
+from lineage.tables import Source, SourceReview
+
+
+class SourceKind(str, Enum):
+    internal = "internal"
+    external = "external"
+    crowdsourced = "crowdsourced"
+    scraped = "scraped"
+    third_party = "third-party"
+
+
+EXTERNAL_KINDS = {k.value for k in SourceKind} - {SourceKind.internal.value}
+
+
+class Decision(str, Enum):
+    approve = "approve"
+    reject = "reject"
+    revoke = "revoke"
+
+
+STATUS_OF_DECISION = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    name: str
+    kind: str
+    uri: Optional[str]
+    license: Optional[str]
+    owner: Optional[str]
+    status: str
+    actor: str
+    created_at: datetime
+    reviewed_by: Optional[str] = None
+    review_reason: Optional[str] = None
+
+
+def _status(source: Source, review: Optional[SourceReview]) -> str:
+    if review is not None:
+        return STATUS_OF_DECISION[review.decision]
+    return "quarantined" if source.kind in EXTERNAL_KINDS else "unreviewed"
+
+
+def _latest_review(session: Session, source_id: int) -> Optional[SourceReview]:
+    return session.scalars(select(SourceReview).where(SourceReview.source_id == source_id)
+                           .order_by(SourceReview.id.desc()).limit(1)).first()
+
+
+def _info(session: Session, source: Source) -> SourceInfo:
+    review = _latest_review(session, source.id)
+    return SourceInfo(id=source.id, name=source.name, kind=source.kind, uri=source.uri,
+                      license=source.license, owner=source.owner, status=_status(source, review),
+                      actor=source.actor, created_at=source.created_at,
+                      reviewed_by=review.actor if review else None,
+                      review_reason=review.reason if review else None)
+
+
+def find_source(session: Session, name: str) -> Source:
+    source = session.scalars(select(Source).where(Source.name == name)).first()
+    if source is None:
+        raise NotFoundError(f"no source named {name!r} (see `lineage source list`)")
+    return source
+
+
+def add_source(store: Store, name: str, *, kind: str, uri: Optional[str] = None,
+               license: Optional[str] = None, owner: Optional[str] = None) -> SourceInfo:
+    """Register a source. External kinds start quarantined until a review approves them.
+
+    Example: ``add_source(store, "crowd-batch-7", kind="crowdsourced", uri="s3://...")``
+    """
+    name = (name or "").strip()
+    if not name:
+        raise BadInputError("a source needs a name")
+    kind = SourceKind(kind).value if kind in {k.value for k in SourceKind} else None
+    if kind is None:
+        raise BadInputError(f"unknown source kind; use one of: {', '.join(k.value for k in SourceKind)}")
+    with store.write() as tx:
+        if tx.session.scalars(select(Source).where(Source.name == name)).first():
+            raise AlreadyExistsError(f"a source named {name!r} already exists")
+        source = tx.add(Source(name=name, kind=kind, uri=uri, license=license, owner=owner))
+        tx.event("source.add", f"source {name} added ({kind})", source=name)
+        return _info(tx.session, source)
+
+
+def review_source(store: Store, name: str, *, decision: str,
+                  reason: Optional[str] = None) -> SourceInfo:
+    """Record a review (approve, reject or revoke) of a source by the store's actor.
+
+    Example: ``review_source(store, "crowd-batch-7", decision="approve", reason="license checked")``
+    """
+    if decision not in STATUS_OF_DECISION:
+        raise BadInputError("a review decision is one of: approve, reject, revoke")
+    if decision in ("reject", "revoke") and not (reason or "").strip():
+        raise BadInputError(f"--reason is required to {decision} a source")
+    with store.write() as tx:
+        source = find_source(tx.session, name)
+        current = _status(source, _latest_review(tx.session, source.id))
+        if decision == "revoke" and current != "approved":
+            raise BadInputError(f"source {name!r} is {current}; only an approved source can be revoked")
+        tx.add(SourceReview(source_id=source.id, decision=decision, reason=reason))
+        tx.event("source.review", f"source {name} {STATUS_OF_DECISION[decision]}",
+                 source=name, decision=decision)
+        return _info(tx.session, source)
+
+
+def list_sources(store: Store) -> list[SourceInfo]:
+    """All sources with their current status, oldest first."""
+    with store.read() as session:
+        return [_info(session, s) for s in session.scalars(select(Source).order_by(Source.id))]
+
+
+def get_source(store: Store, name: str) -> SourceInfo:
+    with store.read() as session:
+        return _info(session, find_source(session, name))
+
+
+def source_status(session: Session, source: Source) -> str:
+    return _status(source, _latest_review(session, source.id))

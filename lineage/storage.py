@@ -1,0 +1,120 @@
+"""Row payloads in contiguous chunks.
+
+Rows are stored CHUNK_ROWS at a time as two blobs (features, labels) with one digest per chunk:
+DESIGN.md's measured facts show chunked blobs run ~20x faster than a record per row. Row ids are
+global and contiguous within a chunk, so a row is still addressable one by one: its chunk is found
+by binary search over the chunks' first row ids.
+"""
+
+from typing import Callable, Optional
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lineage.chain import record_digest
+from lineage.errors import IntegrityError, NotFoundError
+from lineage.tables import Chunk, Dataset
+
+CHUNK_ROWS = 8192
+LABEL_DTYPE = np.dtype("<i8")
+ID_DTYPE = np.dtype("<i8")
+
+Progress = Optional[Callable[[int, int], None]]  # (rows done, rows total)
+
+
+def ids_to_bytes(ids: np.ndarray) -> bytes:
+    return np.ascontiguousarray(ids, dtype=ID_DTYPE).tobytes()
+
+
+def ids_from_bytes(blob: Optional[bytes]) -> np.ndarray:
+    return np.frombuffer(bytes(blob), dtype=ID_DTYPE) if blob else np.empty(0, dtype=ID_DTYPE)
+
+
+def feature_dtype(dataset: Dataset) -> np.dtype:
+    return np.dtype(dataset.dtype).newbyteorder("<")
+
+
+def next_row_id(session: Session) -> int:
+    end = session.scalar(select(func.max(Chunk.first_row_id + Chunk.n_rows)))
+    return int(end or 1)
+
+
+def write_rows(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *,
+               ingest_id: Optional[int] = None, transformation_id: Optional[int] = None,
+               progress: Progress = None) -> int:
+    """Append rows as chunks inside the write ``tx``; returns the first assigned row id.
+
+    X : ndarray of shape (n_samples, n_features), already validated for the dataset.
+    y : ndarray of shape (n_samples,)
+    """
+    first = next_row_id(tx.session)
+    X = np.ascontiguousarray(X, dtype=feature_dtype(dataset))
+    y = np.ascontiguousarray(y, dtype=LABEL_DTYPE)
+    n = len(X)
+    batch: list[dict] = []
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        batch.append({
+            "dataset_id": dataset.id, "first_row_id": first + start, "n_rows": stop - start,
+            "features": X[start:stop].tobytes(), "labels": y[start:stop].tobytes(),
+            "ingest_id": ingest_id, "transformation_id": transformation_id,
+        })
+        if len(batch) == 16 or stop == n:  # bounded memory: a few MB of blobs per insert
+            tx.add_rows(Chunk, batch)
+            batch = []
+            if progress:
+                progress(stop, n)
+    return first
+
+
+def _chunk_index(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
+                           .order_by(Chunk.first_row_id)).all()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def read_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
+              verify: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Features and stored labels of ``row_ids`` (in the order given).
+
+    Returns X of shape (n_samples, n_features) in the dataset's dtype and y of shape (n_samples,).
+    With ``verify``, each chunk read is re-hashed against its recorded digest first.
+    """
+    row_ids = np.asarray(row_ids, dtype=np.int64)
+    n_features = dataset.n_features
+    dtype = feature_dtype(dataset)
+    if len(row_ids) == 0:
+        return np.empty((0, n_features), dtype=dtype), np.empty(0, dtype=LABEL_DTYPE)
+    chunk_ids, firsts, counts = _chunk_index(session)
+    pos = np.searchsorted(firsts, row_ids, side="right") - 1
+    bad = (pos < 0) | (row_ids >= firsts[np.maximum(pos, 0)] + counts[np.maximum(pos, 0)])
+    if bad.any():
+        raise NotFoundError(f"no row with id {int(row_ids[bad][0])}")
+    needed = np.unique(pos)
+    wanted = [int(chunk_ids[p]) for p in needed]
+    blobs: dict[int, Chunk] = {}
+    for start in range(0, len(wanted), 256):
+        for chunk in session.scalars(select(Chunk).where(Chunk.id.in_(wanted[start:start + 256]))):
+            if chunk.dataset_id != dataset.id:
+                raise NotFoundError(f"rows of chunk {chunk.id} belong to another dataset")
+            if verify:
+                verify_chunk(chunk)
+            blobs[chunk.id] = chunk
+    # Concatenate the needed chunks once, then gather every row with one fancy index.
+    feats = [np.frombuffer(blobs[c].features, dtype=dtype) for c in wanted]
+    labs = [np.frombuffer(blobs[c].labels, dtype=LABEL_DTYPE) for c in wanted]
+    all_X = np.concatenate(feats).reshape(-1, n_features)
+    all_y = np.concatenate(labs)
+    base = np.zeros(len(chunk_ids), dtype=np.int64)
+    base[needed] = np.concatenate([[0], np.cumsum(counts[needed])[:-1]])
+    offsets = base[pos] + (row_ids - firsts[pos])
+    return all_X[offsets], all_y[offsets]
+
+
+def verify_chunk(chunk: Chunk) -> None:
+    values = {c.name: getattr(chunk, c.key) for c in Chunk.__table__.columns}
+    if record_digest("chunks", values) != chunk.record_digest:
+        raise IntegrityError(f"chunk {chunk.id} (rows {chunk.first_row_id}.."
+                             f"{chunk.first_row_id + chunk.n_rows - 1}) does not match its digest")

@@ -1,0 +1,295 @@
+"""Opening a store: the engine, the schema check, and the one way to write.
+
+A write is ``with store.write() as tx: ...; tx.event(...)``: one database transaction that holds
+the store's write lock (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL transaction-level advisory lock),
+inserts records with ids and digests assigned here, and appends exactly one chain event. Anything
+raised inside leaves nothing behind.
+"""
+
+import getpass
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, Iterator, Optional
+
+from sqlalchemy import Engine, create_engine, event, func, inspect, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session
+
+from lineage.chain import GENESIS, canonical, event_digest, record_digest
+from lineage.errors import (
+    AppendOnlyError,
+    BadInputError,
+    LineageError,
+    SchemaOutdatedError,
+)
+from lineage.tables import Base, Event
+
+DEFAULT_DB = "sqlite:///lineage.db"
+PG_LOCK_KEY = 0x6C696E65  # "line": the advisory lock that serializes writers on PostgreSQL
+
+
+def resolve_db(db: Optional[str] = None) -> str:
+    """``--db`` > ``LINEAGE_DB`` > ``sqlite:///lineage.db`` in the working directory."""
+    return db or os.environ.get("LINEAGE_DB") or DEFAULT_DB
+
+
+def resolve_actor(actor: Optional[str] = None) -> str:
+    """``--as`` > ``LINEAGE_ACTOR`` > the OS login name."""
+    if actor:
+        return actor
+    if os.environ.get("LINEAGE_ACTOR"):
+        return os.environ["LINEAGE_ACTOR"]
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): still record something honest
+        return "unknown"
+
+
+def utcnow() -> datetime:
+    # Naive UTC with microseconds: round-trips identically on SQLite and PostgreSQL.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise BadInputError(f"not a database URL: {url!r} (expected sqlite:///FILE or "
+                            "postgresql+psycopg://USER@HOST:PORT/DB)") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise BadInputError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise BadInputError("an in-memory SQLite store would vanish on exit: give a file, "
+                                "e.g. sqlite:///lineage.db")
+        engine = create_engine(parsed, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn, _record):
+            # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own handling defers it).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Writers take the lock at BEGIN, so two writers never read the same chain head.
+            immediate = conn.get_execution_options().get("lineage_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    else:
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True)
+        except NoSuchModuleError:
+            raise BadInputError(f"no driver for {url!r}: install lineage[postgres] and use "
+                                "postgresql+psycopg://") from None
+        except ModuleNotFoundError as exc:
+            raise BadInputError(f"the PostgreSQL driver is missing ({exc.name}): "
+                                "pip install 'lineage[postgres]'") from None
+    return engine
+
+
+def _alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("lineage.migrations")))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _current_revision(conn) -> Optional[str]:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+@dataclass
+class Store:
+    """An open lineage store: a database engine and the actor that writes."""
+
+    url: str
+    engine: Engine
+    actor: str
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (one consistent transaction)."""
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator["Tx"]:
+        """One write: a locked transaction that must append exactly one event."""
+        conn = self.engine.connect().execution_options(lineage_write=True)
+        try:
+            with conn.begin():
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+                with Session(bind=conn) as session:
+                    tx = Tx(session=session, actor=self.actor, now=utcnow())
+                    yield tx
+                    tx._finish()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Tx:
+    """The records and the event of one write."""
+
+    session: Session
+    actor: str
+    now: datetime
+    _records: dict = field(default_factory=dict)
+    _next_ids: dict = field(default_factory=dict)
+    _event: Optional[tuple] = None
+
+    def next_id(self, table) -> int:
+        name = table.name
+        if name not in self._next_ids:
+            current = self.session.scalar(select(func.max(table.c.id)))
+            self._next_ids[name] = (current or 0) + 1
+        value = self._next_ids[name]
+        self._next_ids[name] = value + 1
+        return value
+
+    def add(self, obj: Base) -> Base:
+        """Insert one ORM record: id, actor, time and record digest are filled in here."""
+        table = obj.__table__
+        obj.id = self.next_id(table)
+        if "actor" in table.c and getattr(obj, "actor", None) is None:
+            obj.actor = self.actor
+        if "created_at" in table.c and getattr(obj, "created_at", None) is None:
+            obj.created_at = self.now
+        values = {c.name: getattr(obj, c.key) for c in table.columns}
+        obj.record_digest = record_digest(table.name, values)
+        self.session.add(obj)
+        self.session.flush()
+        self._records.setdefault(table.name, []).append([obj.id, obj.record_digest])
+        return obj
+
+    def add_rows(self, model: type[Base], rows: list[dict]) -> list[int]:
+        """Bulk-insert records given as column dicts (all columns but id and record_digest)."""
+        table = model.__table__
+        ids = []
+        for row in rows:
+            row["id"] = self.next_id(table)
+            row["record_digest"] = record_digest(table.name, {c.name: row.get(c.name) for c in table.columns})
+            self._records.setdefault(table.name, []).append([row["id"], row["record_digest"]])
+            ids.append(row["id"])
+        if rows:
+            self.session.execute(insert(table), rows)
+        return ids
+
+    def event(self, kind: str, summary: str, **details: Any) -> None:
+        """Set this write's event; it is appended when the write commits."""
+        if self._event is not None:
+            raise LineageError(f"one write, one event: {self._event[0]} is already set")
+        self._event = (kind, summary, details)
+
+    def _finish(self) -> None:
+        if self._event is None:
+            raise LineageError("a write must record an event")
+        kind, summary, details = self._event
+        self.session.flush()
+        last = self.session.execute(
+            select(Event.id, Event.digest).order_by(Event.id.desc()).limit(1)
+        ).first()
+        event_id, prev = (last.id + 1, last.digest) if last else (1, GENESIS)
+        payload = canonical({"summary": summary, "records": self._records, **details})
+        digest = event_digest(id=event_id, prev_digest=prev, kind=kind, actor=self.actor,
+                              created_at=self.now, payload=payload)
+        self.session.add(Event(id=event_id, prev_digest=prev, digest=digest, kind=kind,
+                               actor=self.actor, created_at=self.now, payload=payload))
+        self.session.flush()  # the caller's ``conn.begin()`` commits
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_changes(session, _flush_context, _instances):
+    for obj in list(session.deleted) + [o for o in session.dirty if session.is_modified(o)]:
+        if isinstance(obj, Base):
+            raise AppendOnlyError(f"{obj.__tablename__} is append-only: "
+                                  "records are never updated or deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_changes(state):
+    if state.is_update or state.is_delete:
+        raise AppendOnlyError("the store is append-only: UPDATE and DELETE are refused")
+
+
+def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
+               migrate: bool = True) -> Store:
+    """Open the store at ``db`` (see ``resolve_db``), migrating an empty database.
+
+    Raises SchemaOutdatedError for a store made by an older lineage ("run `lineage db upgrade`").
+    """
+    url = resolve_db(db)
+    engine = _make_engine(url)
+    store = Store(url=url, engine=engine, actor=resolve_actor(actor))
+    try:
+        with engine.connect() as conn:
+            current = _current_revision(conn)
+            empty = not inspect(conn).get_table_names()
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise LineageError(f"cannot open database {url}: {reason}") from None
+    head = head_revision()
+    if current == head:
+        return store
+    if current is None and empty and migrate:
+        upgrade_store(store)
+        return store
+    engine.dispose()
+    if current is None:
+        raise LineageError(f"{url} has tables but is not a lineage store")
+    raise SchemaOutdatedError(f"the store at {url} has schema {current}, this lineage needs "
+                              f"{head}: run `lineage db upgrade`")
+
+
+def upgrade_store(store: Store) -> tuple[Optional[str], str]:
+    """Run the Alembic migrations up to head under the write lock; returns (before, after)."""
+    from alembic import command
+
+    conn = store.engine.connect().execution_options(lineage_write=True)
+    try:
+        with conn.begin():
+            if store.engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+            before = _current_revision(conn)
+            command.upgrade(_alembic_config(conn), "head")
+            after = _current_revision(conn)
+    finally:
+        conn.close()
+    return before, after
+
+
+def open_for_upgrade(db: Optional[str] = None, *, actor: Optional[str] = None) -> Store:
+    """A store handle that skips the schema check (for ``lineage db upgrade``)."""
+    url = resolve_db(db)
+    return Store(url=url, engine=_make_engine(url), actor=resolve_actor(actor))

@@ -1,0 +1,183 @@
+"""The store's tables: typed SQLAlchemy ORM models. The schema itself is created only by the
+Alembic migrations in ``migrations/``; a test checks that the two agree.
+
+Every table is history: rows are inserted once and never updated or deleted (the database's
+triggers and the session guard in ``lineage.store`` both refuse it). Every table but ``events``
+carries ``record_digest``, the sha256 of the row's canonical content, and each event lists the
+digests of the records it wrote, so ``lineage verify`` can find any byte changed behind the
+store's back.
+"""
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Ids are assigned by lineage under the store's write lock (max + 1), not by sequences, so the
+# same history gets the same ids on SQLite and PostgreSQL and a rolled-back write leaves no gap.
+def _id() -> Mapped[int]:
+    return mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class Event(Base):
+    """One link of the hash chain: every write appends exactly one, in the same transaction."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = _id()
+    prev_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
+
+
+class Dataset(Base):
+    """A named collection of rows with a fixed schema, set by its first ingest."""
+
+    __tablename__ = "datasets"
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    n_features: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(16))  # numpy dtype name of the stored features
+    value_min: Mapped[Optional[float]] = mapped_column(Float)
+    value_max: Mapped[Optional[float]] = mapped_column(Float)
+    image_shape: Mapped[Optional[str]] = mapped_column(String(32))  # "8x8"
+    classes: Mapped[str] = mapped_column(Text)  # canonical JSON list of int labels
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Source(Base):
+    """Where rows come from. Its status is derived from its reviews, never stored."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    uri: Mapped[Optional[str]] = mapped_column(Text)
+    license: Mapped[Optional[str]] = mapped_column(String(200))
+    owner: Mapped[Optional[str]] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class SourceReview(Base):
+    """An approval, rejection or revocation of a source; the newest one sets its status."""
+
+    __tablename__ = "source_reviews"
+    id: Mapped[int] = _id()
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject | revoke
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Ingest(Base):
+    """One append of raw rows from a source: ids first_row_id .. first_row_id + n_rows - 1."""
+
+    __tablename__ = "ingests"
+    id: Mapped[int] = _id()
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    first_row_id: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Chunk(Base):
+    """Contiguous rows stored as two blobs: features (n_rows x n_features, the dataset's dtype,
+    C order) and labels (int64 little-endian). Row ids first_row_id .. first_row_id + n_rows - 1.
+    A chunk comes from an ingest or, for rows whose content a transformation changed, from that
+    transformation."""
+
+    __tablename__ = "chunks"
+    id: Mapped[int] = _id()
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    first_row_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    features: Mapped[bytes] = mapped_column(LargeBinary)
+    labels: Mapped[bytes] = mapped_column(LargeBinary)
+    ingest_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ingests.id"), index=True)
+    transformation_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("transformations.id"), index=True
+    )
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Transformation(Base):
+    """One recorded change to a dataset: the version(s) it produced point back at it."""
+
+    __tablename__ = "transformations"
+    id: Mapped[int] = _id()
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    params: Mapped[str] = mapped_column(Text)  # canonical JSON, seeds included
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    code_identity: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Version(Base):
+    """An immutable dataset state, stored as a delta against its parent (a root version, made by
+    an ingest, has no parent). Id arrays are sorted int64 little-endian blobs; labels int64.
+    ``added_labels`` is NULL when added rows keep their own stored labels."""
+
+    __tablename__ = "versions"
+    id: Mapped[int] = _id()
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    name: Mapped[Optional[str]] = mapped_column(String(200), unique=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("versions.id"), index=True)
+    transformation_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("transformations.id"), index=True
+    )
+    ingest_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ingests.id"), index=True)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    content_digest: Mapped[str] = mapped_column(String(64))
+    removed_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    added_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    added_labels: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    relabel_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    relabel_labels: Mapped[bytes] = mapped_column(LargeBinary)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+# Tables whose rows are anchored in the chain by record_digest (all history but the chain itself).
+RECORD_TABLES = [t for t in Base.metadata.sorted_tables if "record_digest" in t.c]
+HISTORY_TABLES = list(Base.metadata.sorted_tables)
