@@ -75,7 +75,7 @@ def _chunk_index(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1], arr[:, 2]
 
 
-def read_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
+def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
               verify: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Features and stored labels of ``row_ids`` (in the order given).
 
@@ -118,3 +118,28 @@ def verify_chunk(chunk: Chunk) -> None:
     if record_digest("chunks", values) != chunk.record_digest:
         raise IntegrityError(f"chunk {chunk.id} (rows {chunk.first_row_id}.."
                              f"{chunk.first_row_id + chunk.n_rows - 1}) does not match its digest")
+
+
+def read_rows(store, row_ids=None, *, dataset: Optional[str] = None,
+              verify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored rows as numpy arrays, for inspection and audit (training reads approved snapshots).
+
+    ``row_ids`` : sequence of ints, or None for every row of the dataset (the store's only dataset
+    unless ``dataset`` names one). Returns (row_ids, X, y): row_ids of shape (n_samples,), X of shape
+    (n_samples, n_features) and y of shape (n_samples,) with the labels the rows were stored with.
+    Chunks read are checked against their digests unless ``verify`` is False.
+    """
+    from lineage.ingest import find_dataset
+
+    with store.read() as session:
+        ds = find_dataset(session, dataset)
+        if row_ids is None:
+            chunks = session.execute(select(Chunk.first_row_id, Chunk.n_rows)
+                                     .where(Chunk.dataset_id == ds.id)
+                                     .order_by(Chunk.first_row_id)).all()
+            ids = (np.concatenate([np.arange(f, f + n, dtype=np.int64) for f, n in chunks])
+                   if chunks else np.empty(0, dtype=np.int64))
+        else:
+            ids = np.asarray(list(row_ids) if not hasattr(row_ids, "dtype") else row_ids, dtype=np.int64)
+        X, y = gather_rows(session, ds, ids, verify=verify)
+        return ids, X, y

@@ -178,6 +178,12 @@ class Version(Base):
     record_digest: Mapped[str] = mapped_column(String(64))
 
 
+# ---- issue 3: row-level lineage (migration 0002) -------------------------------------------
+
+
+# ---- issue 4: snapshots, reviews, policy, model versions (migration 0003) -------------------
+
+
 # Tables whose rows are anchored in the chain by record_digest (all history but the chain itself).
 RECORD_TABLES = [t for t in Base.metadata.sorted_tables if "record_digest" in t.c]
 HISTORY_TABLES = list(Base.metadata.sorted_tables)

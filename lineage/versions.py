@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.errors import NotFoundError
-from lineage.storage import LABEL_DTYPE, ID_DTYPE, ids_from_bytes, ids_to_bytes, read_rows
+from lineage.storage import LABEL_DTYPE, ID_DTYPE, ids_from_bytes, ids_to_bytes, gather_rows
 from lineage.tables import Dataset, Version
 
 EMPTY = np.empty(0, dtype=ID_DTYPE)
@@ -87,7 +87,7 @@ def materialize(session: Session, version: Version, *, verify: bool = False) -> 
     """Read a version back whole: members sorted by row id, with their current labels."""
     dataset = session.get(Dataset, version.dataset_id)
     ids, over_ids, over_labels = member_labels(session, version)
-    X, y = read_rows(session, dataset, ids, verify=verify)
+    X, y = gather_rows(session, dataset, ids, verify=verify)
     if len(over_ids):
         inside = np.isin(over_ids, ids)
         pos = np.searchsorted(ids, over_ids[inside])

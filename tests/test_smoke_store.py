@@ -6,14 +6,13 @@ from sklearn.datasets import load_digits
 from lineage.ingest import ingest_digits
 from lineage.storage import read_rows
 from lineage.verify import verify_store
-from lineage.ingest import find_dataset
 
 
 def test_ingest_digits_reads_back_exactly(store):
     info = ingest_digits(store)
     X, y = load_digits(return_X_y=True)
-    with store.read() as session:
-        got_X, got_y = read_rows(session, find_dataset(session, "digits"), np.array(info.row_ids))
+    ids, got_X, got_y = read_rows(store, info.row_ids)
+    np.testing.assert_array_equal(ids, np.arange(1, 1798))
     np.testing.assert_array_equal(got_X, X.astype(np.uint8))
     np.testing.assert_array_equal(got_y, y)
     report = verify_store(store)

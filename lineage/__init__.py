@@ -1,0 +1,36 @@
+"""lineage: an append-only provenance and lineage store for machine-learning training data.
+
+Data flows one way: ingest -> versions -> snapshot -> review -> load -> train -> model version;
+trace walks it back. Every public function takes the store first::
+
+    from lineage import open_store, ingest_digits, verify_store
+    store = open_store("sqlite:///lineage.db", actor="alice")
+    ingest_digits(store)
+    verify_store(store)
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from lineage.errors import (AlreadyExistsError, AppendOnlyError, BadInputError, IntegrityError,
+                            LineageError, NotFoundError, QuarantineError, RefusedError,
+                            SchemaOutdatedError)
+from lineage.ingest import (IngestInfo, ingest_arrays, ingest_csv, ingest_digits, ingest_npz,
+                            list_ingests)
+from lineage.log import list_events
+from lineage.sources import add_source, get_source, list_sources, review_source
+from lineage.storage import read_rows
+from lineage.store import Store, open_store, upgrade_store
+from lineage.verify import verify_store
+
+try:
+    __version__ = _version("lineage")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AlreadyExistsError", "AppendOnlyError", "BadInputError", "IngestInfo", "IntegrityError",
+    "LineageError", "NotFoundError", "QuarantineError", "RefusedError", "SchemaOutdatedError",
+    "Store", "add_source", "get_source", "ingest_arrays", "ingest_csv", "ingest_digits",
+    "ingest_npz", "list_events", "list_ingests", "list_sources", "open_store", "read_rows",
+    "review_source", "upgrade_store", "verify_store",
+]
