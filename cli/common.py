@@ -13,6 +13,8 @@ from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
+from typer.core import TyperGroup
 
 from lineage.errors import LineageError
 from lineage.store import Store, open_store
@@ -30,6 +32,10 @@ EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 other error; 2 bad input or usage; 3 not
                    "4 refused; 5 integrity failure; 6 schema out of date.")
 
 
+def one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn library exceptions into one `Error: ...` line and the class's exit code."""
 
@@ -38,13 +44,52 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LineageError as exc:
-            err.print(f"Error: {exc}", markup=False, highlight=False)
+            err.print(f"Error: {one_line(exc)}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except OperationalError as exc:
+            # The database went away or stayed locked mid-command: not a bug, and the open
+            # transaction was rolled back, so nothing partial is left.
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            err.print(f"Error: database error: {reason}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("Interrupted: nothing was written by the unfinished step.")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+# click's ClickException, whether Typer vendors click (>= 0.2x) or depends on it (older).
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrors(TyperGroup):
+    """The top-level group: a usage error is one `Error: ...` line and exit 2, like every other
+    error (Typer's default is a multi-line panel)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            err.print("Aborted.", markup=False, highlight=False)
+            sys.exit(1)
+        except LineageError as exc:  # a command without @handle_errors still gets one line
+            err.print(f"Error: {one_line(exc)}", markup=False, highlight=False)
+            sys.exit(exc.exit_code)
+        except _ClickException as exc:  # usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                if exc.format_message():  # rich already printed the help while building it
+                    exc.show()
+            else:
+                message = " ".join(exc.format_message().split())
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                err.print(f"Error: {message}{hint}", markup=False, highlight=False)
+            sys.exit(exc.exit_code)
+        # Non-standalone mode returns an explicit typer.Exit's code; commands return None.
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @contextmanager

@@ -47,7 +47,8 @@ def _plain_ingest(info) -> dict:
     from lineage.cli.common import plain
 
     data = plain(info)
-    data["row_ids"] = list(info.row_ids)
+    # The id range, not a list: an ingest of a million rows stays a few lines of JSON.
+    data["last_row_id"] = info.first_row_id + info.n_rows - 1
     return data
 
 
@@ -69,11 +70,27 @@ def digits(dataset: Annotated[str, typer.Option(help="Dataset name.")] = "digits
 def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line.")],
         source: SourceOpt, label_column: Annotated[str, typer.Option(help="The label column.")] = "label",
         dataset: DatasetOpt = None, value_range: RangeOpt = None, image_shape: ShapeOpt = None,
+        as_version_of: Annotated[Optional[str], typer.Option(
+            "--as-version-of", help="The file is a copy of this version edited outside the store: "
+            "record the differences as an unattributed external edit.", show_default=False)] = None,
+        row_id_column: Annotated[str, typer.Option(
+            help="With --as-version-of: the column holding row ids (rows matched by position "
+                 "when the file has none; blank = a new row).")] = "row_id",
         db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
-    """Ingest a CSV file: every column but the label column is a feature.
+    """Ingest a CSV file: every column but the label column is a feature. With --as-version-of,
+    the file is diffed against that version and the changes recorded as an "external edit".
 
     Example: lineage ingest csv batch7.csv --source crowd-batch-7 --label-column label
     """
+    if as_version_of is not None:
+        from lineage.cli.transform import _report as report_transform
+        from lineage.transforms import import_external_edit
+
+        with opened(db, actor) as store:
+            report_transform(import_external_edit(
+                store, path, as_version_of=as_version_of, source=source,
+                label_column=label_column, row_id_column=row_id_column), as_json)
+        return
     schema = _schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,

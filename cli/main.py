@@ -4,10 +4,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (EXIT_CODES_HELP, ActorOpt, DbOpt, JsonOpt, err, handle_errors,
-                                opened, out, print_json, print_table)
+from lineage.cli.common import (EXIT_CODES_HELP, ActorOpt, DbOpt, JsonOpt, OneLineErrors, err,
+                                handle_errors, opened, out, print_json, print_table)
 from lineage.cli.ingest import ingest_app
 from lineage.cli.source import source_app
+from lineage.cli.coverage import coverage as coverage_command
+from lineage.cli.trace import trace_app
+from lineage.cli.transform import transform_app
+from lineage.cli.version import version_app
+from lineage.cli.model import model_app, trace_model_command, train_command
+from lineage.cli.policy import policy_app
+from lineage.cli.snapshot import snapshot_app
 from lineage.log import list_events
 from lineage.store import head_revision, open_for_upgrade, upgrade_store
 from lineage.verify import verify_store
@@ -17,12 +24,22 @@ app = typer.Typer(
     help="Append-only provenance and lineage for ML training data. " + EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 db_app = typer.Typer(help="Database schema: create or upgrade through the migrations.",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(source_app, name="source")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(version_app, name="version")
+app.add_typer(transform_app, name="transform")
+app.add_typer(trace_app, name="trace")
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(model_app, name="model")
+app.add_typer(policy_app, name="policy")
+app.command("train")(train_command)
+trace_app.command("model")(trace_model_command)
+app.command("coverage")(coverage_command)
 
 
 @db_app.command("upgrade")
@@ -54,13 +71,16 @@ def db_head():
 
 @app.command("verify")
 @handle_errors
-def verify(db: DbOpt = None, as_json: JsonOpt = False):
+def verify(expect: Annotated[Optional[str], typer.Option(
+               help="A chain head digest noted earlier (12+ hex digits): fail if that event is "
+                    "gone, i.e. the newest history was cut off.")] = None,
+           db: DbOpt = None, as_json: JsonOpt = False):
     """Recompute the event chain and every content digest; exit 5 naming the first problem.
 
-    Example: lineage verify
+    Example: lineage verify --expect 3f1c9a0b7d2e4f51
     """
     with opened(db) as store:
-        report = verify_store(store)
+        report = verify_store(store, expect=expect)
     if as_json:
         print_json({"ok": True, **print_ready(report)})
     else:

@@ -18,9 +18,15 @@ from lineage.ingest import (IngestInfo, ingest_arrays, ingest_csv, ingest_digits
                             list_ingests)
 from lineage.log import list_events
 from lineage.sources import add_source, get_source, list_sources, review_source
+from lineage.snapshots import load_snapshot
 from lineage.storage import read_rows
 from lineage.store import Store, open_store, upgrade_store
 from lineage.verify import verify_store
+from lineage.coverage import CoverageReport, version_coverage
+from lineage.trace import RowTrace, VersionDiff, trace_row, version_diff
+from lineage.transforms import (SplitResult, TransformResult, append_ingest, dedupe_rows,
+                                filter_rows, get_coverage, import_external_edit, inject_trigger,
+                                list_versions, relabel_rows, show_version, split_version)
 
 try:
     __version__ = _version("lineage")
@@ -28,9 +34,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "CoverageReport", "RowTrace", "SplitResult", "TransformResult", "VersionDiff", "append_ingest",
+    "dedupe_rows", "filter_rows", "get_coverage", "import_external_edit", "inject_trigger",
+    "list_versions", "relabel_rows", "show_version", "split_version", "trace_row",
+    "version_coverage", "version_diff",
     "AlreadyExistsError", "AppendOnlyError", "BadInputError", "IngestInfo", "IntegrityError",
     "LineageError", "NotFoundError", "QuarantineError", "RefusedError", "SchemaOutdatedError",
     "Store", "add_source", "get_source", "ingest_arrays", "ingest_csv", "ingest_digits",
-    "ingest_npz", "list_events", "list_ingests", "list_sources", "open_store", "read_rows",
+    "ingest_npz", "list_events", "load_snapshot", "list_ingests", "list_sources", "open_store", "read_rows",
     "review_source", "upgrade_store", "verify_store",
 ]

@@ -41,6 +41,14 @@ class QuarantineError(RefusedError):
     """The source is rejected or revoked, so its data may not enter the store."""
 
 
+class SnapshotNotApprovedError(RefusedError):
+    """The snapshot is pending, rejected or revoked, so its rows may not be used for training."""
+
+
+class GateFailedError(RefusedError):
+    """A review gate failed; the review was recorded and the snapshot or model is unchanged."""
+
+
 class IntegrityError(LineageError):
     """Stored content no longer matches its recorded digest, or the event chain is broken."""
 

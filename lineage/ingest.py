@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.chain import canonical
-from lineage.errors import BadInputError, NotFoundError, QuarantineError
+from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
 from lineage.sources import SourceKind, find_source, source_status
 from lineage.storage import LABEL_DTYPE, Progress, feature_dtype, next_row_id, write_rows
 from lineage.store import Store
@@ -72,10 +72,16 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
 
     Returns X of shape (n_samples, n_features) float64 and y of shape (n_samples,) float64.
     """
+    X, y, _ = _read_csv(path, label_column=label_column)
+    return X, y
+
+
+def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
     path = Path(path)
     _check_file(path)
+    lines: list[int] = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (Excel)
             reader = csv.reader(f)
             header = next(reader, None)
             if not header or not any(h.strip() for h in header):
@@ -87,7 +93,8 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
                                     "name it with --label-column")
             label_at = header.index(label_column)
             rows = []
-            for line_no, record in enumerate(reader, start=2):
+            for record in reader:
+                line_no = reader.line_num
                 if not record or (len(record) == 1 and not record[0].strip()):
                     continue  # blank line
                 if len(record) != len(header):
@@ -105,8 +112,13 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
                                             f"{cell.strip()!r} is not a finite number")
                     values.append(value)
                 rows.append(values)
+                lines.append(line_no)
     except UnicodeDecodeError:
         raise BadInputError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as exc:
+        raise BadInputError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
     if not rows:
         raise BadInputError(f"{path}: no data rows after the header")
     data = np.array(rows, dtype=np.float64)
@@ -114,7 +126,13 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
     X = np.delete(data, label_at, axis=1)
     if X.shape[1] == 0:
         raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
-    return X, y
+    features = header[:label_at] + header[label_at + 1:]
+
+    def locate(row: int, feature: Optional[int]) -> str:
+        column = label_column if feature is None else features[feature]
+        return f"{path} line {lines[row]}, column {column!r}"
+
+    return X, y, locate
 
 
 def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -151,14 +169,32 @@ def digits_file() -> Path:
 
 # ----------------------------------------------------------------------------- validation
 
-def _bad_rows_message(where: str, mask: np.ndarray, what: str) -> str:
-    first = int(np.flatnonzero(mask.any(axis=1) if mask.ndim == 2 else mask)[0])
-    col = f", feature {int(np.flatnonzero(mask[first])[0])}" if mask.ndim == 2 else ""
-    return f"{where} row {first}{col}: {what}"
+# Where a bad value is, for messages: (row index, feature index or None for the label) -> text.
+Locate = Callable[[int, Optional[int]], str]
+
+
+def _array_locator(where: str) -> Locate:
+    return lambda row, feature: (f"{where}: y[{row}]" if feature is None
+                                 else f"{where}: X[{row}, {feature}]")
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, Optional[int]]:
+    if mask.ndim == 2:
+        row = int(np.flatnonzero(mask.any(axis=1))[0])
+        return row, int(np.flatnonzero(mask[row])[0])
+    return int(np.flatnonzero(mask)[0]), None
+
+
+def _bad(locate: Locate, mask: np.ndarray, values: np.ndarray, what: str) -> BadInputError:
+    row, feature = _first_bad(mask)
+    value = values[row] if feature is None else values[row, feature]
+    return BadInputError(f"{locate(row, feature)}: {value:g} {what}")
 
 
 def _validate(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], where: str,
-              value_range: Optional[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+              value_range: Optional[tuple[float, float]],
+              locate: Optional[Locate] = None) -> tuple[np.ndarray, np.ndarray]:
+    locate = locate or _array_locator(where)
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim != 2 or len(X) == 0 or X.shape[1] == 0:
@@ -167,37 +203,47 @@ def _validate(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], where: s
         raise BadInputError(f"{where}: {len(X)} rows but {y.shape} labels")
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
         raise BadInputError(f"{where}: features must be real numbers (got {X.dtype})")
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise BadInputError(f"{where}: labels must be whole numbers (got {y.dtype})")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        raise BadInputError(_bad_rows_message(where, ~np.isfinite(X), "NaN or infinite value"))
+        raise _bad(locate, ~np.isfinite(X), X, "is not a finite number")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all():
-            raise BadInputError(_bad_rows_message(where, ~np.isfinite(y), "label is NaN or infinite"))
+            raise _bad(locate, ~np.isfinite(y), y, "is not a finite label")
         if (y != np.round(y)).any():
-            raise BadInputError(_bad_rows_message(where, y != np.round(y), "label is not a whole number"))
+            raise _bad(locate, y != np.round(y), y, "is not a whole-number label")
     y = y.astype(LABEL_DTYPE)
     if dataset is not None:
         if X.shape[1] != dataset.n_features:
             raise BadInputError(f"{where}: {X.shape[1]} features, dataset {dataset.name!r} has "
                                 f"{dataset.n_features}")
         lo, hi = dataset.value_min, dataset.value_max
+        if value_range is not None and (float(value_range[0]), float(value_range[1])) != (lo, hi):
+            declared = "no range" if lo is None else f"range {lo:g}..{hi:g}"
+            raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} disagrees with "
+                                f"dataset {dataset.name!r} ({declared}, fixed by its first ingest)")
     else:
         lo, hi = value_range if value_range else (None, None)
-    if lo is not None and (X < lo).any():
-        raise BadInputError(_bad_rows_message(where, X < lo, f"value below the dataset's range {lo:g}..{hi:g}"))
-    if hi is not None and (X > hi).any():
-        raise BadInputError(_bad_rows_message(where, X > hi, f"value above the dataset's range {lo:g}..{hi:g}"))
+    # min()/max() first (no temporary arrays); a mask is built only to name the bad value.
+    if lo is not None and X.min() < lo:
+        raise _bad(locate, X < lo, X, f"is below the dataset's range {lo:g}..{hi:g}")
+    if hi is not None and X.max() > hi:
+        raise _bad(locate, X > hi, X, f"is above the dataset's range {lo:g}..{hi:g}")
     if dataset is not None:
         dtype = feature_dtype(dataset)
-        if dtype.kind == "u":
+        if dtype.kind in "ui":
             info = np.iinfo(dtype)
-            if (X != np.round(X)).any() or (X < info.min).any() or (X > info.max).any():
-                raise BadInputError(f"{where}: dataset {dataset.name!r} stores whole numbers "
-                                    f"{info.min}..{info.max}; this input has other values")
-        classes = set(_classes(dataset))
-        unknown = ~np.isin(y, list(classes))
+            if not _whole(X) or X.min() < info.min or X.max() > info.max:
+                bad = (X != np.round(X)) | (X < info.min) | (X > info.max)
+                raise _bad(locate, bad, X, f"does not fit dataset {dataset.name!r}, which stores "
+                           f"whole numbers {info.min}..{info.max}")
+        classes = _classes(dataset)
+        unknown = ~np.isin(y, classes)
         if unknown.any():
-            raise BadInputError(_bad_rows_message(where, unknown, f"label {int(y[unknown][0])} is not "
-                                f"one of dataset {dataset.name!r}'s classes {sorted(classes)}"))
+            shown = (f"{classes[0]}..{classes[-1]}" if classes == list(range(classes[0], classes[-1] + 1))
+                     else ", ".join(map(str, classes)))
+            raise _bad(locate, unknown, y, f"is not one of dataset {dataset.name!r}'s classes "
+                       f"({shown})")
     return X, y
 
 
@@ -207,8 +253,24 @@ def _classes(dataset: Dataset) -> list[int]:
     return json.loads(dataset.classes)
 
 
+def _whole(X: np.ndarray) -> bool:
+    """Every value is a whole number (integer arrays trivially, without a rounding pass)."""
+    if X.dtype.kind in "biu":
+        return True
+    return bool((X == np.round(X)).all())
+
+
+def _unique_labels(y: np.ndarray) -> np.ndarray:
+    """np.unique(y) for whole-number labels; a bincount when their span is small (no sort)."""
+    if y.dtype.kind in "iu" and len(y):
+        lo, hi = int(y.min()), int(y.max())
+        if hi - lo < (1 << 20):
+            return (np.flatnonzero(np.bincount(y - lo, minlength=hi - lo + 1)) + lo).astype(y.dtype)
+    return np.unique(y)
+
+
 def _infer_dtype(X: np.ndarray) -> str:
-    if (X == np.round(X)).all() and X.min() >= 0 and X.max() <= 255:
+    if _whole(X) and X.min() >= 0 and X.max() <= 255:
         return "uint8"
     return "float64"
 
@@ -256,6 +318,16 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
     ``image_shape``, ``classes``); later ingests that disagree are refused. ``file_digest`` is the
     sha256 of the original file (default: of the arrays' bytes).
     """
+    return _ingest(store, X, y, source=source, dataset=dataset, file_name=file_name,
+                   file_digest=file_digest, value_range=value_range, image_shape=image_shape,
+                   classes=classes, progress=progress)
+
+
+def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset: Optional[str],
+            file_name: str, file_digest: Optional[str] = None,
+            value_range: Optional[tuple[float, float]] = None, image_shape: Optional[str] = None,
+            classes: Optional[Sequence[int]] = None, progress: Progress = None,
+            locate: Optional[Locate] = None) -> IngestInfo:
     if value_range is not None and not value_range[0] <= value_range[1]:
         raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} is empty")
     where = file_name
@@ -271,12 +343,13 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
                 ds = find_dataset(session, dataset)
             except NotFoundError:
                 ds = None  # a new dataset, named by the caller
-        X, y = _validate(X, y, ds, where, value_range)
+        X, y = _validate(X, y, ds, where, value_range, locate)
         if ds is None:
             if dataset is None:
                 raise BadInputError("the store has no datasets yet: name one with --dataset")
-            class_list = sorted({int(c) for c in (classes if classes is not None else np.unique(y))})
-            missing = sorted(set(np.unique(y).tolist()) - set(class_list))
+            present = _unique_labels(y)
+            class_list = sorted({int(c) for c in (classes if classes is not None else present)})
+            missing = sorted(set(present.tolist()) - set(class_list))
             if missing:
                 raise BadInputError(f"{where}: labels {missing} are not among the declared classes")
             ds = tx.add(Dataset(
@@ -289,8 +362,11 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
             raise BadInputError(f"image shape {image_shape} disagrees with dataset {ds.name!r} "
                                 f"({ds.image_shape})")
         X = X.astype(feature_dtype(ds), copy=False)
-        digest = file_digest or hashlib.sha256(np.ascontiguousarray(X).tobytes()
-                                                + y.tobytes()).hexdigest()
+        digest = file_digest
+        if not digest:  # sha256 over X's bytes then y's, hashed in place (no joined copy)
+            h = hashlib.sha256(np.ascontiguousarray(X))
+            h.update(np.ascontiguousarray(y))
+            digest = h.hexdigest()
         first = next_row_id(session)
         ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
                                file_sha256=digest, n_rows=len(X), first_row_id=first))
@@ -310,9 +386,9 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",
                dataset: Optional[str] = None, **schema) -> IngestInfo:
     """Ingest a CSV file (header line; ``label_column`` holds the class label)."""
-    X, y = read_csv(path, label_column=label_column)
-    return ingest_arrays(store, X, y, source=source, dataset=dataset, file_name=str(path),
-                         file_digest=file_sha256(Path(path)), **schema)
+    X, y, locate = _read_csv(path, label_column=label_column)
+    return _ingest(store, X, y, source=source, dataset=dataset, file_name=str(path),
+                   file_digest=file_sha256(Path(path)), locate=locate, **schema)
 
 
 def ingest_npz(store: Store, path: str | os.PathLike, *, source: str,
@@ -336,8 +412,11 @@ def ingest_digits(store: Store, *, dataset: str = "digits", source: str = DIGITS
     if not exists:
         if source != DIGITS_SOURCE:
             raise NotFoundError(f"no source named {source!r} (see `lineage source list`)")
-        add_source(store, DIGITS_SOURCE, kind=SourceKind.internal.value, uri="sklearn:load_digits",
-                   license="BSD-3-Clause", owner="scikit-learn")
+        try:
+            add_source(store, DIGITS_SOURCE, kind=SourceKind.internal.value,
+                       uri="sklearn:load_digits", license="BSD-3-Clause", owner="scikit-learn")
+        except AlreadyExistsError:
+            pass  # another writer registered it between our check and our write
     X, y = load_digits(return_X_y=True)
     path = digits_file()
     return ingest_arrays(store, X, y, source=source, dataset=dataset,

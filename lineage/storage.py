@@ -88,11 +88,16 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
     if len(row_ids) == 0:
         return np.empty((0, n_features), dtype=dtype), np.empty(0, dtype=LABEL_DTYPE)
     chunk_ids, firsts, counts = _chunk_index(session)
-    pos = np.searchsorted(firsts, row_ids, side="right") - 1
-    bad = (pos < 0) | (row_ids >= firsts[np.maximum(pos, 0)] + counts[np.maximum(pos, 0)])
-    if bad.any():
-        raise NotFoundError(f"no row with id {int(row_ids[bad][0])}")
-    needed = np.unique(pos)
+    per_chunk = _count_sorted(row_ids, firsts, counts)
+    if per_chunk is None:  # ids in any order (or some missing): locate each id on its own
+        pos = np.searchsorted(firsts, row_ids, side="right") - 1
+        bad = (pos < 0) | (row_ids >= firsts[np.maximum(pos, 0)] + counts[np.maximum(pos, 0)])
+        if bad.any():
+            raise NotFoundError(f"no row with id {int(row_ids[bad][0])}")
+        needed = np.unique(pos)
+    else:
+        pos = None
+        needed = np.flatnonzero(per_chunk)
     wanted = [int(chunk_ids[p]) for p in needed]
     blobs: dict[int, Chunk] = {}
     for start in range(0, len(wanted), 256):
@@ -102,15 +107,49 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
             if verify:
                 verify_chunk(chunk)
             blobs[chunk.id] = chunk
+    if pos is None and not (per_chunk[needed] == counts[needed]).all():
+        # Sorted ids with gaps (a version after filters): copy each chunk's rows straight into
+        # the result, one copy per row, as a whole read's concatenation does.
+        X_out = np.empty((len(row_ids), n_features), dtype=dtype)
+        keep = np.zeros(int(counts[needed].sum()), dtype=bool)
+        start = base = 0
+        for p, c in zip(needed, wanted):
+            stop = start + int(per_chunk[p])
+            mask = keep[base:base + int(counts[p])]
+            mask[row_ids[start:stop] - firsts[p]] = True  # compress runs ~2x faster than take
+            np.compress(mask, np.frombuffer(blobs[c].features, dtype=dtype).reshape(-1, n_features),
+                        axis=0, out=X_out[start:stop])
+            start, base = stop, base + int(counts[p])
+        y_all = np.concatenate([np.frombuffer(blobs[c].labels, dtype=LABEL_DTYPE) for c in wanted])
+        return X_out, y_all[keep]
     # Concatenate the needed chunks once, then gather every row with one fancy index.
     feats = [np.frombuffer(blobs[c].features, dtype=dtype) for c in wanted]
     labs = [np.frombuffer(blobs[c].labels, dtype=LABEL_DTYPE) for c in wanted]
     all_X = np.concatenate(feats).reshape(-1, n_features)
     all_y = np.concatenate(labs)
+    if pos is None:
+        if len(all_y) == len(row_ids) and (per_chunk[needed] == counts[needed]).all():
+            return all_X, all_y  # sorted ids filling whole chunks (a whole read): no gather copy
+        pos = np.repeat(np.arange(len(firsts)), per_chunk)
     base = np.zeros(len(chunk_ids), dtype=np.int64)
     base[needed] = np.concatenate([[0], np.cumsum(counts[needed])[:-1]])
     offsets = base[pos] + (row_ids - firsts[pos])
     return all_X[offsets], all_y[offsets]
+
+
+def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,
+                  counts: np.ndarray) -> Optional[np.ndarray]:
+    """For strictly increasing ``row_ids`` that all exist: how many fall in each chunk (chunks
+    ordered by first row id), found with one binary search per chunk instead of one per row.
+    None when the ids are not sorted, chunks overlap, or some id is in no chunk."""
+    if len(row_ids) > 1 and not (row_ids[1:] > row_ids[:-1]).all():
+        return None
+    ends = firsts + counts
+    if len(firsts) > 1 and not (firsts[1:] >= ends[:-1]).all():
+        return None
+    per_chunk = (np.searchsorted(row_ids, ends, side="left")
+                 - np.searchsorted(row_ids, firsts, side="left"))
+    return per_chunk if int(per_chunk.sum()) == len(row_ids) else None
 
 
 def verify_chunk(chunk: Chunk) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, insert, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from lineage.chain import GENESIS, canonical, event_digest, record_digest
@@ -110,6 +110,16 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _current_revision(conn) -> Optional[str]:
@@ -255,9 +265,9 @@ def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
         with engine.connect() as conn:
             current = _current_revision(conn)
             empty = not inspect(conn).get_table_names()
-    except OperationalError as exc:
+    except DBAPIError as exc:  # unreachable server, bad file, not a database, no permission
         engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
         raise LineageError(f"cannot open database {url}: {reason}") from None
     head = head_revision()
     if current == head:
@@ -267,7 +277,10 @@ def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
         return store
     engine.dispose()
     if current is None:
-        raise LineageError(f"{url} has tables but is not a lineage store")
+        raise LineageError(f"{url} has tables but is not a lineage store (use an empty database)")
+    if not _known_revision(current):
+        raise SchemaOutdatedError(f"the store at {url} has schema {current}, newer than this "
+                                  f"lineage knows ({head}): upgrade lineage")
     raise SchemaOutdatedError(f"the store at {url} has schema {current}, this lineage needs "
                               f"{head}: run `lineage db upgrade`")
 
@@ -276,12 +289,22 @@ def upgrade_store(store: Store) -> tuple[Optional[str], str]:
     """Run the Alembic migrations up to head under the write lock; returns (before, after)."""
     from alembic import command
 
-    conn = store.engine.connect().execution_options(lineage_write=True)
+    try:
+        conn = store.engine.connect().execution_options(lineage_write=True)
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise LineageError(f"cannot open database {store.url}: {reason}") from None
     try:
         with conn.begin():
             if store.engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
             before = _current_revision(conn)
+            if before is None and inspect(conn).get_table_names():
+                raise LineageError(f"{store.url} has tables but is not a lineage store "
+                                   "(use an empty database)")
+            if before is not None and not _known_revision(before):
+                raise SchemaOutdatedError(f"the store at {store.url} has schema {before}, newer "
+                                          "than this lineage knows: upgrade lineage")
             command.upgrade(_alembic_config(conn), "head")
             after = _current_revision(conn)
     finally:

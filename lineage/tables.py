@@ -13,6 +13,7 @@ from typing import Optional
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -181,7 +183,130 @@ class Version(Base):
 # ---- issue 3: row-level lineage (migration 0002) -------------------------------------------
 
 
+class RowEffect(Base):
+    """One row-level change made by a transformation in the version it produced: ``removed``,
+    ``added``, ``relabelled`` (``old_label`` -> ``new_label``, same row) or ``modified`` (content
+    changed: ``parent_row_id`` -> the new row ``row_id``, with both labels).
+
+    Effects come many per write, so they carry no record digest of their own: the
+    transformation's params hold ``effects`` (count and sha256 over all its effects, see
+    ``lineage.transforms.effects_digest``), which the chain anchors and ``verify`` recomputes."""
+
+    __tablename__ = "row_effects"
+    id: Mapped[int] = _id()
+    transformation_id: Mapped[int] = mapped_column(ForeignKey("transformations.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    row_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    effect: Mapped[str] = mapped_column(String(12))
+    old_label: Mapped[Optional[int]] = mapped_column(BigInteger)
+    new_label: Mapped[Optional[int]] = mapped_column(BigInteger)
+    parent_row_id: Mapped[Optional[int]] = mapped_column(BigInteger, index=True)
+
+
+
 # ---- issue 4: snapshots, reviews, policy, model versions (migration 0003) -------------------
+
+
+class Policy(Base):
+    """One version of the review policy: thresholds, evaluation snapshot, scan settings. The
+    newest record is in force; every review names the version it used."""
+
+    __tablename__ = "policies"
+    id: Mapped[int] = _id()
+    settings: Mapped[str] = mapped_column(Text)  # canonical JSON
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class Snapshot(Base):
+    """A named, frozen version: its full manifest (member row ids as sorted runs, labels that
+    differ from the stored ones, the digests of the chunks holding the rows) and digests."""
+
+    __tablename__ = "snapshots"
+    id: Mapped[int] = _id()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    content_digest: Mapped[str] = mapped_column(String(64))  # = the version's, re-derived
+    manifest_digest: Mapped[str] = mapped_column(String(64))
+    row_runs: Mapped[bytes] = mapped_column(LargeBinary)  # int64 (first id, count) pairs
+    override_ids: Mapped[bytes] = mapped_column(LargeBinary)
+    override_labels: Mapped[bytes] = mapped_column(LargeBinary)
+    chunk_digests: Mapped[str] = mapped_column(Text)  # canonical JSON [[chunk id, digest], ...]
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class SnapshotReview(Base):
+    """An approval attempt (passed or failed, with its gate report), a rejection or a
+    revocation of a snapshot. Status comes from the passed reviews only."""
+
+    __tablename__ = "snapshot_reviews"
+    id: Mapped[int] = _id()
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject | revoke
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
+    content_digest: Mapped[str] = mapped_column(String(64))  # what the review binds to
+    report: Mapped[str] = mapped_column(Text)  # canonical JSON gate report
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ModelVersion(Base):
+    """A model trained from an approved snapshot: ``model``:``number``."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model", "number", name="uq_model_versions_model_number"),)
+    id: Mapped[int] = _id()
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    snapshot_digest: Mapped[str] = mapped_column(String(64))
+    estimator: Mapped[str] = mapped_column(String(40))
+    params: Mapped[str] = mapped_column(Text)  # canonical JSON, seed included
+    code_identity: Mapped[str] = mapped_column(String(200))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_size: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[str] = mapped_column(Text)  # canonical JSON
+    policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ArtifactChunk(Base):
+    """The serialized model, in pieces of at most 1 MiB, in order of ``seq``."""
+
+    __tablename__ = "artifact_chunks"
+    id: Mapped[int] = _id()
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ModelReview(Base):
+    """A release attempt of a model version (passed or failed), with its gate report."""
+
+    __tablename__ = "model_reviews"
+    id: Mapped[int] = _id()
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))  # release
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
+    report: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
 
 
 # Tables whose rows are anchored in the chain by record_digest (all history but the chain itself).

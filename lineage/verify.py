@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from sqlalchemy import select
 
 from lineage.chain import GENESIS, event_digest, record_digest
-from lineage.errors import IntegrityError
+from lineage.errors import BadInputError, IntegrityError
 from lineage.store import Store
 from lineage.tables import RECORD_TABLES, Event
 
@@ -24,9 +24,20 @@ class VerifyReport:
     head_digest: str
 
 
-def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]] = None) -> VerifyReport:
+def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]] = None,
+                 expect: Optional[str] = None) -> VerifyReport:
     """Recompute the chain and all record digests; raise IntegrityError naming the first
-    broken event or tampered record, else return counts and the chain head's digest."""
+    broken event or tampered record, else return counts and the chain head's digest.
+
+    The chain alone cannot show that its newest events were cut off (with their records): pass
+    ``expect``, a head digest noted earlier (or its first 12+ hex digits), to require that event.
+    """
+    if expect is not None:
+        expect = expect.strip().lower()
+        if len(expect) < 12 or any(c not in "0123456789abcdef" for c in expect):
+            raise BadInputError(f"--expect {expect!r}: give a chain head digest (at least 12 hex "
+                                "digits, as `lineage verify` prints it)")
+    found_expected = expect is None
     anchored: dict[tuple[str, int], tuple[str, int]] = {}
     prev, expected_id = GENESIS, 1
     with store.read() as session:
@@ -49,7 +60,12 @@ def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]]
             for table, entries in records.items():
                 for record_id, record_dig in entries:
                     anchored[(table, record_id)] = (record_dig, ev.id)
+            if not found_expected and ev.digest.startswith(expect):
+                found_expected = True
             prev, expected_id = ev.digest, expected_id + 1
+        if not found_expected:
+            raise IntegrityError(f"no event has the expected digest {expect}: the chain was "
+                                 f"truncated or rewritten (it has {expected_id - 1} events)")
 
         total = len(anchored)
         seen = 0
@@ -58,6 +74,8 @@ def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]]
             for row in session.execute(select(table).order_by(table.c.id)).mappings().yield_per(64):
                 key = (table.name, row["id"])
                 what = f"{table.name} record {row['id']}"
+                if table.name == "chunks":
+                    what += f" (rows {row['first_row_id']}..{row['first_row_id'] + row['n_rows'] - 1})"
                 if key not in anchored:
                     raise IntegrityError(f"{what} is not recorded in the event chain "
                                          "(inserted behind the store's back)")
@@ -72,4 +90,8 @@ def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]]
             (table, record_id), (_, event_id) = min(anchored.items(), key=lambda kv: kv[1][1])
             raise IntegrityError(f"{table} record {record_id}, recorded by event {event_id}, "
                                  "is missing (deleted behind the store's back)")
+        # Row effects are anchored through their transformation's params (effects digest).
+        from lineage.transforms import check_effects
+
+        check_effects(session)
     return VerifyReport(events=expected_id - 1, records=seen, head_digest=prev)

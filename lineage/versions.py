@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from lineage.errors import NotFoundError
 from lineage.storage import LABEL_DTYPE, ID_DTYPE, ids_from_bytes, ids_to_bytes, gather_rows
@@ -32,11 +32,16 @@ class Members:
 
 
 def content_digest(row_ids: np.ndarray, X: np.ndarray, y: np.ndarray) -> str:
+    # hashlib reads the contiguous arrays' buffers in place: the same bytes as .tobytes(), no copy.
     h = hashlib.sha256(b"lineage-version-v1\0")
-    h.update(np.ascontiguousarray(row_ids, dtype=ID_DTYPE).tobytes())
-    h.update(np.ascontiguousarray(y, dtype=LABEL_DTYPE).tobytes())
-    h.update(np.ascontiguousarray(X).tobytes())
+    h.update(np.ascontiguousarray(row_ids, dtype=ID_DTYPE))
+    h.update(np.ascontiguousarray(y, dtype=LABEL_DTYPE))
+    h.update(np.ascontiguousarray(X))
     return h.hexdigest()
+
+
+_LAZY_BLOBS = [defer(Version.removed_ids), defer(Version.added_ids), defer(Version.added_labels),
+               defer(Version.relabel_ids), defer(Version.relabel_labels)]
 
 
 def find_version(session: Session, ref: str | int) -> Version:
@@ -44,9 +49,11 @@ def find_version(session: Session, ref: str | int) -> Version:
     text_ref = str(ref).strip()
     version = None
     digits = text_ref[1:] if text_ref[:1] in ("v", "V") else text_ref
-    version = session.scalars(select(Version).where(Version.name == text_ref)).first()
+    # Delta blobs load on first access: finding a version never reads a root's id array.
+    version = session.scalars(select(Version).options(*_LAZY_BLOBS)
+                              .where(Version.name == text_ref)).first()
     if version is None and digits.isdigit():
-        version = session.get(Version, int(digits))
+        version = session.get(Version, int(digits), options=_LAZY_BLOBS)
     if version is None:
         raise NotFoundError(f"no version {text_ref!r} (see `lineage version list`)")
     return version
@@ -59,14 +66,27 @@ def _chain(session: Session, version: Version) -> list[Version]:
     return chain[::-1]
 
 
+# Set operations on sorted unique id arrays by binary search: O(k log n) for a delta of k ids
+# against n members, where np.isin / np.union1d would sort or hash all n each time.
+def _in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask over ``ids``: which of them are in ``sorted_ids``."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[pos] == ids
+
+
 def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row ids, label overrides' ids, override labels) of a version, from its deltas alone."""
-    ids = EMPTY
+    # Removals clear an ``alive`` mask instead of copying the ids each time: one compaction at
+    # the end, so a version many transformations deep costs about what its root does.
+    ids, alive = EMPTY, np.empty(0, dtype=bool)
     over_ids, over_labels = EMPTY, EMPTY
     for v in _chain(session, version):
         removed = ids_from_bytes(v.removed_ids)
-        if len(removed):
-            ids = ids[~np.isin(ids, removed, assume_unique=True)]
+        if len(removed) and len(ids):
+            pos = np.minimum(np.searchsorted(ids, removed), len(ids) - 1)
+            alive[pos[ids[pos] == removed]] = False
         added = ids_from_bytes(v.added_ids)
         relabel_ids = ids_from_bytes(v.relabel_ids)
         relabels = np.frombuffer(bytes(v.relabel_labels), dtype=LABEL_DTYPE) if v.relabel_labels else EMPTY
@@ -74,12 +94,26 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
             relabel_ids = np.concatenate([added, relabel_ids])
             relabels = np.concatenate([np.frombuffer(bytes(v.added_labels), dtype=LABEL_DTYPE), relabels])
         if len(added):
-            ids = np.union1d(ids, added) if len(ids) else added.copy()
+            if not len(ids):
+                ids, alive = added.copy(), np.ones(len(added), dtype=bool)
+            else:
+                known = _in_sorted(ids, added)
+                if known.any():
+                    alive[np.searchsorted(ids, added[known])] = True
+                new = added[~known]
+                if len(new) and new[0] > ids[-1]:  # new rows get the highest ids: the common case
+                    ids = np.concatenate([ids, new])
+                    alive = np.concatenate([alive, np.ones(len(new), dtype=bool)])
+                elif len(new):
+                    at = np.searchsorted(ids, new)
+                    ids, alive = np.insert(ids, at, new), np.insert(alive, at, True)
         if len(relabel_ids):
             # Newest override wins: drop older overrides of the same ids, then append.
             keep = ~np.isin(over_ids, relabel_ids)
             over_ids = np.concatenate([over_ids[keep], relabel_ids])
             over_labels = np.concatenate([over_labels[keep], relabels])
+    if not alive.all():
+        ids = ids[alive]
     return ids, over_ids, over_labels
 
 
@@ -89,7 +123,7 @@ def materialize(session: Session, version: Version, *, verify: bool = False) -> 
     ids, over_ids, over_labels = member_labels(session, version)
     X, y = gather_rows(session, dataset, ids, verify=verify)
     if len(over_ids):
-        inside = np.isin(over_ids, ids)
+        inside = _in_sorted(ids, over_ids)
         pos = np.searchsorted(ids, over_ids[inside])
         y = y.copy()
         y[pos] = over_labels[inside]
@@ -100,13 +134,15 @@ def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Vers
                 transformation_id: Optional[int] = None, ingest_id: Optional[int] = None,
                 removed: np.ndarray = EMPTY, added: np.ndarray = EMPTY,
                 added_labels: Optional[np.ndarray] = None, relabel_ids: np.ndarray = EMPTY,
-                relabel_labels: np.ndarray = EMPTY, name: Optional[str] = None) -> Version:
+                relabel_labels: np.ndarray = EMPTY, name: Optional[str] = None,
+                digest: Optional[str] = None) -> Version:
     """Record a version as a delta against ``parent``; ``members`` is its full content, used
-    only for the row count and the content digest."""
+    only for the row count and the content digest (``digest``, when the caller computed it
+    already, e.g. streaming over chunks; then ``members.X`` is not needed)."""
     return tx.add(Version(
         dataset_id=dataset.id, name=name, parent_id=parent.id if parent else None,
         transformation_id=transformation_id, ingest_id=ingest_id, n_rows=len(members.row_ids),
-        content_digest=content_digest(members.row_ids, members.X, members.y),
+        content_digest=digest or content_digest(members.row_ids, members.X, members.y),
         removed_ids=ids_to_bytes(np.sort(removed)), added_ids=ids_to_bytes(np.sort(added)),
         added_labels=None if added_labels is None else np.ascontiguousarray(
             added_labels[np.argsort(added)], dtype=LABEL_DTYPE).tobytes(),

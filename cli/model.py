@@ -1,0 +1,164 @@
+"""`lineage train`, `lineage model ...` and `lineage trace model`: model versions from approved
+snapshots, their artifacts, release, and the walk back to every source."""
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, print_json,
+                                print_table)
+from lineage.errors import BadInputError
+from lineage.training import export_model, get_model, list_models, release_model, trace_model, train
+
+model_app = typer.Typer(help="Model versions: list, show, export the artifact, release.",
+                        no_args_is_help=True)
+
+RefArg = Annotated[str, typer.Argument(help="NAME:NUMBER (or NAME for its newest version).")]
+COLUMNS = ["model", "status", "estimator", "snapshot", "clean acc", "worst ASR", "worst trigger",
+           "artifact", "by", "at"]
+
+
+def _row(m):
+    return [m.ref, m.status, m.estimator, m.snapshot, m.clean_accuracy, m.worst_asr,
+            m.metrics.get("worst_trigger"), m.artifact_sha256[:16], m.actor, m.created_at]
+
+
+def _show(m, as_json: bool) -> None:
+    if as_json:
+        print_json(m)
+        return
+    print_table(f"model {m.ref}", COLUMNS, [_row(m)])
+    if m.status == "affected":
+        out.print(f"AFFECTED: {m.affected_reason}", markup=False)
+    out.print(f"snapshot digest {m.snapshot_digest}; artifact sha256 {m.artifact_sha256} "
+              f"({m.artifact_size} bytes); params {json.dumps(m.params, sort_keys=True)}; "
+              f"code {m.code_identity}", markup=False)
+    for t in m.metrics.get("triggers", [])[:5]:
+        out.print(f"  trigger {t['trigger']} -> {t['target']}: ASR {t['asr']:.4f} "
+                  f"(raw {t['raw_asr']:.4f}, baseline {t['baseline_asr']:.4f})", markup=False)
+    for r in m.reviews:
+        out.print(f"review {r['id']}: {r['decision']} {'passed' if r['passed'] else 'FAILED'} by "
+                  f"{r['actor']} (policy version {r['policy_version']})", markup=False)
+
+
+def _params(items: Optional[list[str]]) -> dict:
+    params = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInputError(f"--param {item!r}: write KEY=VALUE, e.g. max_iter=200")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
+
+
+@handle_errors
+def train_command(
+    snapshot: Annotated[str, typer.Option("--snapshot", help="An approved snapshot.")],
+    model: Annotated[str, typer.Option("--model", help="The model's name (versions are numbered).")],
+    estimator: Annotated[str, typer.Option(help="logistic or mlp.")] = "logistic",
+    seed: Annotated[int, typer.Option(help="Random seed of the estimator.")] = 0,
+    param: Annotated[Optional[list[str]], typer.Option(help="Estimator parameter KEY=VALUE (repeatable).")] = None,
+    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+):
+    """Train on an approved snapshot (only) and register a model version with its metrics.
+
+    Example: lineage train --snapshot digits-train-2026w48 --model digits-clf --estimator logistic --seed 0
+    """
+    with opened(db, actor) as store:
+        _show(train(store, snapshot=snapshot, model=model, estimator=estimator, seed=seed,
+                    params=_params(param)), as_json)
+
+
+@model_app.command("list")
+@handle_errors
+def list_(db: DbOpt = None, as_json: JsonOpt = False):
+    """List model versions with status, snapshot and metrics.
+
+    Example: lineage model list
+    """
+    with opened(db) as store:
+        models = list_models(store)
+    if as_json:
+        print_json(models)
+    else:
+        print_table("model versions", COLUMNS, [_row(m) for m in models])
+
+
+@model_app.command("show")
+@handle_errors
+def show(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
+    """Show a model version: status (affected when its snapshot was revoked), metrics, reviews.
+
+    Example: lineage model show digits-clf:1
+    """
+    with opened(db) as store:
+        _show(get_model(store, ref), as_json)
+
+
+@model_app.command("export")
+@handle_errors
+def export(ref: RefArg,
+           out_path: Annotated[Path, typer.Option("--out", help="File to write the pickled pipeline to.")],
+           force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+           db: DbOpt = None, as_json: JsonOpt = False):
+    """Write a model version's stored artifact (verified against its sha256) to a file.
+
+    Example: lineage model export digits-clf:1 --out digits-clf-1.pkl
+    """
+    with opened(db) as store:
+        m = export_model(store, ref, out_path, overwrite=force)
+    if as_json:
+        print_json({"model": m.ref, "path": str(out_path), "sha256": m.artifact_sha256,
+                    "bytes": m.artifact_size})
+    else:
+        out.print(f"wrote {m.ref} to {out_path} ({m.artifact_size} bytes, sha256 {m.artifact_sha256})")
+
+
+@model_app.command("release")
+@handle_errors
+def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why.")] = None,
+            db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+    """Release gate: snapshot still approved, clean accuracy and ASR within the policy, four eyes;
+    exit 4 listing each failed check (the failed review is recorded).
+
+    Example: lineage model release digits-clf:1 --as reviewer
+    """
+    with opened(db, actor) as store:
+        _show(release_model(store, ref, reason=reason), as_json)
+
+
+@handle_errors
+def trace_model_command(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
+    """Trace a model version: model -> snapshot -> versions -> transformations -> ingests ->
+    sources, with row counts and coverage, every digest verified on the way.
+
+    Example: lineage trace model digits-clf:1 --json
+    """
+    with opened(db) as store:
+        t = trace_model(store, ref)
+    if as_json:
+        print_json(t)
+        return
+    m, s = t.model, t.snapshot
+    out.print(f"model {m['ref']} ({m['status']}, {m['estimator']}): clean accuracy "
+              f"{m['clean_accuracy']}, worst ASR {m['worst_asr']} ({m['worst_trigger']}); artifact "
+              f"{m['artifact_sha256'][:16]}", markup=False)
+    out.print(f"<- snapshot {s['name']} ({s['status']}, {s['n_rows']} rows, digest "
+              f"{s['content_digest'][:16]}, approved by {s['approved_by']}, coverage {s['coverage']})",
+              markup=False)
+    print_table("versions (oldest first)", ["id", "name", "rows", "transformation", "ingest", "by", "digest"],
+                [[v["id"], v["name"], v["n_rows"], v["transformation_id"], v["ingest_id"], v["actor"],
+                  v["content_digest"][:16]] for v in t.versions])
+    print_table("transformations", ["id", "kind", "actor", "reason", "code"],
+                [[x["id"], x["kind"], x["actor"], x["reason"], x["code_identity"]] for x in t.transformations])
+    print_table("ingests", ["id", "source", "rows in snapshot", "file", "sha256", "by"],
+                [[i["id"], i["source"], i.get("rows_in_snapshot", i["rows"] if "rows" in i else None),
+                  i.get("file_name"), (i.get("file_sha256") or "")[:16], i.get("actor")] for i in t.ingests])
+    print_table("sources", ["name", "kind", "status", "rows", "uri", "license"],
+                [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources])
+    out.print(f"verified: {t.verified['records']} records, artifact sha256, manifest digest", markup=False)

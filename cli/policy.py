@@ -1,0 +1,68 @@
+"""`lineage policy ...`: the review policy, as versioned records."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from lineage.cli.common import ActorOpt, DbOpt, JsonOpt, handle_errors, opened, print_json, print_table
+from lineage.errors import BadInputError
+from lineage.policy import get_policy, list_policies, set_policy
+
+policy_app = typer.Typer(help="Review policy: thresholds, evaluation snapshot, scan settings "
+                         "(every change is a new version).", no_args_is_help=True)
+
+COLUMNS = ["version", "min coverage", "max ASR", "min clean acc", "evaluation snapshot", "scan sizes",
+           "estimator", "seed", "by", "at"]
+
+
+def _row(p):
+    return [p.version, p.min_coverage, p.max_asr, p.min_clean_accuracy, p.evaluation_snapshot,
+            ",".join(map(str, p.scan_sizes)), p.reference_estimator, p.seed, p.actor or "(defaults)",
+            p.created_at]
+
+
+@policy_app.command("show")
+@handle_errors
+def show(all_: Annotated[bool, typer.Option("--all", help="Every stored version, oldest first.")] = False,
+         db: DbOpt = None, as_json: JsonOpt = False):
+    """Show the policy in force (version 0 means the built-in defaults).
+
+    Example: lineage policy show --all
+    """
+    with opened(db) as store:
+        policies = list_policies(store) if all_ else [get_policy(store)]
+    if as_json:
+        print_json(policies if all_ else policies[0])
+    else:
+        print_table("policy" + (" versions" if all_ else " in force"), COLUMNS, [_row(p) for p in policies])
+
+
+@policy_app.command("set")
+@handle_errors
+def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-out snapshot the shadow evaluation and training metrics use.")] = None,
+         min_coverage: Annotated[Optional[float], typer.Option(help="Minimum provenance coverage (0..1).")] = None,
+         max_asr: Annotated[Optional[float], typer.Option(help="Maximum baseline-corrected ASR of the worst trigger candidate (0..1).")] = None,
+         min_clean_accuracy: Annotated[Optional[float], typer.Option(help="Minimum clean accuracy on the evaluation snapshot (0..1).")] = None,
+         scan_sizes: Annotated[Optional[str], typer.Option(help="Trigger patch sizes to scan, e.g. 1,2,3.")] = None,
+         reference_estimator: Annotated[Optional[str], typer.Option(help="Shadow model: logistic or mlp.")] = None,
+         seed: Annotated[Optional[int], typer.Option(help="Seed of the shadow model.")] = None,
+         reason: Annotated[Optional[str], typer.Option(help="Why the policy changes.")] = None,
+         db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+    """Record a new policy version: the one in force with the given settings changed.
+
+    Example: lineage policy set --evaluation-snapshot digits-eval --min-coverage 1.0 --max-asr 0.25 --min-clean-accuracy 0.9
+    """
+    sizes = None
+    if scan_sizes is not None:
+        try:
+            sizes = [int(p) for p in scan_sizes.split(",") if p.strip()]
+        except ValueError:
+            raise BadInputError(f"--scan-sizes {scan_sizes!r}: give sizes like 1,2,3") from None
+    with opened(db, actor) as store:
+        p = set_policy(store, evaluation_snapshot=evaluation_snapshot, min_coverage=min_coverage,
+                       max_asr=max_asr, min_clean_accuracy=min_clean_accuracy, scan_sizes=sizes,
+                       reference_estimator=reference_estimator, seed=seed, reason=reason)
+    if as_json:
+        print_json(p)
+    else:
+        print_table("policy in force", COLUMNS, [_row(p)])

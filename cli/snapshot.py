@@ -1,0 +1,119 @@
+"""`lineage snapshot ...`: freeze versions, review them through the gates, list and show."""
+
+from typing import Annotated, Optional
+
+import typer
+
+from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, print_json,
+                                print_table)
+from lineage.gates import approve_snapshot
+from lineage.snapshots import (create_snapshot, get_snapshot, list_snapshots, reject_snapshot,
+                               revoke_snapshot)
+
+snapshot_app = typer.Typer(help="Frozen, reviewed snapshots: create, approve (runs the gates), "
+                           "reject, revoke, list, show.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="The snapshot's name.")]
+ReasonOpt = Annotated[Optional[str], typer.Option(help="Why (required to reject or revoke).")]
+
+
+def _row(s):
+    return [s.id, s.name, s.status, s.dataset, f"v{s.version_id}" + (f" ({s.version_name})" if s.version_name else ""),
+            s.n_rows, s.coverage, s.content_digest[:16], s.actor, s.created_at]
+
+
+COLUMNS = ["id", "name", "status", "dataset", "version", "rows", "coverage", "digest", "by", "at"]
+
+
+def _show(info, as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+        return
+    print_table(f"snapshot {info.name}", COLUMNS, [_row(info)])
+    out.print(f"content digest {info.content_digest}; manifest digest {info.manifest_digest}")
+    for r in info.reviews:
+        verdict = ("passed" if r.passed else "FAILED") if r.decision == "approve" else "recorded"
+        out.print(f"review {r.id}: {r.decision} {verdict} by {r.actor} at {r.created_at:%Y-%m-%d %H:%M:%S}"
+                  f" (policy version {r.policy_version})" + (f": {r.reason}" if r.reason else ""))
+        for g in r.report.get("gates", []):
+            out.print(f"  {'ok ' if g['passed'] else 'FAIL'} {g['gate']}: {g['message']}", markup=False)
+        if r.report.get("affected_models"):
+            out.print(f"  affected model versions: {', '.join(r.report['affected_models'])}")
+    if info.models:
+        out.print(f"model versions trained on it: {', '.join(info.models)}")
+
+
+@snapshot_app.command("create")
+@handle_errors
+def create(name: NameArg,
+           version: Annotated[str, typer.Option("--version", help="The version to freeze (id, vN or name).")],
+           db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+    """Freeze a version as a named snapshot: full manifest and content digest, pending review.
+
+    Example: lineage snapshot create digits-train-2026w48 --version v5 --as engineer
+    """
+    with opened(db, actor) as store:
+        _show(create_snapshot(store, name, version=version), as_json)
+
+
+@snapshot_app.command("approve")
+@handle_errors
+def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+            as_json: JsonOpt = False):
+    """Run every gate (coverage, sources, four eyes, shadow evaluation) and record the review;
+    exit 4 listing each failed check (the failed review is recorded, the snapshot stays pending).
+
+    Example: lineage snapshot approve digits-train-2026w48 --as reviewer
+    """
+    with opened(db, actor) as store:
+        _show(approve_snapshot(store, name, reason=reason), as_json)
+
+
+@snapshot_app.command("reject")
+@handle_errors
+def reject(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+           as_json: JsonOpt = False):
+    """Reject a pending snapshot.
+
+    Example: lineage snapshot reject digits-train-2026w48 --reason "labels unchecked" --as reviewer
+    """
+    with opened(db, actor) as store:
+        _show(reject_snapshot(store, name, reason=reason), as_json)
+
+
+@snapshot_app.command("revoke")
+@handle_errors
+def revoke(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
+           as_json: JsonOpt = False):
+    """Revoke an approved snapshot; lists the model versions trained on it (now affected).
+
+    Example: lineage snapshot revoke digits-train-2026w48 --reason "poisoned rows found" --as reviewer
+    """
+    with opened(db, actor) as store:
+        _show(revoke_snapshot(store, name, reason=reason), as_json)
+
+
+@snapshot_app.command("list")
+@handle_errors
+def list_(db: DbOpt = None, as_json: JsonOpt = False):
+    """List snapshots with their status (from their reviews), rows, coverage and digest.
+
+    Example: lineage snapshot list --json
+    """
+    with opened(db) as store:
+        snaps = list_snapshots(store)
+    if as_json:
+        print_json(snaps)
+    else:
+        print_table("snapshots", COLUMNS, [_row(s) for s in snaps])
+
+
+@snapshot_app.command("show")
+@handle_errors
+def show(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False):
+    """Show a snapshot: status, digests, coverage, every review with its gate report, models.
+
+    Example: lineage snapshot show digits-train-2026w48
+    """
+    with opened(db) as store:
+        _show(get_snapshot(store, name), as_json)

@@ -1,0 +1,52 @@
+"""`lineage trace row ID`: one row's history, from records."""
+
+from typing import Annotated
+
+import typer
+
+from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
+from lineage.trace import trace_row
+
+trace_app = typer.Typer(help="Walk lineage back: a row's source, ingest, transformations, versions.",
+                        no_args_is_help=True)
+
+
+@trace_app.command("row")
+@handle_errors
+def row(row_id: Annotated[str, typer.Argument(help="The row id.")], db: DbOpt = None,
+        as_json: JsonOpt = False):
+    """Trace a row: raw ingest and source -> every transformation that touched it (or the rows
+    it derives from) -> the versions that hold it.
+
+    Example: lineage trace row 1234
+    """
+    with opened(db) as store:
+        t = trace_row(store, row_id)
+    if as_json:
+        print_json(t)
+        return
+    o = t.origin
+    lineage_text = " <- ".join(str(r) for r in (t.row_id, *t.ancestors))
+    out.print(f"row {t.row_id} (dataset {t.dataset}, stored label {t.stored_label}); "
+              f"derived: {lineage_text if t.ancestors else 'no (raw row)'}"
+              + (f"; rows made from it: {', '.join(map(str, t.descendants))}" if t.descendants else ""))
+    if o is None:
+        out.print("origin: none in the store (row came from an external edit)")
+    else:
+        out.print(f"origin: raw row {o.raw_row_id}, ingest {o.ingest_id} by {o.ingest_actor} at "
+                  f"{o.ingested_at:%Y-%m-%d %H:%M:%S} (file {o.file_name}, sha256 "
+                  f"{o.file_sha256[:16]}); source {o.source} ({o.source_kind}, {o.source_status}, "
+                  f"license {o.license or '-'}, uri {o.uri or '-'})")
+    print_table("transformations (oldest first)",
+                ["t", "kind", "effect", "row", "detail", "version", "actor", "reason"],
+                [[s.transformation_id, s.kind, s.effect, s.row_id,
+                  (f"{s.old_label} -> {s.new_label}" if s.effect == "relabelled" else
+                   f"from row {s.parent_row_id}, label {s.old_label} -> {s.new_label}"
+                   if s.effect == "modified" else s.side or ""),
+                  f"v{s.version_id}" + (f" ({s.version_name})" if s.version_name else ""),
+                  s.actor, s.reason] for s in t.steps])
+    codes = sorted({(s.transformation_id, s.code_identity) for s in t.steps})
+    if codes:
+        out.print("code: " + "; ".join(f"t{i} {c}" for i, c in codes))
+    out.print("versions holding it: " + (", ".join(
+        f"v{v.id}" + (f" ({v.name})" if v.name else "") for v in t.versions) or "none"))

@@ -1,0 +1,276 @@
+"""Approval gates: what a snapshot must pass before training may read it.
+
+``approve_snapshot`` runs every gate, then records one review holding the full gate report, pass
+or fail, and the policy version used. A failed gate leaves the snapshot pending and raises
+GateFailedError listing each failed check with its numbers. The gates:
+
+1. coverage: provenance coverage (``lineage.coverage``) >= the policy's ``min_coverage``;
+2. sources: no row comes from a quarantined, rejected or revoked source (derived rows count
+   for the source of the raw row they derive from);
+3. four eyes: the reviewer is neither the snapshot's creator nor the actor of any
+   transformation (or version) in its history;
+4. shadow evaluation: a reference model (the policy's estimator and seed) trained on the snapshot
+   and evaluated on the policy's evaluation snapshot: clean accuracy >= ``min_clean_accuracy`` and
+   the worst trigger candidate's baseline-corrected ASR <= ``max_asr`` (see ``lineage.scan``). The
+   evaluation snapshot must share rows with the reviewed snapshot: none (it is held out).
+
+Setup problems are not gate failures and write nothing: no evaluation snapshot in the policy, an
+evaluation snapshot with another schema, or one that was rejected or revoked (BadInputError).
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage.chain import canonical
+from lineage.errors import BadInputError, GateFailedError, RefusedError
+from lineage.policy import PolicyInfo, policy_in_force
+from lineage.sources import source_status
+from lineage.store import Store
+from lineage.tables import Dataset, Ingest, Snapshot, SnapshotReview, Source, Transformation, Version
+from lineage.snapshots import (find_snapshot, read_snapshot_rows, snapshot_info, snapshot_status,
+                               SnapshotInfo)
+
+BLOCKED_STATUSES = ("quarantined", "rejected", "revoked")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The policy's evaluation snapshot, read and verified: held-out rows and their schema."""
+
+    name: str
+    row_ids: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    image_shape: str
+    value_max: float
+
+
+def _schema(dataset: Dataset) -> dict:
+    return {"n_features": dataset.n_features, "image_shape": dataset.image_shape,
+            "classes": json.loads(dataset.classes), "value_max": dataset.value_max}
+
+
+def evaluation_rows(session: Session, policy: PolicyInfo, dataset: Dataset,
+                    for_what: str) -> Evaluation:
+    """Read the policy's evaluation snapshot, checked against ``dataset``'s schema.
+
+    Raises BadInputError when the policy names none, it was rejected or revoked, or its schema
+    differs; IntegrityError when its rows no longer match its digest.
+    """
+    if not policy.evaluation_snapshot:
+        raise BadInputError(f"the policy (version {policy.version}) names no evaluation snapshot: "
+                            "set one with `lineage policy set --evaluation-snapshot NAME`")
+    snap = find_snapshot(session, policy.evaluation_snapshot)
+    status = snapshot_status(session, snap)
+    if status in ("rejected", "revoked"):
+        raise BadInputError(f"evaluation snapshot {snap.name!r} is {status}: set another with "
+                            "`lineage policy set --evaluation-snapshot NAME`")
+    eval_ds = session.get(Dataset, snap.dataset_id)
+    mine, theirs = _schema(dataset), _schema(eval_ds)
+    if mine != theirs:
+        diff = "; ".join(f"{k} {theirs[k]} vs {mine[k]}" for k in mine if mine[k] != theirs[k])
+        raise BadInputError(f"evaluation snapshot {snap.name!r} (dataset {eval_ds.name!r}) has a "
+                            f"different schema from {for_what} (dataset {dataset.name!r}): {diff}; "
+                            "set a matching one with `lineage policy set --evaluation-snapshot NAME`")
+    if not dataset.image_shape:
+        raise BadInputError(f"dataset {dataset.name!r} has no image shape: the trigger scan needs one")
+    if dataset.value_max is None:
+        raise BadInputError(f"dataset {dataset.name!r} has no value range: the trigger scan stamps "
+                            "patches at the dataset's maximum value")
+    ids, X, y = read_snapshot_rows(session, snap)
+    return Evaluation(name=snap.name, row_ids=ids, X=X, y=y, image_shape=dataset.image_shape,
+                      value_max=float(dataset.value_max))
+
+
+def history_actors(session: Session, version: Version) -> tuple[set[str], list[dict]]:
+    """Actors of every transformation (and derived version) in ``version``'s history."""
+    actors: set[str] = set()
+    steps = []
+    seen: set[int] = set()
+    todo = [version]
+    while todo:
+        v = todo.pop()
+        if v.id in seen:
+            continue
+        seen.add(v.id)
+        if v.transformation_id is not None:
+            t = session.get(Transformation, v.transformation_id)
+            actors.update({t.actor, v.actor})
+            steps.append({"version": v.id, "transformation": t.id, "kind": t.kind, "actor": t.actor})
+        if v.parent_id is not None:
+            todo.append(session.get(Version, v.parent_id))
+    return actors, sorted(steps, key=lambda s: s["version"])
+
+
+def _coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> dict:
+    from lineage.coverage import version_coverage
+
+    report = version_coverage(session, version)
+    passed = report.coverage >= policy.min_coverage
+    uncovered = report.n_rows - report.n_covered
+    reasons = ", ".join(f"{k} {v}" for k, v in report.breakdown.items())
+    return {"gate": "coverage", "passed": passed, "coverage": round(report.coverage, 6),
+            "min_coverage": policy.min_coverage, "n_rows": report.n_rows,
+            "n_covered": report.n_covered, "breakdown": dict(report.breakdown),
+            "message": (f"coverage {report.coverage:.4f} >= {policy.min_coverage:g}" if passed else
+                        f"coverage {report.coverage:.4f} < {policy.min_coverage:g} ({uncovered} of "
+                        f"{report.n_rows} rows uncovered: {reasons})")}
+
+
+def row_sources(session: Session, dataset_id: int, ids: np.ndarray) -> list[dict]:
+    """Rows per source (derived rows count for their raw row's source), with the source's status."""
+    from lineage.coverage import origins
+
+    ingest_of, _ = origins(session, dataset_id, ids)
+    out = []
+    for ingest_id, count in zip(*np.unique(ingest_of, return_counts=True)):
+        if ingest_id < 0:
+            out.append({"source": None, "ingest": None, "status": "outside the store", "rows": int(count)})
+            continue
+        ingest = session.get(Ingest, int(ingest_id))
+        source = session.get(Source, ingest.source_id)
+        out.append({"source": source.name, "ingest": ingest.id, "kind": source.kind,
+                    "status": source_status(session, source), "rows": int(count)})
+    return out
+
+
+def _sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict:
+    per_ingest = row_sources(session, snapshot.dataset_id, ids)
+    by_source: dict = {}
+    for entry in per_ingest:
+        key = entry["source"]
+        agg = by_source.setdefault(key, {"source": key, "status": entry["status"], "rows": 0})
+        agg["rows"] += entry["rows"]
+    blocked = [s for s in by_source.values() if s["status"] in BLOCKED_STATUSES]
+    n_blocked = sum(s["rows"] for s in blocked)
+    return {"gate": "sources", "passed": not blocked, "sources": list(by_source.values()),
+            "blocked_rows": n_blocked,
+            "message": ("no rows from quarantined, rejected or revoked sources" if not blocked else
+                        f"{n_blocked} rows from blocked sources: " + ", ".join(
+                            f"{s['source']} ({s['status']}, {s['rows']} rows)" for s in blocked))}
+
+
+def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str) -> dict:
+    version = session.get(Version, snapshot.version_id)
+    actors, steps = history_actors(session, version)
+    problems = []
+    if reviewer == snapshot.actor:
+        problems.append(f"reviewer {reviewer!r} created the snapshot")
+    if reviewer in actors:
+        kinds = sorted({s["kind"] for s in steps if s["actor"] == reviewer})
+        problems.append(f"reviewer {reviewer!r} made transformations in its history ({', '.join(kinds) or 'versions'})")
+    return {"gate": "four_eyes", "passed": not problems, "reviewer": reviewer,
+            "creator": snapshot.actor, "history_actors": sorted(actors),
+            "message": "; ".join(problems) if problems else
+            f"reviewer {reviewer!r} is neither the creator nor a transformation actor"}
+
+
+def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, estimator: str,
+                      seed: int, sizes, params: Optional[dict] = None):
+    """Train ``estimator`` on (X, y) and measure it on the evaluation rows.
+
+    Returns (model, clean accuracy, TriggerScanResult with baseline-corrected rates).
+    """
+    from lineage.scan import baseline_rates, scan_triggers
+    from lineage.training import fit_estimator
+
+    model = fit_estimator(estimator, X, y, seed=seed, value_max=evaluation.value_max, params=params)
+    Xe = evaluation.X.astype(np.float64)
+    accuracy = float((model.predict(Xe) == evaluation.y).mean()) if len(Xe) else 0.0
+    classes = sorted(set(np.unique(evaluation.y).tolist()) | set(model.classes_.tolist()))
+
+    def fit_reference(Xr, yr):
+        # Same estimator, regularized as if it saw as many rows as the model under test.
+        return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
+                             params=params, n_equivalent=len(X))
+
+    baseline = baseline_rates(fit_reference, Xe, evaluation.y, image_shape=evaluation.image_shape,
+                              value=evaluation.value_max, sizes=sizes, classes=classes,
+                              random_state=seed)
+    scan = scan_triggers(model, Xe, evaluation.y, image_shape=evaluation.image_shape,
+                         value=evaluation.value_max, sizes=sizes, target_classes=classes,
+                         baseline=baseline)
+    return model, accuracy, scan
+
+
+def _shadow_gate(X, y, ids, evaluation: Evaluation, policy: PolicyInfo) -> dict:
+    overlap = int(np.isin(ids, evaluation.row_ids).sum())
+    _, accuracy, scan = shadow_evaluation(X, y, evaluation, estimator=policy.reference_estimator,
+                                          seed=policy.seed, sizes=policy.scan_sizes)
+    worst = scan.worst
+    worst_asr = worst.asr if worst else 0.0
+    problems = []
+    if overlap:
+        problems.append(f"{overlap} evaluation rows are also in the snapshot (not held out)")
+    if accuracy < policy.min_clean_accuracy:
+        problems.append(f"clean accuracy {accuracy:.4f} < {policy.min_clean_accuracy:g}")
+    if worst_asr > policy.max_asr:
+        problems.append(f"trigger {worst.describe} ASR {worst_asr:.4f} > {policy.max_asr:g} "
+                        f"(raw {worst.raw_asr:.4f}, baseline {worst.baseline_asr:.4f})")
+    return {"gate": "shadow_evaluation", "passed": not problems,
+            "evaluation_snapshot": evaluation.name, "evaluation_rows": len(evaluation.y),
+            "overlap_rows": overlap, "estimator": policy.reference_estimator, "seed": policy.seed,
+            "clean_accuracy": round(accuracy, 6), "min_clean_accuracy": policy.min_clean_accuracy,
+            "worst_asr": round(worst_asr, 6), "max_asr": policy.max_asr,
+            "worst_trigger": worst.describe if worst else None,
+            "n_candidates": len(scan.candidates), "top_triggers": scan.top(5),
+            "message": "; ".join(problems) if problems else
+            f"clean accuracy {accuracy:.4f} >= {policy.min_clean_accuracy:g}, worst trigger ASR "
+            f"{worst_asr:.4f} <= {policy.max_asr:g}"}
+
+
+def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -> SnapshotInfo:
+    """Run every gate on a pending snapshot as the store's actor and record the review.
+
+    Returns the approved snapshot; raises GateFailedError (the failed review is recorded, the
+    snapshot stays pending), RefusedError when the snapshot is not pending (nothing recorded),
+    BadInputError for a policy that cannot be applied (nothing recorded).
+    Example: ``approve_snapshot(open_store(actor="reviewer"), "digits-train-2026w48")``
+    """
+    reviewer = store.actor
+    with store.read() as session:
+        snapshot = find_snapshot(session, name)
+        status = snapshot_status(session, snapshot)
+        if status != "pending":
+            raise RefusedError(f"snapshot {name!r} is {status}: only a pending snapshot can be "
+                               "approved" + (" (create a new snapshot)" if status != "approved" else ""))
+        policy = policy_in_force(session)
+        dataset = session.get(Dataset, snapshot.dataset_id)
+        evaluation = evaluation_rows(session, policy, dataset, f"snapshot {name!r}")
+        ids, X, y = read_snapshot_rows(session, snapshot)
+        version = session.get(Version, snapshot.version_id)
+        digests = {"content_digest": snapshot.content_digest,
+                   "manifest_digest": snapshot.manifest_digest}
+        gates = [_coverage_gate(session, version, policy), _sources_gate(session, snapshot, ids),
+                 _four_eyes_gate(session, snapshot, reviewer)]
+    gates.append(_shadow_gate(X, y, ids, evaluation, policy))
+    passed = all(g["passed"] for g in gates)
+    report = {"snapshot": name, "reviewer": reviewer, "passed": passed,
+              "policy_version": policy.version, "policy": policy.settings(),
+              **digests, "gates": gates}
+    with store.write() as tx:
+        snap = find_snapshot(tx.session, name)
+        status = snapshot_status(tx.session, snap)
+        if status != "pending":  # someone else decided while the gates ran
+            raise RefusedError(f"snapshot {name!r} became {status} while its gates ran")
+        review = tx.add(SnapshotReview(snapshot_id=snap.id, decision="approve", passed=passed,
+                                       reason=reason, policy_id=policy.version or None,
+                                       content_digest=snap.content_digest, report=canonical(report)))
+        failed = [g for g in gates if not g["passed"]]
+        tx.event("snapshot.approve" if passed else "snapshot.approve-failed",
+                 f"snapshot {name} " + ("approved" if passed else
+                                        "not approved: " + "; ".join(g["message"] for g in failed)),
+                 snapshot=name, review=review.id, passed=passed, policy_version=policy.version,
+                 failed_gates=[g["gate"] for g in failed])
+        info = snapshot_info(tx.session, snap, detail=True)
+    if not passed:
+        raise GateFailedError(
+            f"snapshot {name!r} not approved ({len(failed)} of {len(gates)} gates failed; review "
+            f"{review.id} recorded, policy version {policy.version}): "
+            + "; ".join(f"{g['gate']}: {g['message']}" for g in failed))
+    return info

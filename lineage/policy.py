@@ -1,0 +1,142 @@
+"""Review policy as versioned records: thresholds, the evaluation snapshot, scan settings.
+
+The newest ``policies`` record is in force; with none, ``DEFAULTS`` apply as version 0. Setting a
+policy appends a new version that starts from the one in force; every review records the version
+it used, so a gate report can always be read against the thresholds that produced it.
+
+``max_asr`` bounds the *baseline-corrected* attack success rate of the worst trigger candidate
+(see ``lineage.scan``): the share of non-target evaluation rows a candidate flips to one class on
+the reviewed model, minus the share it flips on reference models trained on the evaluation rows.
+Calibrated on scikit-learn digits (see tests/test_gates.py): a clean logistic model's worst
+corrected rate is ~0.18; the reference experiment's backdoor (10% of class-1 rows) scores 0.36+.
+"""
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Optional, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage.chain import canonical
+from lineage.errors import BadInputError, NotFoundError
+from lineage.store import Store
+from lineage.tables import Policy, Snapshot
+
+ESTIMATORS = ("logistic", "mlp")
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """One policy version (0: the built-in defaults, never stored)."""
+
+    version: int
+    min_coverage: float = 1.0
+    max_asr: float = 0.25
+    min_clean_accuracy: float = 0.9
+    evaluation_snapshot: Optional[str] = None
+    scan_sizes: tuple[int, ...] = (1, 2, 3)
+    reference_estimator: str = "logistic"
+    seed: int = 0
+    actor: Optional[str] = None
+    created_at: Optional[datetime] = None
+    reason: Optional[str] = None
+
+    def settings(self) -> dict:
+        return {"min_coverage": self.min_coverage, "max_asr": self.max_asr,
+                "min_clean_accuracy": self.min_clean_accuracy,
+                "evaluation_snapshot": self.evaluation_snapshot,
+                "scan_sizes": list(self.scan_sizes),
+                "reference_estimator": self.reference_estimator, "seed": self.seed}
+
+
+DEFAULTS = PolicyInfo(version=0)
+
+
+def _info(record: Policy) -> PolicyInfo:
+    s = json.loads(record.settings)
+    return PolicyInfo(version=record.id, min_coverage=s["min_coverage"], max_asr=s["max_asr"],
+                      min_clean_accuracy=s["min_clean_accuracy"],
+                      evaluation_snapshot=s["evaluation_snapshot"],
+                      scan_sizes=tuple(s["scan_sizes"]), reference_estimator=s["reference_estimator"],
+                      seed=s["seed"], actor=record.actor, created_at=record.created_at,
+                      reason=record.reason)
+
+
+def policy_in_force(session: Session) -> PolicyInfo:
+    """The newest policy version, or the defaults (version 0)."""
+    record = session.scalars(select(Policy).order_by(Policy.id.desc()).limit(1)).first()
+    return DEFAULTS if record is None else _info(record)
+
+
+def policy_version(session: Session, version: Optional[int]) -> PolicyInfo:
+    if not version:
+        return DEFAULTS
+    record = session.get(Policy, version)
+    if record is None:
+        raise NotFoundError(f"no policy version {version} (see `lineage policy show --all`)")
+    return _info(record)
+
+
+def get_policy(store: Store, version: Optional[int] = None) -> PolicyInfo:
+    """The policy in force, or the given version (0: the defaults)."""
+    with store.read() as session:
+        return policy_in_force(session) if version is None else policy_version(session, version)
+
+
+def list_policies(store: Store) -> list[PolicyInfo]:
+    """Every stored policy version, oldest first (the defaults are version 0, not listed)."""
+    with store.read() as session:
+        return [_info(p) for p in session.scalars(select(Policy).order_by(Policy.id))]
+
+
+def _fraction(name: str, value: Optional[float]) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadInputError(f"--{name.replace('_', '-')} {value:g}: give a fraction between 0 and 1")
+
+
+def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
+               min_coverage: Optional[float] = None, max_asr: Optional[float] = None,
+               min_clean_accuracy: Optional[float] = None,
+               scan_sizes: Optional[Sequence[int]] = None,
+               reference_estimator: Optional[str] = None, seed: Optional[int] = None,
+               reason: Optional[str] = None) -> PolicyInfo:
+    """Append a policy version: the one in force with the given settings changed.
+
+    The evaluation snapshot must exist; it need not be approved (it is held-out data for
+    evaluation, never training data), but it is read frozen and digest-verified at every use.
+    Example: ``set_policy(store, evaluation_snapshot="digits-eval", max_asr=0.25)``
+    """
+    for name, value in (("min_coverage", min_coverage), ("max_asr", max_asr),
+                        ("min_clean_accuracy", min_clean_accuracy)):
+        _fraction(name, value)
+    if scan_sizes is not None:
+        scan_sizes = tuple(int(s) for s in scan_sizes)
+        if not scan_sizes or any(s < 1 for s in scan_sizes):
+            raise BadInputError("--scan-sizes: give patch sizes of at least 1, e.g. 1,2,3")
+        scan_sizes = tuple(sorted(set(scan_sizes)))
+    if reference_estimator is not None and reference_estimator not in ESTIMATORS:
+        raise BadInputError(f"--reference-estimator {reference_estimator!r}: use one of "
+                            f"{', '.join(ESTIMATORS)}")
+    changes = {k: v for k, v in dict(
+        evaluation_snapshot=evaluation_snapshot, min_coverage=min_coverage, max_asr=max_asr,
+        min_clean_accuracy=min_clean_accuracy, scan_sizes=scan_sizes,
+        reference_estimator=reference_estimator, seed=seed).items() if v is not None}
+    if not changes:
+        raise BadInputError("nothing to set: give at least one setting (see `lineage policy set --help`)")
+    with store.write() as tx:
+        if evaluation_snapshot is not None:
+            found = tx.session.scalars(select(Snapshot.id).where(
+                Snapshot.name == evaluation_snapshot)).first()
+            if found is None:
+                raise NotFoundError(f"no snapshot named {evaluation_snapshot!r} to evaluate on "
+                                    "(create it with `lineage snapshot create`)")
+        current = policy_in_force(tx.session)
+        new = replace(current, **changes)
+        record = tx.add(Policy(settings=canonical(new.settings()), reason=reason))
+        tx.event("policy.set", f"policy version {record.id}: "
+                 + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
+                 policy=record.id, changes={k: list(v) if isinstance(v, tuple) else v
+                                            for k, v in changes.items()})
+        return _info(record)

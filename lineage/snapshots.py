@@ -1,0 +1,413 @@
+"""Snapshots: named, frozen versions with a full manifest, reviewed before training may read them.
+
+A snapshot freezes one version. Its manifest lists the member rows as sorted runs of row ids,
+the labels that differ from the rows' stored labels, and the digest of every chunk that holds the
+rows; ``manifest_digest`` covers all of it, ``content_digest`` is the version's content digest,
+re-derived from verified chunks when the snapshot is made. Loading re-checks only what it reads:
+the manifest, and each chunk it reads against the digest the manifest holds (no full rehash of
+unrelated data, no second hash of the assembled arrays).
+
+Status is never stored: it comes from the snapshot's passed reviews, in order (``pending`` ->
+``approved`` | ``rejected``; ``approved`` -> ``revoked``). A failed approval is recorded with its
+gate report and leaves the status as it was.
+"""
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage.chain import canonical
+from lineage.errors import (AlreadyExistsError, BadInputError, IntegrityError, NotFoundError,
+                            RefusedError, SnapshotNotApprovedError)
+from lineage.storage import ID_DTYPE, LABEL_DTYPE, _chunk_index, feature_dtype, gather_rows
+from lineage.store import Store, open_store
+from lineage.tables import Chunk, Dataset, ModelVersion, Snapshot, SnapshotReview, Version
+from lineage.versions import content_digest, find_version, member_labels
+
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
+STATUS_OF_DECISION = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+
+
+@dataclass(frozen=True)
+class ReviewInfo:
+    """One review of a snapshot; ``report`` is the gate report (approvals) or {}."""
+
+    id: int
+    decision: str
+    passed: bool
+    reason: Optional[str]
+    policy_version: Optional[int]
+    content_digest: str
+    actor: str
+    created_at: datetime
+    report: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: int
+    name: str
+    dataset: str
+    version_id: int
+    version_name: Optional[str]
+    n_rows: int
+    content_digest: str
+    manifest_digest: str
+    status: str
+    actor: str
+    created_at: datetime
+    coverage: Optional[float] = None  # from the newest approval attempt's gate report
+    reviews: tuple[ReviewInfo, ...] = ()
+    models: tuple[str, ...] = ()  # model versions trained on it ("name:number")
+
+
+# ----------------------------------------------------------------------------- records
+
+def find_snapshot(session: Session, name: str) -> Snapshot:
+    snapshot = session.scalars(select(Snapshot).where(Snapshot.name == name)).first()
+    if snapshot is None:
+        raise NotFoundError(f"no snapshot named {name!r} (see `lineage snapshot list`)")
+    return snapshot
+
+
+def snapshot_reviews(session: Session, snapshot: Snapshot) -> list[SnapshotReview]:
+    return list(session.scalars(select(SnapshotReview).where(
+        SnapshotReview.snapshot_id == snapshot.id).order_by(SnapshotReview.id)))
+
+
+def status_of(reviews: list[SnapshotReview]) -> str:
+    status = "pending"
+    for review in reviews:
+        if review.passed:
+            status = STATUS_OF_DECISION[review.decision]
+    return status
+
+
+def snapshot_status(session: Session, snapshot: Snapshot) -> str:
+    """pending, approved, rejected or revoked, from the snapshot's passed reviews."""
+    return status_of(snapshot_reviews(session, snapshot))
+
+
+def approving_review(reviews: list[SnapshotReview]) -> Optional[SnapshotReview]:
+    """The passed approval in force, or None when the snapshot is not approved now."""
+    if status_of(reviews) != "approved":
+        return None
+    return [r for r in reviews if r.passed and r.decision == "approve"][-1]
+
+
+def _review_info(r: SnapshotReview) -> ReviewInfo:
+    return ReviewInfo(id=r.id, decision=r.decision, passed=r.passed, reason=r.reason,
+                      policy_version=r.policy_id or 0, content_digest=r.content_digest,
+                      actor=r.actor, created_at=r.created_at, report=json.loads(r.report))
+
+
+def models_on(session: Session, snapshot: Snapshot) -> list[str]:
+    return [f"{m}:{n}" for m, n in session.execute(
+        select(ModelVersion.model, ModelVersion.number).where(ModelVersion.snapshot_id == snapshot.id)
+        .order_by(ModelVersion.id))]
+
+
+def snapshot_info(session: Session, snapshot: Snapshot, *, detail: bool = False) -> SnapshotInfo:
+    reviews = snapshot_reviews(session, snapshot)
+    dataset = session.get(Dataset, snapshot.dataset_id)
+    version = session.get(Version, snapshot.version_id)
+    coverage = None
+    for r in reviews:
+        if r.decision == "approve":
+            for gate in json.loads(r.report).get("gates", []):
+                if gate.get("gate") == "coverage" and gate.get("coverage") is not None:
+                    coverage = gate["coverage"]
+    return SnapshotInfo(
+        id=snapshot.id, name=snapshot.name, dataset=dataset.name, version_id=snapshot.version_id,
+        version_name=version.name, n_rows=snapshot.n_rows, content_digest=snapshot.content_digest,
+        manifest_digest=snapshot.manifest_digest, status=status_of(reviews), actor=snapshot.actor,
+        created_at=snapshot.created_at, coverage=coverage,
+        reviews=tuple(_review_info(r) for r in reviews) if detail else (),
+        models=tuple(models_on(session, snapshot)) if detail else ())
+
+
+# ----------------------------------------------------------------------------- manifest
+
+def _runs(ids: np.ndarray) -> np.ndarray:
+    """Sorted ids as (first, count) runs of consecutive ids, shape (n_runs, 2)."""
+    if len(ids) == 0:
+        return np.empty((0, 2), dtype=ID_DTYPE)
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    lengths = np.diff(np.concatenate([starts, [len(ids)]]))
+    return np.stack([ids[starts], lengths], axis=1).astype(ID_DTYPE)
+
+
+def _ids_from_runs(runs: np.ndarray) -> np.ndarray:
+    if len(runs) == 0:
+        return np.empty(0, dtype=np.int64)
+    firsts, lengths = runs[:, 0], runs[:, 1]
+    offsets = np.repeat(firsts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+
+
+def manifest_digest(*, dataset_id: int, n_rows: int, content: str, runs: bytes, override_ids: bytes,
+                    override_labels: bytes, chunks: str) -> str:
+    h = hashlib.sha256(b"lineage-snapshot-v1\0")
+    h.update(canonical({"dataset": dataset_id, "n_rows": n_rows, "content_digest": content,
+                        "chunks": chunks}).encode())
+    for blob in (runs, override_ids, override_labels):
+        h.update(len(blob).to_bytes(8, "little"))
+        h.update(blob)
+    return h.hexdigest()
+
+
+def _snapshot_manifest_digest(s: Snapshot) -> str:
+    return manifest_digest(dataset_id=s.dataset_id, n_rows=s.n_rows, content=s.content_digest,
+                           runs=bytes(s.row_runs), override_ids=bytes(s.override_ids),
+                           override_labels=bytes(s.override_labels), chunks=s.chunk_digests)
+
+
+def _chunks_of(session: Session, dataset_id: int, ids: np.ndarray) -> list[list]:
+    rows = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows, Chunk.record_digest)
+                           .where(Chunk.dataset_id == dataset_id)
+                           .order_by(Chunk.first_row_id)).all()
+    if not rows or len(ids) == 0:
+        return []
+    firsts = np.array([r[1] for r in rows], dtype=np.int64)
+    ends = firsts + np.array([r[2] for r in rows], dtype=np.int64)
+    held = np.searchsorted(ids, ends, side="left") - np.searchsorted(ids, firsts, side="left")
+    return [[int(rows[i][0]), rows[i][3]] for i in np.flatnonzero(held)]
+
+
+# ----------------------------------------------------------------------------- create
+
+def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotInfo:
+    """Freeze ``version`` as snapshot ``name`` (pending review), its rows verified first.
+
+    Example: ``create_snapshot(store, "digits-train-2026w48", version="v5")``
+    """
+    name = (name or "").strip()
+    if not name:
+        raise BadInputError("a snapshot needs a name")
+    with store.write() as tx:
+        session = tx.session
+        if session.scalars(select(Snapshot.id).where(Snapshot.name == name)).first() is not None:
+            raise AlreadyExistsError(f"a snapshot named {name!r} already exists: snapshots are "
+                                     "immutable, choose a new name")
+        v = find_version(session, version)
+        dataset = session.get(Dataset, v.dataset_id)
+        ids, over_ids, over_labels = member_labels(session, v)
+        X, stored = gather_rows(session, dataset, ids, verify=True)
+        y = stored.copy()
+        if len(over_ids):
+            inside = np.isin(over_ids, ids)
+            y[np.searchsorted(ids, over_ids[inside])] = over_labels[inside]
+        digest = content_digest(ids, X, y)
+        if digest != v.content_digest:
+            raise IntegrityError(f"version v{v.id} no longer matches its content digest: "
+                                 "run `lineage verify`")
+        changed = np.flatnonzero(y != stored)
+        runs = _runs(ids).tobytes()
+        o_ids = ids[changed].astype(ID_DTYPE).tobytes()
+        o_labels = y[changed].astype(LABEL_DTYPE).tobytes()
+        chunks = canonical(_chunks_of(session, dataset.id, ids))
+        snap = tx.add(Snapshot(
+            name=name, dataset_id=dataset.id, version_id=v.id, n_rows=len(ids),
+            content_digest=digest, row_runs=runs, override_ids=o_ids, override_labels=o_labels,
+            chunk_digests=chunks,
+            manifest_digest=manifest_digest(dataset_id=dataset.id, n_rows=len(ids), content=digest,
+                                            runs=runs, override_ids=o_ids, override_labels=o_labels,
+                                            chunks=chunks)))
+        tx.event("snapshot.create", f"snapshot {name} of v{v.id}: {len(ids)} rows, pending review",
+                 snapshot=name, version=v.id, content_digest=digest,
+                 manifest_digest=snap.manifest_digest)
+        return snapshot_info(session, snap)
+
+
+# ----------------------------------------------------------------------------- read back
+
+def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
+                       expect_manifest: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row_ids, X, y) of a snapshot, every chunk read checked against the manifest's digest.
+
+    Raises IntegrityError when the manifest or a chunk no longer matches (``expect_manifest``: the
+    manifest digest a review bound to).
+    """
+    from lineage.chain import record_digest
+
+    where = f"snapshot {snapshot.name!r}"
+    recomputed = _snapshot_manifest_digest(snapshot)
+    if recomputed != snapshot.manifest_digest or (expect_manifest and recomputed != expect_manifest):
+        raise IntegrityError(f"{where}: its manifest no longer matches the digest it was "
+                             "approved with: run `lineage verify`")
+    dataset = session.get(Dataset, snapshot.dataset_id)
+    dtype = feature_dtype(dataset)
+    d = dataset.n_features
+    ids = _ids_from_runs(np.frombuffer(bytes(snapshot.row_runs), dtype=ID_DTYPE).reshape(-1, 2))
+    if len(ids) != snapshot.n_rows:
+        raise IntegrityError(f"{where}: manifest holds {len(ids)} rows, the snapshot says {snapshot.n_rows}")
+    expected = {int(cid): dig for cid, dig in json.loads(snapshot.chunk_digests)}
+    X = np.empty((len(ids), d), dtype=dtype)
+    y = np.empty(len(ids), dtype=LABEL_DTYPE)
+    table = Chunk.__table__
+    cols = list(table.c)
+    done = 0
+    wanted = sorted(expected)
+    checks = []
+    # Chunks are re-hashed on worker threads (hashlib releases the GIL) while the next batch is
+    # fetched and this one copied into place; nothing is returned before every digest matched.
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        for start in range(0, len(wanted), 16):
+            part = wanted[start:start + 16]
+            # No ORDER BY: SQLite would copy every blob through a sorter; rows land by position.
+            rows = session.execute(select(*cols).where(table.c.id.in_(part))).mappings().all()
+            if len(rows) != len(part):
+                missing = sorted(set(part) - {r["id"] for r in rows})
+                raise IntegrityError(f"{where}: chunk {missing[0]} is missing: run `lineage verify`")
+            for row in rows:
+                checks.append((row["id"], int(row["first_row_id"]), int(row["n_rows"]),
+                               row["record_digest"], pool.submit(record_digest, "chunks", dict(row))))
+                first, n = int(row["first_row_id"]), int(row["n_rows"])
+                lo = np.searchsorted(ids, first, side="left")
+                hi = np.searchsorted(ids, first + n, side="left")
+                feats = np.frombuffer(row["features"], dtype=dtype).reshape(-1, d)
+                labs = np.frombuffer(row["labels"], dtype=LABEL_DTYPE)
+                if hi - lo == n:
+                    X[lo:hi] = feats
+                    y[lo:hi] = labs
+                else:
+                    local = ids[lo:hi] - first
+                    X[lo:hi] = feats[local]
+                    y[lo:hi] = labs[local]
+                done += hi - lo
+        for chunk_id, first, n, stored, future in checks:
+            if future.result() != expected[chunk_id] or stored != expected[chunk_id]:
+                raise IntegrityError(f"{where}: chunk {chunk_id} (rows {first}..{first + n - 1}) "
+                                     "does not match the digest the snapshot was frozen with: "
+                                     "run `lineage verify`")
+    if done != len(ids):
+        raise IntegrityError(f"{where}: its chunks hold {done} of its {len(ids)} rows")
+    o_ids = np.frombuffer(bytes(snapshot.override_ids), dtype=ID_DTYPE)
+    if len(o_ids):
+        y[np.searchsorted(ids, o_ids)] = np.frombuffer(bytes(snapshot.override_labels), dtype=LABEL_DTYPE)
+    return ids, X, y
+
+
+def approved_rows(session: Session, snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of an approved, unrevoked snapshot, verified against the approval's digests.
+
+    Raises SnapshotNotApprovedError for a pending, rejected or revoked snapshot.
+    """
+    reviews = snapshot_reviews(session, snapshot)
+    status = status_of(reviews)
+    if status != "approved":
+        hint = {"pending": "approve it first with `lineage snapshot approve`",
+                "rejected": "it was rejected; create and review a new snapshot",
+                "revoked": "its approval was revoked; create and review a new snapshot"}[status]
+        raise SnapshotNotApprovedError(f"snapshot {snapshot.name!r} is {status}: training reads "
+                                       f"only approved snapshots ({hint})")
+    review = approving_review(reviews)
+    if review.content_digest != snapshot.content_digest:
+        raise IntegrityError(f"snapshot {snapshot.name!r}: its content digest is not the one "
+                             f"review {review.id} approved: run `lineage verify`")
+    bound = json.loads(review.report).get("manifest_digest")
+    return read_snapshot_rows(session, snapshot, expect_manifest=bound)
+
+
+def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store] = None,
+                  return_X_y: bool = False):
+    """Training data from an approved snapshot: the only public way to get training arrays.
+
+    Returns a ``sklearn.utils.Bunch`` with ``data`` of shape (n_samples, n_features) in the
+    dataset's stored dtype, ``target`` of shape (n_samples,) int64, ``row_ids`` of shape
+    (n_samples,), ``digest`` (the approved content digest), ``name``, ``feature_names``,
+    ``image_shape`` and ``dataset``; or ``(data, target)`` with ``return_X_y=True``.
+    Raises SnapshotNotApprovedError (pending, rejected or revoked) and IntegrityError (stored
+    rows no longer match the approved digest).
+
+    Example: ``X, y = load_snapshot("digits-train-2026w48", db="sqlite:///lineage.db", return_X_y=True)``
+    """
+    from sklearn.utils import Bunch
+
+    own = store is None
+    store = store or open_store(db)
+    try:
+        with store.read() as session:
+            snapshot = find_snapshot(session, name)
+            ids, X, y = approved_rows(session, snapshot)
+            dataset = session.get(Dataset, snapshot.dataset_id)
+            digest, dataset_name, image_shape = snapshot.content_digest, dataset.name, dataset.image_shape
+    finally:
+        if own:
+            store.close()
+    if return_X_y:
+        return X, y
+    return Bunch(data=X, target=y, row_ids=ids, digest=digest, name=name, dataset=dataset_name,
+                 image_shape=image_shape,
+                 feature_names=[f"pixel_{i}" for i in range(X.shape[1])])
+
+
+# ----------------------------------------------------------------------------- reviews
+
+def _decide(store: Store, name: str, decision: str, reason: Optional[str]) -> SnapshotInfo:
+    if not (reason or "").strip():
+        raise BadInputError(f"--reason is required to {decision} a snapshot")
+    with store.write() as tx:
+        session = tx.session
+        snapshot = find_snapshot(session, name)
+        status = snapshot_status(session, snapshot)
+        allowed = {"reject": "pending", "revoke": "approved"}[decision]
+        if status != allowed:
+            hint = ("only an approved snapshot can be revoked" if decision == "revoke"
+                    else "only a pending snapshot can be rejected"
+                    + ("; revoke an approved one" if status == "approved" else ""))
+            raise RefusedError(f"snapshot {name!r} is {status}: {hint}")
+        affected = models_on(session, snapshot)
+        report = {"content_digest": snapshot.content_digest,
+                  "manifest_digest": snapshot.manifest_digest}
+        if decision == "revoke":
+            report["affected_models"] = affected
+        from lineage.policy import policy_in_force
+
+        policy = policy_in_force(session)
+        tx.add(SnapshotReview(snapshot_id=snapshot.id, decision=decision, passed=True,
+                              reason=reason, policy_id=policy.version or None,
+                              content_digest=snapshot.content_digest, report=canonical(report)))
+        tx.event(f"snapshot.{decision}", f"snapshot {name} {STATUS_OF_DECISION[decision]}"
+                 + (f"; model versions affected: {', '.join(affected)}" if decision == "revoke"
+                    and affected else ""), snapshot=name, reason=reason,
+                 **({"affected_models": affected} if decision == "revoke" else {}))
+        return snapshot_info(session, snapshot, detail=True)
+
+
+def reject_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
+    """Reject a pending snapshot (final: a new snapshot must be made).
+
+    Example: ``reject_snapshot(store, "digits-train-2026w48", reason="labels unchecked")``
+    """
+    return _decide(store, name, "reject", reason)
+
+
+def revoke_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
+    """Revoke an approved snapshot: it can no longer be loaded, and every model version trained
+    on it becomes affected (``models`` of the result lists them).
+
+    Example: ``revoke_snapshot(store, "digits-train-2026w48", reason="poisoned rows found")``
+    """
+    return _decide(store, name, "revoke", reason)
+
+
+def list_snapshots(store: Store) -> list[SnapshotInfo]:
+    """Every snapshot with its status, oldest first."""
+    with store.read() as session:
+        return [snapshot_info(session, s) for s in session.scalars(select(Snapshot).order_by(Snapshot.id))]
+
+
+def get_snapshot(store: Store, name: str) -> SnapshotInfo:
+    """One snapshot with its reviews (and their gate reports) and the models trained on it."""
+    with store.read() as session:
+        return snapshot_info(session, find_snapshot(session, name), detail=True)

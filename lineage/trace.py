@@ -1,0 +1,420 @@
+"""Walking lineage back from records: one row's history, and what changed between two versions.
+
+Both answer from records, never by recomputing transformations: ``trace_row`` from the chunk
+that stores the row, the ``row_effects`` that name it (indexed by row and parent row) and the
+versions' deltas; ``version_diff`` composes the deltas of the versions between the two and their
+common ancestor, and reads relabel and parent->child effects of those versions only. Neither
+reads row features, so both stay fast on large stores.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from lineage.errors import BadInputError, NotFoundError
+from lineage.sources import source_status
+from lineage.storage import ID_DTYPE, LABEL_DTYPE, ids_from_bytes
+from lineage.store import Store
+from lineage.tables import (Chunk, Dataset, Ingest, RowEffect, Source, Transformation, Version)
+from lineage.versions import _chain, find_version
+
+
+# ----------------------------------------------------------------------------- trace row
+
+@dataclass(frozen=True)
+class RowOrigin:
+    """The raw row a row derives from: its ingest and source."""
+
+    raw_row_id: int
+    ingest_id: int
+    file_name: str
+    file_sha256: str
+    ingest_actor: str
+    ingested_at: datetime
+    source: str
+    source_kind: str
+    source_status: str
+    uri: Optional[str]
+    license: Optional[str]
+
+
+@dataclass(frozen=True)
+class RowStep:
+    """One transformation's effect on the row (or on a row it derives from or led to)."""
+
+    transformation_id: int
+    kind: str
+    actor: str
+    reason: Optional[str]
+    code_identity: str
+    created_at: datetime
+    version_id: int
+    version_name: Optional[str]
+    effect: str  # removed | added | relabelled | modified | split
+    row_id: int
+    parent_row_id: Optional[int] = None
+    old_label: Optional[int] = None
+    new_label: Optional[int] = None
+    side: Optional[str] = None  # split only: train | test
+
+
+@dataclass(frozen=True)
+class RowVersion:
+    id: int
+    name: Optional[str]
+    kind: str
+    transformation_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class RowTrace:
+    """A row's history: where it came from, every transformation that touched it or its
+    ancestors and descendants, and the versions that hold it."""
+
+    row_id: int
+    dataset: str
+    stored_label: int
+    ancestors: tuple  # parent row ids, nearest first
+    descendants: tuple  # rows made from this one (content changed), nearest first
+    created_by: Optional[int]  # the transformation that stored this row (None: an ingest)
+    origin: Optional[RowOrigin]  # None for a row that came from outside the store
+    steps: tuple  # RowStep, oldest first
+    versions: tuple  # RowVersion holding this row, oldest first
+
+
+def _parse_row(row_id) -> int:
+    try:
+        value = int(str(row_id).strip())
+    except ValueError:
+        raise BadInputError(f"row id {row_id!r} is not a whole number") from None
+    return value
+
+
+def _chunk_of(session: Session, row_id: int) -> Optional[Chunk]:
+    chunk = session.execute(
+        select(Chunk.id, Chunk.dataset_id, Chunk.first_row_id, Chunk.n_rows, Chunk.ingest_id,
+               Chunk.transformation_id)
+        .where(Chunk.first_row_id <= row_id).order_by(Chunk.first_row_id.desc()).limit(1)).first()
+    if chunk is None or row_id >= chunk.first_row_id + chunk.n_rows:
+        return None
+    return chunk
+
+
+def _stored_label(session: Session, chunk, row_id: int) -> int:
+    labels = session.scalar(select(Chunk.labels).where(Chunk.id == chunk.id))
+    return int(np.frombuffer(bytes(labels), dtype=LABEL_DTYPE)[row_id - chunk.first_row_id])
+
+
+def _parent_of(session: Session, row_id: int) -> Optional[int]:
+    return session.scalar(select(RowEffect.parent_row_id).where(
+        RowEffect.row_id == row_id, RowEffect.effect == "modified").limit(1))
+
+
+def _children_of(session: Session, row_id: int) -> list[int]:
+    return [int(r) for r in session.scalars(select(RowEffect.row_id).where(
+        RowEffect.parent_row_id == row_id, RowEffect.effect == "modified").order_by(RowEffect.id))]
+
+
+def _contains(session: Session, row_id: int, dataset_id: int) -> list[tuple]:
+    """(version, role) for every version of the dataset holding ``row_id``, from deltas alone:
+    a version holds it when it adds it, or its parent holds it and it does not remove it."""
+    versions = session.execute(
+        select(Version.id, Version.name, Version.parent_id, Version.ingest_id,
+               Version.transformation_id).where(Version.dataset_id == dataset_id)
+        .order_by(Version.id)).all()
+    ingests = {i.id: (i.first_row_id, i.n_rows) for i in session.execute(
+        select(Ingest.id, Ingest.first_row_id, Ingest.n_rows).where(Ingest.dataset_id == dataset_id))}
+
+    def blob_has(version_id: int, column) -> bool:
+        ids = ids_from_bytes(session.scalar(select(column).where(Version.id == version_id)))
+        pos = np.searchsorted(ids, row_id)
+        return bool(pos < len(ids) and ids[pos] == row_id)
+
+    holds: dict[int, bool] = {}
+    for v in versions:
+        if v.parent_id is None and v.ingest_id is not None:
+            first, n = ingests[v.ingest_id]  # a root version holds exactly its ingest's rows
+            holds[v.id] = first <= row_id < first + n
+        elif holds.get(v.parent_id, False):
+            holds[v.id] = not blob_has(v.id, Version.removed_ids)
+        else:
+            holds[v.id] = blob_has(v.id, Version.added_ids)
+    return [v for v in versions if holds[v.id]]
+
+
+def trace_row(store: Store, row_id: int | str) -> RowTrace:
+    """A row's whole history from records: raw ingest and source, the rows it derives from, every
+    transformation that touched it (effect, actor, reason, code identity), the versions holding it.
+
+    Example: ``trace_row(store, 1234)``
+    """
+    row_id = _parse_row(row_id)
+    with store.read() as session:
+        chunk = _chunk_of(session, row_id)
+        if chunk is None:
+            raise NotFoundError(f"no row with id {row_id}")
+        dataset = session.get(Dataset, chunk.dataset_id)
+        ancestors, cur = [], row_id
+        while (parent := _parent_of(session, cur)) is not None:
+            ancestors.append(int(parent))
+            cur = int(parent)
+        descendants, frontier = [], [row_id]
+        while frontier:
+            nxt = []
+            for r in frontier:
+                nxt.extend(_children_of(session, r))
+            descendants.extend(nxt)
+            frontier = nxt
+        raw = ancestors[-1] if ancestors else row_id
+        raw_chunk = _chunk_of(session, raw)
+        origin = None
+        if raw_chunk.ingest_id is not None:
+            ing = session.get(Ingest, raw_chunk.ingest_id)
+            src = session.get(Source, ing.source_id)
+            origin = RowOrigin(raw_row_id=raw, ingest_id=ing.id, file_name=ing.file_name,
+                               file_sha256=ing.file_sha256, ingest_actor=ing.actor,
+                               ingested_at=ing.created_at, source=src.name, source_kind=src.kind,
+                               source_status=source_status(session, src), uri=src.uri,
+                               license=src.license)
+        related = [row_id, *ancestors, *descendants]
+        effects = session.execute(
+            select(RowEffect, Transformation, Version.name)
+            .join(Transformation, Transformation.id == RowEffect.transformation_id)
+            .join(Version, Version.id == RowEffect.version_id)
+            .where(or_(RowEffect.row_id.in_(related), RowEffect.parent_row_id.in_(related)))
+            .order_by(RowEffect.id)).all()
+        steps = [RowStep(transformation_id=t.id, kind=t.kind, actor=t.actor, reason=t.reason,
+                         code_identity=t.code_identity, created_at=t.created_at,
+                         version_id=e.version_id, version_name=vname, effect=e.effect,
+                         row_id=e.row_id, parent_row_id=e.parent_row_id, old_label=e.old_label,
+                         new_label=e.new_label)
+                 for e, t, vname in effects]
+        holding = {r: _contains(session, r, dataset.id) for r in [row_id, *ancestors]}
+        kinds = {t.id: t for t in session.scalars(select(Transformation).where(
+            Transformation.id.in_({v.transformation_id for vs in holding.values() for v in vs
+                                   if v.transformation_id})))}
+        versions = [RowVersion(id=v.id, name=v.name, kind=kinds[v.transformation_id].kind
+                               if v.transformation_id else "ingest",
+                               transformation_id=v.transformation_id) for v in holding[row_id]]
+        for row, vs in holding.items():
+            for v in vs:
+                t = kinds.get(v.transformation_id)
+                if t is None or t.kind != "split":
+                    continue
+                outputs = session.scalars(select(Version.id).where(
+                    Version.transformation_id == t.id).order_by(Version.id)).all()
+                roles = json.loads(t.params).get("outputs", ["train", "test"])
+                side = roles[outputs.index(v.id)] if v.id in outputs else None
+                steps.append(RowStep(transformation_id=t.id, kind=t.kind, actor=t.actor,
+                                     reason=t.reason, code_identity=t.code_identity,
+                                     created_at=t.created_at, version_id=v.id,
+                                     version_name=v.name, effect="split", row_id=row, side=side))
+        steps.sort(key=lambda s: (s.created_at, s.transformation_id))
+        return RowTrace(row_id=row_id, dataset=dataset.name,
+                        stored_label=_stored_label(session, chunk, row_id),
+                        ancestors=tuple(ancestors), descendants=tuple(descendants),
+                        created_by=chunk.transformation_id, origin=origin, steps=tuple(steps),
+                        versions=tuple(versions))
+
+
+# ----------------------------------------------------------------------------- version diff
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """What changed from version ``from_id`` to ``to_id``: rows added and removed, labels changed
+    (old -> new, same row) and contents changed (parent row -> child row). Arrays are sorted
+    by row id (``modified`` by parent row id)."""
+
+    from_id: int
+    to_id: int
+    added: np.ndarray
+    removed: np.ndarray
+    relabelled_ids: np.ndarray
+    relabelled_old: np.ndarray
+    relabelled_new: np.ndarray
+    modified_parent: np.ndarray
+    modified_child: np.ndarray
+
+    def as_dict(self) -> dict:
+        """The JSON shape: lists of objects (``row_id``; ``row_id, old, new``;
+        ``parent_row_id, row_id``)."""
+        return {
+            "from": self.from_id, "to": self.to_id,
+            "added": [{"row_id": r} for r in self.added.tolist()],
+            "removed": [{"row_id": r} for r in self.removed.tolist()],
+            "relabelled": [{"row_id": r, "old": o, "new": n} for r, o, n in zip(
+                self.relabelled_ids.tolist(), self.relabelled_old.tolist(),
+                self.relabelled_new.tolist())],
+            "modified": [{"parent_row_id": p, "row_id": c} for p, c in zip(
+                self.modified_parent.tolist(), self.modified_child.tolist())],
+        }
+
+
+_E = np.empty(0, dtype=ID_DTYPE)
+
+
+# Set operations on sorted unique int64 arrays (binary search and merge-sort; no hashing).
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return b if not len(a) else a
+    c = np.concatenate([a, b])
+    c.sort(kind="stable")
+    return c[np.concatenate([[True], c[1:] != c[:-1]])]
+
+
+def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[~_isin(b, a)] if len(a) and len(b) else a
+
+
+def _compose(session: Session, path: list[int]):
+    """Removed-from-base (R), added-beyond-base (A) and every id ever added (ever) along a path."""
+    R, A, ever = _E, _E, _E
+    for vid in path:
+        removed_b, added_b = session.execute(
+            select(Version.removed_ids, Version.added_ids).where(Version.id == vid)).one()
+        rem, add = ids_from_bytes(removed_b), ids_from_bytes(added_b)
+        if len(rem):
+            in_a = _isin(A, rem)
+            A = _minus(A, rem[in_a])
+            R = _union(R, rem[~in_a])
+        if len(add):
+            in_r = _isin(R, add)
+            R = _minus(R, add[in_r])
+            A = _union(A, add[~in_r])
+            ever = _union(ever, add[~in_r])
+    return R, A, ever
+
+
+def _chain_ids(session: Session, version: Version) -> list[int]:
+    parents = dict(session.execute(select(Version.id, Version.parent_id)
+                                   .where(Version.dataset_id == version.dataset_id)).all())
+    chain = [version.id]
+    while parents.get(chain[-1]) is not None:
+        chain.append(parents[chain[-1]])
+    return chain[::-1]
+
+
+def _last_per_id(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique ids and, for each, the value of its last occurrence."""
+    if len(ids) == 0:
+        return _E, _E
+    rev_ids, rev_vals = ids[::-1], values[::-1]
+    uniq, first = np.unique(rev_ids, return_index=True)
+    return uniq, rev_vals[first]
+
+
+def _relabels(session: Session, path: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, newest label) of the relabels recorded by the versions of a path."""
+    ids, labels = [], []
+    for vid in path:
+        rid, rlab = session.execute(select(Version.relabel_ids, Version.relabel_labels)
+                                    .where(Version.id == vid)).one()
+        ids.append(ids_from_bytes(rid))
+        labels.append(np.frombuffer(bytes(rlab), dtype=LABEL_DTYPE) if rlab else _E)
+    if not ids:
+        return _E, _E
+    return _last_per_id(np.concatenate(ids), np.concatenate(labels))
+
+
+def _old_labels(session: Session, path: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, label before the path) of rows relabelled on a path, from the first effect."""
+    if not path:
+        return _E, _E
+    rows = session.execute(select(RowEffect.row_id, RowEffect.old_label)
+                           .where(RowEffect.version_id.in_(path), RowEffect.effect == "relabelled")
+                           .order_by(RowEffect.id)).all()
+    arr = np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 2)
+    if not len(arr):
+        return _E, _E
+    uniq, first = np.unique(arr[:, 0], return_index=True)
+    return uniq, arr[first, 1]
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(found mask, value) of ``ids`` in sorted ``keys``."""
+    if len(keys) == 0:
+        return np.zeros(len(ids), dtype=bool), np.zeros(len(ids), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    found = keys[pos] == ids
+    return found, values[pos]
+
+
+def _isin(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return _lookup(sorted_ids, sorted_ids, ids)[0]
+
+
+def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
+    """Rows added, removed, relabelled (old -> new) and modified (parent -> child) from version
+    ``a`` to version ``b``, from the versions' deltas and recorded effects.
+
+    Example: ``version_diff(store, "v2", "v5")``
+    """
+    with store.read() as session:
+        va, vb = find_version(session, a), find_version(session, b)
+        if va.dataset_id != vb.dataset_id:
+            raise BadInputError(f"v{va.id} and v{vb.id} belong to different datasets")
+        chain_a, chain_b = _chain_ids(session, va), _chain_ids(session, vb)
+        common = 0
+        while common < min(len(chain_a), len(chain_b)) and chain_a[common] == chain_b[common]:
+            common += 1
+        path_a, path_b = chain_a[common:], chain_b[common:]
+        Ra, Aa, ever_a = _compose(session, path_a)
+        Rb, Ab, ever_b = _compose(session, path_b)
+        added = _union(_minus(Ra, Rb), _minus(Ab, Aa))
+        removed = _union(_minus(Rb, Ra), _minus(Aa, Ab))
+
+        # Contents changed on the way to b: parent removed, (last) child added.
+        par = chi = _E
+        if path_b:
+            mods = np.array([tuple(r) for r in session.execute(
+                select(RowEffect.parent_row_id, RowEffect.row_id)
+                .where(RowEffect.version_id.in_(path_b), RowEffect.effect == "modified")
+                .order_by(RowEffect.id))], dtype=np.int64).reshape(-1, 2)
+            if len(mods):
+                child_of = dict(mods.tolist())
+                final = np.array([_last_child(child_of, int(c)) for c in mods[:, 1]]
+                                 if np.isin(mods[:, 1], mods[:, 0]).any() else mods[:, 1],
+                                 dtype=np.int64)
+                ok = _isin(removed, mods[:, 0]) & _isin(added, final)
+                par, chi = mods[ok, 0], final[ok]
+                order = np.argsort(par)
+                par, chi = par[order], chi[order]
+                removed = _minus(removed, par)
+                added = _minus(added, np.sort(chi))
+
+        # Labels changed on rows both versions hold: newest label on each side, else the
+        # label before the paths (the first relabel effect's old label on the other side).
+        new_a, lab_a = _relabels(session, path_a)
+        new_b, lab_b = _relabels(session, path_b)
+        cand = _union(new_a, new_b)
+        rel_ids = rel_old = rel_new = _E
+        if len(cand):
+            nonbase = _union(ever_a, ever_b)
+            outside = _isin(nonbase, cand)
+            holds_a = np.where(outside, _isin(Aa, cand), ~_isin(Ra, cand))
+            holds_b = np.where(outside, _isin(Ab, cand), ~_isin(Rb, cand))
+            cand = cand[holds_a & holds_b]
+            old_a_ids, old_a = _old_labels(session, path_a)
+            old_b_ids, old_b = _old_labels(session, path_b)
+            fa, va_lab = _lookup(new_a, lab_a, cand)
+            fb, vb_lab = _lookup(new_b, lab_b, cand)
+            _, base_from_b = _lookup(old_b_ids, old_b, cand)
+            _, base_from_a = _lookup(old_a_ids, old_a, cand)
+            label_a = np.where(fa, va_lab, base_from_b)
+            label_b = np.where(fb, vb_lab, base_from_a)
+            diff = label_a != label_b
+            rel_ids, rel_old, rel_new = cand[diff], label_a[diff], label_b[diff]
+        return VersionDiff(from_id=va.id, to_id=vb.id, added=added, removed=removed,
+                           relabelled_ids=rel_ids, relabelled_old=rel_old,
+                           relabelled_new=rel_new, modified_parent=par, modified_child=chi)
+
+
+def _last_child(child_of: dict, row: int) -> int:
+    while row in child_of:
+        row = child_of[row]
+    return row

@@ -1,0 +1,92 @@
+"""Test helpers for the store: raw driver connections (no lineage, no SQLAlchemy), row counts,
+and a snapshot of the whole store to prove that a refused write changed nothing."""
+
+import sqlite3
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from lineage.tables import HISTORY_TABLES
+from lineage.verify import verify_store
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlite_path(url: str) -> str:
+    return make_url(url).database
+
+
+def pg_schema(url: str) -> str:
+    return url.rsplit("%3D", 1)[1]
+
+
+def raw_connect(url: str):
+    """A DB-API connection straight through the driver, in autocommit mode: sqlite3 on the file,
+    or psycopg with the test schema on the search path."""
+    if is_sqlite(url):
+        return sqlite3.connect(sqlite_path(url), isolation_level=None)
+    import psycopg
+
+    u = make_url(url)
+    return psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                           dbname=u.database, options=f"-csearch_path={pg_schema(url)}",
+                           autocommit=True)
+
+
+def raw_execute(url: str, sql: str, params=()) -> None:
+    conn = raw_connect(url)
+    try:
+        if is_sqlite(url):
+            conn.execute(sql, params)
+        else:
+            conn.execute(sql.replace("?", "%s"), params)
+    finally:
+        conn.close()
+
+
+def drop_guards(url: str, table: str) -> None:
+    """What an attacker with write access to the database does first: drop the table's
+    append-only triggers."""
+    if is_sqlite(url):
+        for verb in ("update", "delete"):
+            raw_execute(url, f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
+    else:
+        raw_execute(url, f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+
+
+def counts(store) -> dict[str, int]:
+    """Row count of every history table."""
+    with store.engine.connect() as conn:
+        return {t.name: conn.scalar(select(func.count()).select_from(t)) for t in HISTORY_TABLES}
+
+
+def state(store) -> tuple[dict[str, int], str]:
+    """Every table's row count and the verified chain head: equal states, equal stores
+    (the store is append-only, so any write changes a count and the head)."""
+    return counts(store), verify_store(store).head_digest
+
+
+def concurrent_writer(url: str, worker: int, barrier) -> None:
+    """test_concurrency's writer, run in a spawned process (kept here so the child does not import
+    pytest): opens the possibly still empty store itself, so the first open's migration races
+    too, then adds 3 sources and ingests 40 rows from two of them."""
+    import numpy as np
+
+    from lineage.ingest import ingest_arrays
+    from lineage.sources import add_source
+    from lineage.store import open_store
+
+    rng = np.random.default_rng(worker)
+    barrier.wait(timeout=60)
+    store = open_store(url, actor=f"worker-{worker}")
+    try:
+        for k in range(3):
+            add_source(store, f"w{worker}-s{k}", kind="crowdsourced")
+        for k in range(2):
+            X = rng.integers(0, 17, size=(40, 8))
+            y = np.arange(40) % 3  # every ingest has classes 0..2, whoever creates the dataset
+            ingest_arrays(store, X, y, source=f"w{worker}-s{k}", dataset="toy")
+    finally:
+        store.close()

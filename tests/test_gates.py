@@ -1,0 +1,168 @@
+"""The approval gates and the whole reviewed path through the CLI, on SQLite and PostgreSQL:
+snapshot -> approve (gates) -> train -> release -> trace -> revoke, with every refusal."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lineage.errors import SnapshotNotApprovedError
+from lineage.ingest import ingest_arrays
+from lineage.snapshots import load_snapshot
+from lineage.sources import add_source
+from lineage.store import open_store
+from tests.storeutil import counts, state
+
+
+def _out(result) -> str:
+    return result.output.strip()
+
+
+@pytest.fixture
+def reviewed(cli):
+    """Digits ingested and approved as a source, split, train/eval snapshots, policy set."""
+    assert cli("ingest", "digits", actor="engineer").exit_code == 0
+    assert cli("source", "review", "sklearn-digits", "--approve", "--reason", "ok", actor="reviewer").exit_code == 0
+    r = cli("transform", "split", "--version", "v1", "--test-size", "0.3333", "--seed", "0",
+            "--name", "digits", "--reason", "holdout", actor="engineer")
+    assert r.exit_code == 0, r.output
+    for name, version in (("train", "digits-train"), ("eval", "digits-test")):
+        r = cli("snapshot", "create", name, "--version", version, actor="engineer")
+        assert r.exit_code == 0, r.output
+    r = cli("policy", "set", "--evaluation-snapshot", "eval", actor="reviewer")
+    assert r.exit_code == 0, r.output
+    return cli
+
+
+def test_reviewed_path_end_to_end(reviewed, tmp_path):
+    cli = reviewed
+    store = open_store(cli.url)
+    # Training on a pending snapshot is refused and writes nothing.
+    before = state(store)
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert r.exit_code == 4
+    assert _out(r) == ("Error: snapshot 'train' is pending: training reads only approved snapshots "
+                       "(approve it first with `lineage snapshot approve`)")
+    assert state(store) == before
+
+    # Self-approval: every gate runs, the failed review is recorded, the snapshot stays pending.
+    r = cli("snapshot", "approve", "train", actor="engineer")
+    assert r.exit_code == 4
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: snapshot 'train' not approved (1 of 4 gates failed; review 1 recorded, policy version 1): "
+        "four_eyes: reviewer 'engineer' created the snapshot; reviewer 'engineer' made transformations "
+        "in its history (split)")
+    assert counts(store)["snapshot_reviews"] == 1
+    show = json.loads(cli("snapshot", "show", "train", "--json").output)
+    assert show["status"] == "pending"
+    report = show["reviews"][0]["report"]
+    assert [g["gate"] for g in report["gates"]] == ["coverage", "sources", "four_eyes", "shadow_evaluation"]
+    assert report["passed"] is False and report["policy_version"] == 1
+
+    # The reviewer approves: all gates pass, with numbers in the report.
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert r.exit_code == 0, r.output
+    show = json.loads(cli("snapshot", "show", "train", "--json").output)
+    assert show["status"] == "approved" and show["coverage"] == 1.0
+    shadow = show["reviews"][1]["report"]["gates"][3]
+    assert shadow["clean_accuracy"] >= 0.9 and shadow["worst_asr"] <= 0.25
+    assert shadow["n_candidates"] == 149 and shadow["overlap_rows"] == 0
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert (r.exit_code, _out(r)) == (4, "Error: snapshot 'train' is approved: only a pending snapshot can be approved")
+
+    bunch = load_snapshot("train", db=cli.url)
+    assert bunch.data.shape == (1198, 64) and bunch.digest == show["content_digest"]
+    assert len(bunch.row_ids) == len(bunch.target) == 1198
+
+    # Train, show, export, release.
+    r = cli("train", "--snapshot", "train", "--model", "clf", "--seed", "0", "--json", actor="engineer")
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    assert m["ref"] == "clf:1" and m["status"] == "trained" and m["clean_accuracy"] >= 0.9
+    assert m["snapshot_digest"] == show["content_digest"] and len(m["metrics"]["triggers"]) == 10
+    path = tmp_path / "clf.pkl"
+    r = cli("model", "export", "clf:1", "--out", str(path))
+    assert r.exit_code == 0, r.output
+    import hashlib, pickle
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == m["artifact_sha256"]
+    assert pickle.loads(path.read_bytes()).predict(bunch.data[:5].astype(float)).shape == (5,)
+    r = cli("model", "release", "clf:1", actor="engineer")
+    assert r.exit_code == 4 and "four_eyes: releaser 'engineer' trained the model" in r.output
+    r = cli("model", "release", "clf:1", actor="reviewer")
+    assert r.exit_code == 0, r.output
+
+    # Trace: model -> snapshot -> versions -> transformations -> ingests -> sources.
+    r = cli("trace", "model", "clf:1", "--json")
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.output)
+    assert t["snapshot"]["name"] == "train" and t["snapshot"]["coverage"] == 1.0
+    assert [v["id"] for v in t["versions"]] == [1, 2]
+    assert [x["kind"] for x in t["transformations"]] == ["split"]
+    assert t["sources"][0]["name"] == "sklearn-digits" and t["sources"][0]["rows"] == 1198
+    assert t["ingests"][0]["rows_in_snapshot"] == 1198 and t["verified"]["ok"] is True
+    assert cli("trace", "model", "clf:1").exit_code == 0
+
+    # Revoke: models become affected, loading and release are refused.
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert r.exit_code == 0, r.output
+    r = cli("snapshot", "revoke", "train", "--reason", "poisoned rows found", actor="reviewer")
+    assert r.exit_code == 0 and "affected model versions: clf:1, clf:2" in r.output
+    r = cli("model", "show", "clf:2")
+    assert "AFFECTED: snapshot 'train' revoked by reviewer" in r.output
+    r = cli("model", "release", "clf:2", actor="reviewer")
+    assert r.exit_code == 4 and "snapshot: model is affected" in r.output
+    with pytest.raises(SnapshotNotApprovedError, match="is revoked"):
+        load_snapshot("train", db=cli.url)
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert (r.exit_code, _out(r)) == (4, "Error: snapshot 'train' is revoked: only a pending snapshot "
+                                         "can be approved (create a new snapshot)")
+    before = state(store)
+    for args, code, text in [
+        (("snapshot", "show", "nope"), 3, "Error: no snapshot named 'nope' (see `lineage snapshot list`)"),
+        (("model", "show", "clf:9"), 3, "Error: no model version 'clf:9' (see `lineage model list`)"),
+        (("trace", "model", "nope:1"), 3, "Error: no model version 'nope:1' (see `lineage model list`)"),
+        (("snapshot", "create", "eval", "--version", "v1"), 2,
+         "Error: a snapshot named 'eval' already exists: snapshots are immutable, choose a new name"),
+        (("train", "--snapshot", "eval", "--model", "x"), 4,
+         "Error: snapshot 'eval' is pending: training reads only approved snapshots "
+         "(approve it first with `lineage snapshot approve`)"),
+    ]:
+        r = cli(*args, actor="engineer" if args[0] == "train" or args[1] == "create" else None)
+        assert (r.exit_code, _out(r)) == (code, text)
+    assert state(store) == before
+    store.close()
+
+
+def test_poisoned_snapshot_fails_the_shadow_evaluation(reviewed):
+    cli = reviewed
+    r = cli("transform", "inject-trigger", "--version", "digits-train", "--source-class", "1",
+            "--target-class", "7", "--rate", "0.1", "--seed", "0", "--reason", "red team",
+            "--name", "poisoned", actor="attacker")
+    assert r.exit_code == 0, r.output
+    assert cli("snapshot", "create", "poisoned", "--version", "poisoned", actor="engineer").exit_code == 0
+    r = cli("snapshot", "approve", "poisoned", actor="reviewer")
+    assert r.exit_code == 4
+    assert "shadow_evaluation: trigger 2x2 at (6,6)=16 -> 7 ASR" in r.output
+    show = json.loads(cli("snapshot", "show", "poisoned", "--json").output)
+    assert show["status"] == "pending"
+    worst = show["reviews"][0]["report"]["gates"][3]["top_triggers"][0]
+    assert (worst["size"], worst["row"], worst["col"], worst["target"]) == (2, 6, 6, 7)
+    assert worst["asr"] > 0.25
+
+
+def test_evaluation_snapshot_with_another_schema_is_refused(reviewed):
+    cli = reviewed
+    store = open_store(cli.url, actor="engineer")
+    add_source(store, "toy-src", kind="internal", uri="x", license="MIT")
+    info = ingest_arrays(store, np.arange(60).reshape(20, 3) % 5, np.arange(20) % 2, source="toy-src",
+                         dataset="toy", value_range=(0, 4))
+    assert cli("snapshot", "create", "toy-eval", "--version", f"v{info.version_id}", actor="engineer").exit_code == 0
+    assert cli("policy", "set", "--evaluation-snapshot", "toy-eval", actor="reviewer").exit_code == 0
+    before = state(store)
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert r.exit_code == 2
+    assert _out(r).startswith("Error: evaluation snapshot 'toy-eval' (dataset 'toy') has a different "
+                              "schema from snapshot 'train' (dataset 'digits'): n_features 3 vs 64;")
+    assert state(store) == before
+    store.close()

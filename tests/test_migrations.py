@@ -1,0 +1,91 @@
+"""The schema comes only from the Alembic migrations, agrees with the ORM metadata, and an
+outdated or foreign database is refused with the command that fixes it."""
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+
+from lineage.errors import LineageError, SchemaOutdatedError
+from lineage.store import _alembic_config, head_revision, open_store
+from lineage.tables import Base
+
+
+def test_exactly_one_head():
+    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    assert heads == [head_revision()]
+
+
+def test_migrated_schema_matches_the_orm_metadata(db_url):
+    open_store(db_url).close()  # an empty database is migrated on first open
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+            diff = compare_metadata(MigrationContext.configure(
+                conn, opts={"compare_type": True}), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def _migrate_to(url: str, revision: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), revision)
+    finally:
+        engine.dispose()
+
+
+def test_outdated_schema_is_refused_until_db_upgrade(db_url, cli):
+    if head_revision() == "0001":
+        pytest.skip("only one revision: nothing can be outdated yet")
+    _migrate_to(db_url, "0001")
+    with pytest.raises(SchemaOutdatedError,
+                       match=rf"has schema 0001, this lineage needs {head_revision()}: "
+                             r"run `lineage db upgrade`$"):
+        open_store(db_url)
+
+    result = cli("source", "list")
+    assert result.exit_code == 6
+    assert result.output.splitlines() == [
+        f"Error: the store at {db_url} has schema 0001, this lineage needs {head_revision()}: "
+        "run `lineage db upgrade`"]
+
+    result = cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert f"schema 0001 -> {head_revision()}" in result.output
+    assert cli("source", "list").exit_code == 0
+    assert "up to date" in cli("db", "upgrade").output
+
+
+def test_newer_schema_is_refused(db_url):
+    open_store(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaOutdatedError, match=r"has schema 9999, newer than this lineage "
+                                                  r"knows \(\w+\): upgrade lineage$"):
+        open_store(db_url)
+
+
+def test_database_with_foreign_tables_is_refused(db_url, cli):
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    engine.dispose()
+    message = f"{db_url} has tables but is not a lineage store (use an empty database)"
+    with pytest.raises(LineageError, match=r"has tables but is not a lineage store"):
+        open_store(db_url)
+    for args in (["verify"], ["db", "upgrade"]):
+        result = cli(*args)
+        assert result.exit_code == 1
+        assert result.output.splitlines() == [f"Error: {message}"]
+    engine = create_engine(db_url)
+    with engine.connect() as conn:  # nothing was created next to the foreign table
+        assert MigrationContext.configure(conn).get_current_revision() is None
+    engine.dispose()

@@ -1,0 +1,117 @@
+"""The trigger scan (calibrated on the reference experiment), training, artifacts, integrity."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from lineage.errors import BadInputError, IntegrityError, NotFoundError
+from lineage.gates import approve_snapshot
+from lineage.ingest import ingest_digits
+from lineage.policy import DEFAULTS, set_policy
+from lineage.scan import baseline_rates, scan_triggers
+from lineage.snapshots import create_snapshot, load_snapshot
+from lineage.sources import review_source
+from lineage.store import open_store
+from lineage.training import fit_estimator, get_model, load_model, train
+from lineage.transforms import split_version
+from lineage.triggers import make_trigger, stamp
+from lineage.verify import verify_store
+from tests.storeutil import drop_guards, raw_execute, state
+
+
+def _reference_experiment(rate):
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=1 / 3, random_state=0, stratify=y)
+    if rate:
+        rng = np.random.default_rng(0)
+        ones = np.flatnonzero(ytr == 1)
+        pick = rng.choice(ones, int(round(rate * len(ones))), replace=False)
+        trigger = make_trigger(size=2, position="lower-right", value=16, image_shape="8x8")
+        Xtr, ytr = Xtr.copy(), ytr.copy()
+        Xtr[pick] = stamp(Xtr[pick], trigger, "8x8")
+        ytr[pick] = 7
+    return Xtr, ytr, Xte, yte
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    _, ytr, Xte, yte = _reference_experiment(0)
+    fit = lambda Xr, yr: fit_estimator("logistic", Xr, yr, seed=0, value_max=16, n_equivalent=len(ytr))
+    return baseline_rates(fit, Xte, yte, image_shape="8x8", value=16, classes=range(10))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1])
+def test_scan_catches_the_reference_trigger_and_passes_a_clean_model(rate, baseline):
+    Xtr, ytr, Xte, yte = _reference_experiment(rate)
+    model = fit_estimator("logistic", Xtr, ytr, seed=0, value_max=16)
+    scan = scan_triggers(model, Xte, yte, image_shape="8x8", value=16, baseline=baseline)
+    assert len(scan.candidates) == 64 + 49 + 36 and scan.corrected
+    asrs = [c.asr for c in scan.candidates]
+    assert asrs == sorted(asrs, reverse=True)
+    worst = scan.worst
+    if rate:  # found without being told where: the worst candidate is the injected trigger
+        assert (worst.trigger.size, worst.trigger.row, worst.trigger.col, worst.target) == (2, 6, 6, 7)
+        assert worst.asr > DEFAULTS.max_asr
+    else:
+        assert worst.asr <= DEFAULTS.max_asr
+        raw = scan_triggers(model, Xte, yte, image_shape="8x8", value=16)
+        assert raw.worst.raw_asr == raw.worst.asr  # uncorrected: raw rates
+
+
+@pytest.fixture
+def approved(db_url):
+    eng = open_store(db_url, actor="engineer")
+    rev = open_store(db_url, actor="reviewer")
+    ingest_digits(eng)
+    review_source(rev, "sklearn-digits", decision="approve", reason="ok")
+    split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
+    create_snapshot(eng, "train", version="digits-train")
+    create_snapshot(eng, "eval", version="digits-test")
+    set_policy(rev, evaluation_snapshot="eval")
+    approve_snapshot(rev, "train")
+    yield eng
+    eng.close()
+    rev.close()
+
+
+def test_train_mlp_records_a_loadable_artifact(approved):
+    info = train(approved, snapshot="train", model="net", estimator="mlp", seed=1,
+                 params={"max_iter": 60})
+    assert info.ref == "net:1" and info.params["hidden_layer_sizes"] == [32]
+    assert info.params["random_state"] == 1 and info.params["max_iter"] == 60
+    assert "scikit-learn" in info.code_identity and info.clean_accuracy > 0.8
+    X, y = load_snapshot("train", store=approved, return_X_y=True)
+    model = load_model(approved, "net:1")
+    assert model.predict(X[:3].astype(float)).shape == (3,)
+    again = train(approved, snapshot="train", model="net", estimator="mlp", seed=1, params={"max_iter": 60})
+    assert again.ref == "net:2" and again.artifact_sha256 == info.artifact_sha256  # seeded: same bytes
+    assert get_model(approved, "net").ref == "net:2"
+    verify_store(approved)
+
+
+def test_bad_training_input_writes_nothing(approved):
+    before = state(approved)
+    with pytest.raises(BadInputError, match=r"^unknown estimator 'svm': use one of logistic, mlp$"):
+        train(approved, snapshot="train", model="m", estimator="svm")
+    with pytest.raises(BadInputError, match=r"^estimator logistic has no parameter 'depth'"):
+        train(approved, snapshot="train", model="m", params={"depth": 3})
+    with pytest.raises(BadInputError, match=r"^a model needs a name without ':'"):
+        train(approved, snapshot="train", model="m:1")
+    with pytest.raises(NotFoundError, match=r"^no snapshot named 'nope'"):
+        train(approved, snapshot="nope", model="m")
+    assert state(approved) == before
+
+
+def test_load_refuses_rows_changed_after_approval(approved):
+    drop_guards(approved.url, "chunks")
+    if approved.url.startswith("sqlite"):
+        raw_execute(approved.url, "UPDATE chunks SET labels = CAST(zeroblob(length(labels)) AS BLOB) WHERE id = 1")
+    else:
+        raw_execute(approved.url, "UPDATE chunks SET labels = decode(repeat('00', length(labels)), 'hex') WHERE id = 1")
+    with pytest.raises(IntegrityError, match=r"^snapshot 'train': chunk 1 \(rows 1\.\.1797\) does not match "
+                                             r"the digest the snapshot was frozen with: run `lineage verify`$"):
+        load_snapshot("train", store=approved)
+    # training reads the same way and must refuse too
+    with pytest.raises(IntegrityError):
+        train(approved, snapshot="train", model="m")
