@@ -8,12 +8,15 @@ database), then a chain of five transformations that each touch 1% of the rows:
 filter (1% of row ids), relabel (1%), inject-trigger (class 1 at rate 0.1, about 1%), filter,
 relabel. It reports:
 
-- commit time of each transformation (one call, one write: effects, delta, event);
+- commit time of each transformation (one call, one write: effects, delta, event), wall and
+  this process's CPU time (the machine may be shared);
 - bytes each one added to the database (SQLite: file size after a WAL checkpoint, before/after;
-  PostgreSQL: pg_database_size) against a full copy of the version (ids + labels + features);
+  PostgreSQL: pg_total_relation_size of the store's tables in its schema) against a full copy
+  of the version (ids + labels + features);
 - materialize rows/s of the root and of the version five transformations deep (same run,
   interleaved, median of ``repeat``);
-- ``trace_row`` and ``version_diff`` latency (median of ``repeat``) for versions 1% apart;
+- ``trace_row`` and ``version_diff`` latency (median of ``repeat``, wall and CPU) for versions
+  1% apart, and from the root to the version five deep;
 - a split of the whole root (test 0.3): commit time and bytes.
 """
 
@@ -63,22 +66,31 @@ def db_bytes(store) -> int:
         return os.path.getsize(path)
     from sqlalchemy import text
 
-    with store.engine.connect() as conn:
-        return int(conn.scalar(text("SELECT pg_database_size(current_database())")))
+    with store.engine.connect() as conn:  # this store's schema only: tables, indexes, TOAST
+        return int(conn.scalar(text(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'")))
+
+
+CPU: list = []  # process CPU seconds of the last ``timed`` call (wall time is the figure;
+# CPU time shows how much of it was this process working when the machine is shared)
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     out = fn()
+    CPU[:] = [time.process_time() - c0]
     return out, time.perf_counter() - t0
 
 
-def median_time(fn, repeat: int) -> float:
-    times = []
+def median_time(fn, repeat: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds)."""
+    times, cpus = [], []
     for _ in range(repeat):
         _, dt = timed(fn)
         times.append(dt)
-    return statistics.median(times)
+        cpus.append(CPU[0])
+    return statistics.median(times), statistics.median(cpus)
 
 
 def read_version(store, ref):
@@ -133,7 +145,8 @@ def main() -> None:
         res, dt = timed(lambda: step(version))
         grown = db_bytes(store) - before
         touched = res.n_removed + res.n_added + res.n_relabelled + res.n_modified
-        results["steps"].append({"step": label, "commit_s": dt, "rows_touched": touched,
+        results["steps"].append({"step": label, "commit_s": dt, "commit_cpu_s": CPU[0],
+                                 "rows_touched": touched,
                                  "bytes_written": grown, "vs_full_copy": grown / full_copy})
         if res.poisoned_row_ids:
             poisoned = res.poisoned_row_ids[0]
@@ -141,26 +154,31 @@ def main() -> None:
         versions.append(version)
 
     # Reads: root vs five deep, interleaved.
-    root_t, deep_t = [], []
+    root_t, deep_t, root_c, deep_c = [], [], [], []
     for _ in range(args.repeat):
         root_t.append(timed(lambda: read_version(store, versions[0]))[1])
+        root_c.append(CPU[0])
         deep_t.append(timed(lambda: read_version(store, versions[-1]))[1])
+        deep_c.append(CPU[0])
     n_deep = find_n(store, versions[-1])
     results["read_root_rows_per_s"] = n / statistics.median(root_t)
     results["read_deep_rows_per_s"] = n_deep / statistics.median(deep_t)
     results["read_root_s"] = statistics.median(root_t)
     results["read_deep_s"] = statistics.median(deep_t)
+    results["read_root_cpu_s"] = statistics.median(root_c)
+    results["read_deep_cpu_s"] = statistics.median(deep_c)
 
     # Trace and diff.
     plain_row = int(live(versions[-1])[n // 2])
-    results["trace_plain_row_ms"] = 1e3 * median_time(lambda: trace_row(store, plain_row), args.repeat)
-    results["trace_poisoned_row_ms"] = 1e3 * median_time(lambda: trace_row(store, poisoned), args.repeat)
+    ms = lambda pair: [round(1e3 * pair[0], 1), round(1e3 * pair[1], 1)]  # [wall, cpu]
+    results["trace_plain_row_ms"] = ms(median_time(lambda: trace_row(store, plain_row), args.repeat))
+    results["trace_poisoned_row_ms"] = ms(median_time(lambda: trace_row(store, poisoned), args.repeat))
     diffs = []
     for a, b in zip(versions, versions[1:]):
-        diffs.append(1e3 * median_time(lambda: version_diff(store, a, b), args.repeat))
+        diffs.append(ms(median_time(lambda: version_diff(store, a, b), args.repeat)))
     results["diff_1pct_ms"] = diffs
-    results["diff_root_to_deep_ms"] = 1e3 * median_time(
-        lambda: version_diff(store, versions[0], versions[-1]), args.repeat)
+    results["diff_root_to_deep_ms"] = ms(median_time(
+        lambda: version_diff(store, versions[0], versions[-1]), args.repeat))
     d = version_diff(store, versions[0], versions[-1])
     results["diff_root_to_deep_counts"] = {"added": len(d.added), "removed": len(d.removed),
                                            "relabelled": len(d.relabelled_ids),
@@ -170,33 +188,38 @@ def main() -> None:
     split, dt = timed(lambda: split_version(store, version=versions[0], test_size=0.3, seed=0,
                                             reason="bench"))
     results["split_commit_s"] = dt
+    results["split_commit_cpu_s"] = CPU[0]
     results["split_bytes_written"] = db_bytes(store) - before
-    results["trace_row_after_split_ms"] = 1e3 * median_time(lambda: trace_row(store, plain_row), args.repeat)
+    results["trace_row_after_split_ms"] = ms(median_time(lambda: trace_row(store, plain_row), args.repeat))
+    results["load_average"] = os.getloadavg()
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     store.close()
 
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{n} rows on {results['backend']} ({results['machine']}); ingest {t_ingest:.1f} s; "
+    print(f"{n} rows on {results['backend']} ({results['machine']}; load average "
+          f"{', '.join(f'{x:.1f}' for x in results['load_average'])}); ingest {t_ingest:.1f} s; "
           f"full copy of a version = {full_copy / 1e6:.0f} MB")
-    print("| transformation | rows touched | commit (s) | bytes written | vs full copy |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| transformation | rows touched | commit wall (s) | commit CPU (s) | bytes written | vs full copy |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for s in results["steps"]:
-        print(f"| {s['step']} | {s['rows_touched']} | {s['commit_s']:.2f} | "
+        print(f"| {s['step']} | {s['rows_touched']} | {s['commit_s']:.2f} | {s['commit_cpu_s']:.2f} | "
               f"{s['bytes_written'] / 1e6:.2f} MB | {s['vs_full_copy']:.2%} |")
     print(f"| split root 0.3 | {n} | {results['split_commit_s']:.2f} | "
-          f"{results['split_bytes_written'] / 1e6:.2f} MB | "
+          f"{results['split_commit_cpu_s']:.2f} | {results['split_bytes_written'] / 1e6:.2f} MB | "
           f"{results['split_bytes_written'] / full_copy:.2%} |")
     print(f"read root: {results['read_root_rows_per_s'] / 1e6:.2f} M rows/s "
-          f"({results['read_root_s'] * 1e3:.0f} ms); five deep: "
-          f"{results['read_deep_rows_per_s'] / 1e6:.2f} M rows/s ({results['read_deep_s'] * 1e3:.0f} ms)")
-    print(f"trace row: plain {results['trace_plain_row_ms']:.1f} ms, poisoned "
-          f"{results['trace_poisoned_row_ms']:.1f} ms, plain after a split of the root "
-          f"{results['trace_row_after_split_ms']:.1f} ms")
-    print("version diff, consecutive versions 1% apart (ms): "
-          + ", ".join(f"{d:.1f}" for d in results["diff_1pct_ms"])
-          + f"; root -> five deep: {results['diff_root_to_deep_ms']:.1f} ms "
+          f"({results['read_root_s'] * 1e3:.0f} ms wall, {results['read_root_cpu_s'] * 1e3:.0f} ms CPU); "
+          f"five deep: {results['read_deep_rows_per_s'] / 1e6:.2f} M rows/s "
+          f"({results['read_deep_s'] * 1e3:.0f} ms wall, {results['read_deep_cpu_s'] * 1e3:.0f} ms CPU)")
+    fmt = lambda p: f"{p[0]:.1f} ms ({p[1]:.1f} CPU)"
+    print(f"trace row: plain {fmt(results['trace_plain_row_ms'])}, poisoned "
+          f"{fmt(results['trace_poisoned_row_ms'])}, plain after a split of the root "
+          f"{fmt(results['trace_row_after_split_ms'])}")
+    print("version diff, consecutive versions 1% apart: "
+          + ", ".join(fmt(d) for d in results["diff_1pct_ms"])
+          + f"; root -> five deep: {fmt(results['diff_root_to_deep_ms'])} "
           f"({results['diff_root_to_deep_counts']})")
 
 

@@ -47,8 +47,10 @@ def _plain_ingest(info) -> dict:
     from lineage.cli.common import plain
 
     data = plain(info)
-    # The id range, not a list: an ingest of a million rows stays a few lines of JSON.
     data["last_row_id"] = info.first_row_id + info.n_rows - 1
+    # Every assigned id, as other tools expect (issue 3's contract); contiguous, so the range
+    # above says the same in two numbers.
+    data["row_ids"] = list(info.row_ids)
     return data
 
 

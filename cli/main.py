@@ -15,6 +15,9 @@ from lineage.cli.version import version_app
 from lineage.cli.model import model_app, trace_model_command, train_command
 from lineage.cli.policy import policy_app
 from lineage.cli.snapshot import snapshot_app
+from lineage.cli.audit import audit_app
+from lineage.cli.demo import demo_command
+from lineage.cli.scan import scan_command
 from lineage.log import list_events
 from lineage.store import head_revision, open_for_upgrade, upgrade_store
 from lineage.verify import verify_store
@@ -40,6 +43,9 @@ app.add_typer(policy_app, name="policy")
 app.command("train")(train_command)
 trace_app.command("model")(trace_model_command)
 app.command("coverage")(coverage_command)
+app.add_typer(audit_app, name="audit")
+app.command("demo")(demo_command)
+app.command("scan")(scan_command)
 
 
 @db_app.command("upgrade")
@@ -110,26 +116,6 @@ def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest 
     else:
         print_table("events (newest first)", ["#", "kind", "actor", "at", "summary", "digest"],
                     [[e.id, e.kind, e.actor, e.created_at, e.summary, e.digest[:12]] for e in events])
-
-
-@app.command("demo")
-@handle_errors
-def demo(db: DbOpt = None, actor: ActorOpt = None):
-    """PARTIAL DEMO (the poisoning lab is not built yet): ingest scikit-learn digits into the
-    store and verify the chain.
-
-    Example: lineage demo
-    """
-    from lineage.ingest import ingest_digits
-
-    err.print("[bold]lineage demo (partial)[/]: the store only; the poisoning lab comes later.")
-    with opened(db, actor) as store:
-        info = ingest_digits(store)
-        out.print(f"ingested {info.n_rows} rows from {info.source} into dataset {info.dataset} "
-                  f"as version v{info.version_id} (rows {info.first_row_id}.."
-                  f"{info.first_row_id + info.n_rows - 1})")
-        report = verify_store(store)
-        out.print(f"verify: {report.events} events and {report.records} records OK")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
          db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Record a new policy version: the one in force with the given settings changed.
 
-    Example: lineage policy set --evaluation-snapshot digits-eval --min-coverage 1.0 --max-asr 0.25 --min-clean-accuracy 0.9
+    Example: lineage policy set --evaluation-snapshot digits-eval --min-coverage 1.0 --max-asr 0.3 --min-clean-accuracy 0.9
     """
     sizes = None
     if scan_sizes is not None:

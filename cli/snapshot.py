@@ -30,7 +30,8 @@ def _show(info, as_json: bool) -> None:
         print_json(info)
         return
     print_table(f"snapshot {info.name}", COLUMNS, [_row(info)])
-    out.print(f"content digest {info.content_digest}; manifest digest {info.manifest_digest}")
+    out.print(f"status {info.status}; {info.n_rows} rows; content digest {info.content_digest}; "
+              f"manifest digest {info.manifest_digest}", markup=False)
     for r in info.reviews:
         verdict = ("passed" if r.passed else "FAILED") if r.decision == "approve" else "recorded"
         out.print(f"review {r.id}: {r.decision} {verdict} by {r.actor} at {r.created_at:%Y-%m-%d %H:%M:%S}"

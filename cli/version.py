@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, plain, print_json, print_table
+from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
 from lineage.trace import version_diff
 from lineage.transforms import list_versions, show_version
 

@@ -7,8 +7,11 @@ it used, so a gate report can always be read against the thresholds that produce
 ``max_asr`` bounds the *baseline-corrected* attack success rate of the worst trigger candidate
 (see ``lineage.scan``): the share of non-target evaluation rows a candidate flips to one class on
 the reviewed model, minus the share it flips on reference models trained on the evaluation rows.
-Calibrated on scikit-learn digits (see tests/test_gates.py): a clean logistic model's worst
-corrected rate is ~0.18; the reference experiment's backdoor (10% of class-1 rows) scores 0.36+.
+Calibrated on scikit-learn digits (3 stratified 2/3-1/3 splits, logistic reference): a clean
+model's worst corrected rate was 0.17-0.21 (a natural 3x3 blob); the reference experiment's
+trigger (2x2 lower-right at 16, class 1 -> 7) was always the worst candidate, scoring 0.36-0.50
+with 10% of class-1 training rows poisoned, 0.45-0.60 with 20%, and 0.23-0.39 with 5% (so 5% is
+not reliably caught at the default 0.3).
 """
 
 import json
@@ -33,7 +36,7 @@ class PolicyInfo:
 
     version: int
     min_coverage: float = 1.0
-    max_asr: float = 0.25
+    max_asr: float = 0.3
     min_clean_accuracy: float = 0.9
     evaluation_snapshot: Optional[str] = None
     scan_sizes: tuple[int, ...] = (1, 2, 3)

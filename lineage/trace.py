@@ -21,7 +21,7 @@ from lineage.sources import source_status
 from lineage.storage import ID_DTYPE, LABEL_DTYPE, ids_from_bytes
 from lineage.store import Store
 from lineage.tables import (Chunk, Dataset, Ingest, RowEffect, Source, Transformation, Version)
-from lineage.versions import _chain, find_version
+from lineage.versions import find_version
 
 
 # ----------------------------------------------------------------------------- trace row
@@ -135,15 +135,25 @@ def _contains(session: Session, row_id: int, dataset_id: int) -> list[tuple]:
         pos = np.searchsorted(ids, row_id)
         return bool(pos < len(ids) and ids[pos] == row_id)
 
+    splits = set(session.scalars(select(Transformation.id).where(
+        Transformation.dataset_id == dataset_id, Transformation.kind == "split")))
+    first_output: dict[int, int] = {}  # split transformation -> its train version
     holds: dict[int, bool] = {}
     for v in versions:
         if v.parent_id is None and v.ingest_id is not None:
             first, n = ingests[v.ingest_id]  # a root version holds exactly its ingest's rows
             holds[v.id] = first <= row_id < first + n
+        elif v.transformation_id in splits and v.transformation_id in first_output:
+            # A split partitions its parent: the test side holds what the train side does not
+            # (so only the train side's removed ids, the smaller test share, are read).
+            train = first_output[v.transformation_id]
+            holds[v.id] = holds.get(v.parent_id, False) and not holds[train]
         elif holds.get(v.parent_id, False):
             holds[v.id] = not blob_has(v.id, Version.removed_ids)
         else:
             holds[v.id] = blob_has(v.id, Version.added_ids)
+        if v.transformation_id in splits:
+            first_output.setdefault(v.transformation_id, v.id)
     return [v for v in versions if holds[v.id]]
 
 
@@ -321,14 +331,27 @@ def _relabels(session: Session, path: list[int]) -> tuple[np.ndarray, np.ndarray
     return _last_per_id(np.concatenate(ids), np.concatenate(labels))
 
 
+def _raw_rows(session: Session, columns: str, version_ids: list[int], effect: str) -> list[tuple]:
+    """Effects of some versions, oldest first, through the driver's cursor: an indexed query
+    whose 10^4 result rows cost more in SQLAlchemy's row objects than in the database."""
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (f"SELECT {columns} FROM row_effects WHERE version_id IN "
+           f"({', '.join([mark] * len(version_ids))}) AND effect = {mark} ORDER BY id")
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, (*[int(v) for v in version_ids], effect))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def _old_labels(session: Session, path: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(ids, label before the path) of rows relabelled on a path, from the first effect."""
     if not path:
         return _E, _E
-    rows = session.execute(select(RowEffect.row_id, RowEffect.old_label)
-                           .where(RowEffect.version_id.in_(path), RowEffect.effect == "relabelled")
-                           .order_by(RowEffect.id)).all()
-    arr = np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 2)
+    rows = _raw_rows(session, "row_id, old_label", path, "relabelled")
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
     if not len(arr):
         return _E, _E
     uniq, first = np.unique(arr[:, 0], return_index=True)
@@ -371,10 +394,8 @@ def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
         # Contents changed on the way to b: parent removed, (last) child added.
         par = chi = _E
         if path_b:
-            mods = np.array([tuple(r) for r in session.execute(
-                select(RowEffect.parent_row_id, RowEffect.row_id)
-                .where(RowEffect.version_id.in_(path_b), RowEffect.effect == "modified")
-                .order_by(RowEffect.id))], dtype=np.int64).reshape(-1, 2)
+            mods = np.array(_raw_rows(session, "parent_row_id, row_id", path_b, "modified"),
+                            dtype=np.int64).reshape(-1, 2)
             if len(mods):
                 child_of = dict(mods.tolist())
                 final = np.array([_last_child(child_of, int(c)) for c in mods[:, 1]]

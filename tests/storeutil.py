@@ -68,10 +68,11 @@ def state(store) -> tuple[dict[str, int], str]:
     return counts(store), verify_store(store).head_digest
 
 
-def concurrent_writer(url: str, worker: int, barrier) -> None:
+def concurrent_writer(urls: list[str], worker: int, barrier) -> None:
     """test_concurrency's writer, run in a spawned process (kept here so the child does not import
-    pytest): opens the possibly still empty store itself, so the first open's migration races
-    too, then adds 3 sources and ingests 40 rows from two of them."""
+    pytest). For each store in turn, all workers start together: each opens the possibly still
+    empty store itself (so the first open's migration races too), adds 3 sources and ingests 40
+    rows from two of them."""
     import numpy as np
 
     from lineage.ingest import ingest_arrays
@@ -79,14 +80,15 @@ def concurrent_writer(url: str, worker: int, barrier) -> None:
     from lineage.store import open_store
 
     rng = np.random.default_rng(worker)
-    barrier.wait(timeout=60)
-    store = open_store(url, actor=f"worker-{worker}")
-    try:
-        for k in range(3):
-            add_source(store, f"w{worker}-s{k}", kind="crowdsourced")
-        for k in range(2):
-            X = rng.integers(0, 17, size=(40, 8))
-            y = np.arange(40) % 3  # every ingest has classes 0..2, whoever creates the dataset
-            ingest_arrays(store, X, y, source=f"w{worker}-s{k}", dataset="toy")
-    finally:
-        store.close()
+    for url in urls:
+        barrier.wait(timeout=60)
+        store = open_store(url, actor=f"worker-{worker}")
+        try:
+            for k in range(3):
+                add_source(store, f"w{worker}-s{k}", kind="crowdsourced")
+            for k in range(2):
+                X = rng.integers(0, 17, size=(40, 8))
+                y = np.arange(40) % 3  # every ingest has classes 0..2, whoever creates the dataset
+                ingest_arrays(store, X, y, source=f"w{worker}-s{k}", dataset="toy")
+        finally:
+            store.close()

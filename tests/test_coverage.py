@@ -6,7 +6,7 @@ from lineage.coverage import version_coverage
 from lineage.ingest import ingest_arrays, ingest_digits
 from lineage.sources import add_source, review_source
 from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, get_coverage,
-                                import_external_edit, inject_trigger, version_members)
+                                inject_trigger, version_members)
 from lineage.versions import find_version
 
 

@@ -67,6 +67,8 @@ def test_sigkill_mid_ingest_leaves_nothing_partial(db_url, big_npz):
             assert os.path.getsize(wal) > 2_000_000  # megabytes of uncommitted pages on disk
         os.kill(child.pid, signal.SIGKILL)
     finally:
+        if child.poll() is None:
+            child.kill()  # also when an assertion above failed: never leave the writer running
         child.wait(timeout=60)
         child.stdout.close()
         child.stderr.close()

@@ -66,7 +66,7 @@ def test_reviewed_path_end_to_end(reviewed, tmp_path):
     show = json.loads(cli("snapshot", "show", "train", "--json").output)
     assert show["status"] == "approved" and show["coverage"] == 1.0
     shadow = show["reviews"][1]["report"]["gates"][3]
-    assert shadow["clean_accuracy"] >= 0.9 and shadow["worst_asr"] <= 0.25
+    assert shadow["clean_accuracy"] >= 0.9 and shadow["worst_asr"] <= 0.3
     assert shadow["n_candidates"] == 149 and shadow["overlap_rows"] == 0
     r = cli("snapshot", "approve", "train", actor="reviewer")
     assert (r.exit_code, _out(r)) == (4, "Error: snapshot 'train' is approved: only a pending snapshot can be approved")
@@ -148,7 +148,7 @@ def test_poisoned_snapshot_fails_the_shadow_evaluation(reviewed):
     assert show["status"] == "pending"
     worst = show["reviews"][0]["report"]["gates"][3]["top_triggers"][0]
     assert (worst["size"], worst["row"], worst["col"], worst["target"]) == (2, 6, 6, 7)
-    assert worst["asr"] > 0.25
+    assert worst["asr"] > 0.3
 
 
 def test_evaluation_snapshot_with_another_schema_is_refused(reviewed):
@@ -166,3 +166,33 @@ def test_evaluation_snapshot_with_another_schema_is_refused(reviewed):
                               "schema from snapshot 'train' (dataset 'digits'): n_features 3 vs 64;")
     assert state(store) == before
     store.close()
+
+
+def test_rows_from_a_quarantined_source_fail_coverage_and_sources(reviewed):
+    from lineage.errors import GateFailedError
+    from lineage.gates import approve_snapshot
+    from lineage.snapshots import create_snapshot, get_snapshot
+    from lineage.transforms import append_ingest
+
+    cli = reviewed
+    eng = open_store(cli.url, actor="engineer")
+    add_source(eng, "crowd", kind="crowdsourced", uri="s3://vendor/b7", license="CC-BY-4.0")
+    from sklearn.datasets import load_digits
+
+    Xd, yd = load_digits(return_X_y=True)
+    info = ingest_arrays(eng, Xd[:30], yd[:30], source="crowd", dataset="digits")
+    append_ingest(eng, version="digits-train", ingest=info.id, reason="batch 7", name="with-crowd")
+    create_snapshot(eng, "mixed", version="with-crowd")
+    rev = open_store(cli.url, actor="reviewer")
+    with pytest.raises(GateFailedError, match=r"^snapshot 'mixed' not approved \(2 of 4 gates failed; "
+                       r"review \d+ recorded, policy version 1\): coverage: coverage 0\.9756 < 1 \(30 of "
+                       r"1228 rows uncovered: source not approved 30\); sources: 30 rows from blocked "
+                       r"sources: crowd \(quarantined, 30 rows\)$"):
+        approve_snapshot(rev, "mixed")
+    snap = get_snapshot(rev, "mixed")
+    assert snap.status == "pending" and snap.coverage == pytest.approx(0.9756, abs=1e-4)
+    gates = snap.reviews[-1].report["gates"]
+    assert gates[1]["sources"] == [{"source": "sklearn-digits", "status": "approved", "rows": 1198},
+                                   {"source": "crowd", "status": "quarantined", "rows": 30}]
+    eng.close()
+    rev.close()

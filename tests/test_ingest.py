@@ -140,7 +140,7 @@ def test_csv_and_npz_ingests_read_back_exactly(store, cli, tmp_path):
     assert result.exit_code == 0, result.output
     first = json.loads(result.output)
     assert set(first) == {"id", "dataset", "source", "file_name", "file_sha256", "n_rows",
-                          "first_row_id", "last_row_id", "version_id", "actor", "created_at"}
+                          "first_row_id", "last_row_id", "row_ids", "version_id", "actor", "created_at"}
     assert (first["id"], first["dataset"], first["source"], first["n_rows"], first["first_row_id"],
             first["last_row_id"], first["actor"]) == (1, "toy", "crowd", 10, 1, 10, "alice")
     assert first["file_sha256"] == hashlib.sha256(csv_path.read_bytes()).hexdigest()
@@ -154,6 +154,7 @@ def test_csv_and_npz_ingests_read_back_exactly(store, cli, tmp_path):
     assert result.exit_code == 0, result.output
     second = json.loads(result.output)
     assert (second["id"], second["dataset"], second["first_row_id"], second["last_row_id"]) == (2, "toy", 11, 17)
+    assert second["row_ids"] == list(range(11, 18)) and first["row_ids"] == list(range(1, 11))
     assert second["file_sha256"] == hashlib.sha256(npz_path.read_bytes()).hexdigest()
 
     ids, X, y = read_rows(store)

@@ -89,3 +89,35 @@ def test_database_with_foreign_tables_is_refused(db_url, cli):
     with engine.connect() as conn:  # nothing was created next to the foreign table
         assert MigrationContext.configure(conn).get_current_revision() is None
     engine.dispose()
+
+
+def test_upgrade_keeps_history_and_guards(db_url, cli):
+    from lineage.log import list_events
+    from lineage.sources import add_source, list_sources
+    from lineage.store import open_for_upgrade
+    from lineage.verify import verify_store
+    from storeutil import raw_connect
+
+    if head_revision() == "0001":
+        pytest.skip("only one revision")
+    _migrate_to(db_url, "0001")
+    old = open_for_upgrade(db_url, actor="old-lineage")  # writes what a 0001 store could hold
+    try:
+        add_source(old, "crowd", kind="crowdsourced", license="CC-BY-4.0")
+        head = list_events(old)[0].digest
+    finally:
+        old.close()
+    assert cli("db", "upgrade").exit_code == 0
+    store = open_store(db_url)
+    try:
+        assert [(s.name, s.status, s.actor) for s in list_sources(store)] == [
+            ("crowd", "quarantined", "old-lineage")]
+        assert verify_store(store).head_digest == head
+    finally:
+        store.close()
+    conn = raw_connect(db_url)
+    try:
+        with pytest.raises(Exception, match=r"lineage: sources is append-only \(UPDATE refused\)"):
+            conn.execute("UPDATE sources SET license = 'MIT'")
+    finally:
+        conn.close()

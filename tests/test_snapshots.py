@@ -79,3 +79,23 @@ def test_a_changed_chunk_is_found_when_rows_are_read(split_store):
         raw_execute(split_store.url, "UPDATE chunks SET features = overlay(features placing ? from 1) WHERE id = 1", (blob,))
     with split_store.read() as session, pytest.raises(IntegrityError, match=r"^snapshot 'train': chunk 1 \(rows 1\.\.1797\) does not match"):
         read_snapshot_rows(session, find_snapshot(session, "train"))
+
+
+def test_snapshot_cli_reject_and_list(cli):
+    assert cli("ingest", "digits", actor="engineer").exit_code == 0
+    r = cli("snapshot", "create", "all", "--version", "v1", actor="engineer")
+    assert r.exit_code == 0 and "status pending; 1797 rows" in r.output
+    r = cli("snapshot", "reject", "all", actor="reviewer")
+    assert (r.exit_code, r.output.strip()) == (2, "Error: --reason is required to reject a snapshot")
+    r = cli("snapshot", "reject", "all", "--reason", "no review of labels", actor="reviewer")
+    assert r.exit_code == 0 and "review 1: reject recorded by reviewer" in r.output
+    r = cli("snapshot", "approve", "all", actor="reviewer")
+    assert (r.exit_code, r.output.strip()) == (
+        4, "Error: snapshot 'all' is rejected: only a pending snapshot can be approved (create a new snapshot)")
+    r = cli("snapshot", "list", "--json")
+    assert r.exit_code == 0
+    import json
+    [listed] = json.loads(r.output)
+    assert (listed["name"], listed["status"], listed["n_rows"]) == ("all", "rejected", 1797)
+    r = cli("snapshot", "create", "x", "--version", "v9", actor="engineer")
+    assert r.exit_code == 3 and r.output.startswith("Error: no version 'v9'")

@@ -4,7 +4,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from lineage.ingest import ingest_digits
 from lineage.trace import version_diff

@@ -1,0 +1,421 @@
+"""Audits of poisoning: recorded detector scans, the poisoned rows behind a model, and the
+per-source shadow evaluation.
+
+- ``scan_version`` runs the detectors (``lineage.detectors``) on a version or a snapshot and
+  records the scan as an event (its parameters, every detector's flag count and the flagged rows
+  with their evidence), so a later audit shows what was known when.
+- ``audit_poisoned`` answers for a model version through its snapshot: rows implicated by the
+  records (trigger injections, edits made outside the store, label changes by actors who are not
+  reviewers) and rows flagged by the detectors.
+- ``audit_sources`` retrains the policy's reference model without each source in turn and names
+  the source whose removal collapses the attack success rate of the worst scanned trigger.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage.detectors import DETECTORS, scan_rows
+from lineage.errors import BadInputError, NotFoundError
+from lineage.store import Store
+from lineage.tables import (Dataset, Event, Ingest, RowEffect, Snapshot, SnapshotReview, Source,
+                            SourceReview, Transformation, Version)
+
+MAX_EVIDENCE = 2000  # flagged rows whose evidence text goes into the scan event
+
+
+@dataclass(frozen=True)
+class FlaggedRow:
+    """A row that at least one detector flagged."""
+
+    row_id: int
+    label: int
+    detectors: tuple[str, ...]
+    score: float
+    combined: bool  # in the combined audit list (see ``lineage.detectors.combine``)
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One recorded scan: what was scanned, with which settings, and what was flagged."""
+
+    event_id: int
+    target: str
+    snapshot: Optional[str]
+    version_id: int
+    content_digest: str
+    n_rows: int
+    params: dict
+    detectors: dict  # detector -> {"flagged": count, "params": {...}}
+    flagged: list  # FlaggedRow in the combined list, most suspicious first
+    noted: list  # FlaggedRow flagged by some detector but below the combined cut
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _resolve(session: Session, ref: str) -> tuple[Optional[Snapshot], Version]:
+    """A snapshot by name, else a version by id or name."""
+    from lineage.versions import find_version
+
+    text = str(ref).strip()
+    snap = session.scalars(select(Snapshot).where(Snapshot.name == text)).first()
+    if snap is not None:
+        return snap, session.get(Version, snap.version_id)
+    try:
+        return None, find_version(session, text)
+    except NotFoundError:
+        raise NotFoundError(f"no snapshot or version {text!r} (see `lineage snapshot list` and "
+                            "`lineage version list`)") from None
+
+
+def _rows_of(session: Session, snap: Optional[Snapshot], version: Version):
+    from lineage.snapshots import read_snapshot_rows
+    from lineage.versions import materialize
+
+    if snap is not None:
+        return read_snapshot_rows(session, snap)
+    m = materialize(session, version, verify=True)
+    return m.row_ids, m.X, m.y
+
+
+def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] = None,
+                 seed: int = 0) -> ScanRecord:
+    """Run the detectors on a snapshot or version (rows digest-verified) and record the scan.
+
+    Example: ``scan_version(store, "v7")`` or ``scan_version(store, "digits-train-2026w48")``
+    """
+    names = list(DETECTORS) if detectors is None else list(detectors)
+    unknown = [d for d in names if d not in DETECTORS]
+    if unknown:
+        raise BadInputError(f"unknown detector {unknown[0]!r}: choose from {', '.join(DETECTORS)}")
+    with store.read() as session:
+        snap, version = _resolve(session, ref)
+        dataset = session.get(Dataset, version.dataset_id)
+        ids, X, y = _rows_of(session, snap, version)
+        target = f"snapshot {snap.name}" if snap else f"version v{version.id}"
+        snap_name = snap.name if snap else None
+        digest = snap.content_digest if snap else version.content_digest
+        version_id = version.id
+        if not dataset.image_shape:
+            raise BadInputError(f"dataset {dataset.name!r} has no image shape: the pixel "
+                                "detectors need images")
+        image_shape = dataset.image_shape
+        value = float(dataset.value_max) if dataset.value_max is not None else None
+    if len(ids) == 0:
+        raise BadInputError(f"{target} has no rows to scan")
+    report = scan_rows(X, y, image_shape=image_shape, value=value, random_state=seed,
+                       detectors=names)
+    combined = set(int(i) for i in report.flagged)
+    rows = [FlaggedRow(row_id=int(ids[e.position]), label=int(y[e.position]), detectors=e.detectors,
+                       score=e.score, combined=e.position in combined, evidence=dict(e.evidence))
+            for e in report.entries]
+    flagged = [r for r in rows if r.combined]
+    noted = [r for r in rows if not r.combined]
+    per_detector = {name: {"flagged": int(len(res.flagged)), "params": _jsonable(res.params)}
+                    for name, res in report.results.items()}
+    params = {"detectors": names, "seed": seed, "image_shape": image_shape, "value": value,
+              "weights": report.params["weights"], "cut": report.params["cut"]}
+    with store.write() as tx:
+        tx.event("scan", f"scan of {target}: {len(ids)} rows, {len(flagged)} flagged ("
+                 + ", ".join(f"{k} {v['flagged']}" for k, v in per_detector.items()) + ")",
+                 target=target, snapshot=snap_name, version=version_id, content_digest=digest,
+                 n_rows=len(ids), params=_jsonable(params), detectors=per_detector,
+                 flagged=[{"row_id": r.row_id, "detectors": list(r.detectors), "score": r.score,
+                           "combined": r.combined,
+                           **({"evidence": r.evidence} if i < MAX_EVIDENCE else {})}
+                          for i, r in enumerate(flagged + noted)])
+    with store.read() as session:
+        event_id = session.scalar(select(Event.id).where(Event.kind == "scan")
+                                  .order_by(Event.id.desc()).limit(1))
+    return ScanRecord(event_id=int(event_id), target=target, snapshot=snap_name,
+                      version_id=version_id, content_digest=digest, n_rows=len(ids),
+                      params=params, detectors=per_detector, flagged=flagged, noted=noted)
+
+
+def list_scans(store: Store, *, snapshot: Optional[str] = None,
+               version: Optional[int] = None) -> list[dict]:
+    """Recorded scans (newest first), optionally of one snapshot or version: event id, time,
+    actor, target and how many rows were flagged."""
+    out = []
+    with store.read() as session:
+        for ev in session.scalars(select(Event).where(Event.kind == "scan").order_by(Event.id.desc())):
+            payload = json.loads(ev.payload)
+            if snapshot is not None and payload.get("snapshot") != snapshot:
+                continue
+            if version is not None and payload.get("version") != version:
+                continue
+            out.append({"event": ev.id, "at": ev.created_at, "actor": ev.actor,
+                        "target": payload.get("target"), "n_rows": payload.get("n_rows"),
+                        "flagged": sum(1 for f in payload.get("flagged", []) if f.get("combined"))})
+    return out
+
+
+# ----------------------------------------------------------------------------- poisoned rows
+
+@dataclass(frozen=True)
+class AuditedRow:
+    """A row behind a model that the records or the detectors implicate."""
+
+    row_id: int
+    label: int
+    records: tuple[str, ...]  # why the records implicate it (empty: they do not)
+    detectors: tuple[str, ...]  # detectors that flagged it in the combined list
+    score: float
+    evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PoisonAudit:
+    """``audit poisoned``: the rows behind a model version that look poisoned, and how we know."""
+
+    model: str
+    snapshot: str
+    version_id: int
+    n_rows: int
+    rows: list  # AuditedRow, records first, then by detector score
+    from_records: list  # row ids implicated by records
+    from_detectors: list  # row ids in the detectors' combined list
+    scan_event: Optional[int]
+    earlier_scans: list = field(default_factory=list)
+
+
+def _reviewers(session: Session) -> set[str]:
+    snap = set(session.scalars(select(SnapshotReview.actor).where(SnapshotReview.passed.is_(True))))
+    src = set(session.scalars(select(SourceReview.actor).where(SourceReview.decision == "approve")))
+    return snap | src
+
+
+def record_implicated(session: Session, version: Version, members: np.ndarray) -> dict[int, list[str]]:
+    """Row id -> why the records implicate it, for the members of ``version``."""
+    from lineage.versions import _chain
+
+    reviewers = _reviewers(session)
+    out: dict[int, list[str]] = {}
+    for v in _chain(session, version):
+        if v.transformation_id is None:
+            continue
+        t = session.get(Transformation, v.transformation_id)
+        params = json.loads(t.params)
+        effects = session.execute(select(RowEffect.row_id, RowEffect.effect, RowEffect.old_label,
+                                         RowEffect.new_label, RowEffect.parent_row_id)
+                                  .where(RowEffect.version_id == v.id)).all()
+        for row_id, effect, old, new, parent in effects:
+            why = None
+            if t.kind == "inject_trigger" and effect == "modified":
+                why = (f"trigger injected by transformation {t.id} (inject-trigger, v{v.id}) by "
+                       f"{t.actor}: {params.get('size')}x{params.get('size')} at "
+                       f"{tuple(params.get('position', []))}={params.get('value')}, label {old}->{new}"
+                       f", from row {parent}; reason: {t.reason or '-'}")
+            elif t.kind == "external_edit" and effect in ("modified", "added", "relabelled"):
+                why = (f"changed outside the store (external edit, transformation {t.id}, v{v.id}"
+                       f"): {effect}" + (f" label {old}->{new}" if old != new and old is not None
+                                         and new is not None else ""))
+            elif effect == "relabelled" and t.actor not in reviewers:
+                why = (f"label {old}->{new} by {t.actor}, who reviews nothing (transformation "
+                       f"{t.id}, {t.kind}, v{v.id}); reason: {t.reason or '-'}")
+            if why:
+                out.setdefault(int(row_id), []).append(why)
+    keep = set(int(i) for i in members)
+    return {r: w for r, w in out.items() if r in keep}
+
+
+def audit_poisoned(store: Store, model: str, *, scan: bool = True, seed: int = 0,
+                   detectors: Optional[Sequence[str]] = None) -> PoisonAudit:
+    """Which rows behind model version ``model`` (``name:number``) were poisoned, and how we know.
+
+    Answers through the model's snapshot: rows the records implicate, and (``scan=True``) rows
+    the detectors flag; the scan is recorded. Example: ``audit_poisoned(store, "digits-clf:3")``
+    """
+    from lineage.snapshots import read_snapshot_rows
+    from lineage.training import find_model_version
+
+    with store.read() as session:
+        mv = find_model_version(session, model)
+        snap = session.get(Snapshot, mv.snapshot_id)
+        version = session.get(Version, snap.version_id)
+        ids, _, y = read_snapshot_rows(session, snap)
+        records = record_implicated(session, version, ids)
+        ref = f"{mv.model}:{mv.number}"
+        snap_name = snap.name
+        version_id = version.id
+    earlier = list_scans(store, snapshot=snap_name)
+    record = scan_version(store, snap_name, seed=seed, detectors=detectors) if scan else None
+    found = {r.row_id: r for r in (record.flagged if record else [])}
+    label_of = dict(zip(ids.tolist(), y.tolist()))
+    rows = []
+    for row_id in sorted(set(records) | set(found)):
+        f = found.get(row_id)
+        rows.append(AuditedRow(row_id=row_id, label=int(label_of[row_id]),
+                               records=tuple(records.get(row_id, ())),
+                               detectors=f.detectors if f else (), score=f.score if f else 0.0,
+                               evidence=f.evidence if f else {}))
+    rows.sort(key=lambda r: (not r.records, -r.score, r.row_id))
+    return PoisonAudit(model=ref, snapshot=snap_name, version_id=version_id, n_rows=len(ids),
+                       rows=rows, from_records=sorted(records), from_detectors=sorted(found),
+                       scan_event=record.event_id if record else None, earlier_scans=earlier)
+
+
+# ----------------------------------------------------------------------------- sources
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """One source's share of a version and the shadow evaluation without it."""
+
+    source: Optional[str]
+    kind: Optional[str]
+    status: str
+    rows: int
+    clean_accuracy_without: Optional[float]
+    trigger_asr_without: Optional[float]  # ASR of the full data's worst trigger, source removed
+    worst_asr_without: Optional[float]  # worst scanned trigger of the model without the source
+    worst_trigger_without: Optional[str]
+    suspect: bool = False
+
+
+@dataclass(frozen=True)
+class SourcesAudit:
+    """``audit sources``: per-source shadow evaluation of a version (or snapshot)."""
+
+    target: str
+    n_rows: int
+    evaluation_snapshot: str
+    estimator: str
+    seed: int
+    max_asr: float
+    clean_accuracy: float
+    worst_trigger: Optional[str]
+    worst_asr: float
+    sources: list  # SourceFigures, one per source
+    event_id: Optional[int] = None
+
+
+def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
+                  seed: Optional[int] = None) -> SourcesAudit:
+    """Retrain without each source and name the one whose removal collapses the attack success
+    rate of the worst scanned trigger.
+
+    The reference model (the policy's estimator and seed unless given) is trained on all rows of
+    the version or snapshot ``ref`` and scanned on the policy's evaluation snapshot (baseline-
+    corrected, as the approval gate does); the worst candidate is the trigger under suspicion.
+    Then, per source, the model is retrained without that source's rows (derived rows count for
+    their raw row's source) and the same trigger's ASR is measured again. A source is a suspect
+    when the full data's worst ASR exceeds the policy's ``max_asr`` and removing the source brings
+    it to or below that; when no single source does, the source whose removal lowers it most, if
+    that removes at least half of it. The audit is recorded as an event.
+    Example: ``audit_sources(store, "v7")``
+    """
+    from lineage.coverage import origins
+    from lineage.gates import evaluation_rows
+    from lineage.policy import policy_in_force
+    from lineage.scan import baseline_rates, scan_triggers
+    from lineage.sources import source_status
+    from lineage.training import fit_estimator, make_estimator
+    from lineage.triggers import candidate_triggers
+
+    with store.read() as session:
+        snap, version = _resolve(session, ref)
+        dataset = session.get(Dataset, version.dataset_id)
+        target = f"snapshot {snap.name}" if snap else f"version v{version.id}"
+        policy = policy_in_force(session)
+        evaluation = evaluation_rows(session, policy, dataset, target)
+        ids, X, y = _rows_of(session, snap, version)
+        ingest_of, _ = origins(session, dataset.id, ids)
+        source_of_ingest = {}
+        for ingest_id in np.unique(ingest_of):
+            if ingest_id < 0:
+                source_of_ingest[int(ingest_id)] = (None, None, "outside the store")
+                continue
+            src = session.get(Source, session.get(Ingest, int(ingest_id)).source_id)
+            source_of_ingest[int(ingest_id)] = (src.name, src.kind, source_status(session, src))
+    estimator = estimator or policy.reference_estimator
+    seed = policy.seed if seed is None else seed
+    make_estimator(estimator, seed=seed, value_max=1.0)  # unknown estimator: BadInputError now
+    X = X.astype(np.float64)
+    row_source = np.array([source_of_ingest[int(i)][0] or "" for i in ingest_of], dtype=object)
+    sizes = tuple(policy.scan_sizes)
+    Xe, ye = evaluation.X.astype(np.float64), evaluation.y
+    candidates = candidate_triggers(evaluation.image_shape, value=evaluation.value_max, sizes=sizes)
+
+    def fit(Xr, yr, n_equivalent=None):
+        return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
+                             n_equivalent=n_equivalent)
+
+    model = fit(X, y)
+    classes = sorted(set(np.unique(ye).tolist()) | set(model.classes_.tolist()))
+    baseline = baseline_rates(lambda a, b: fit(a, b, n_equivalent=len(X)), Xe, ye,
+                              image_shape=evaluation.image_shape, value=evaluation.value_max,
+                              sizes=sizes, classes=classes, random_state=seed)
+
+    def evaluate(m):
+        scan = scan_triggers(m, Xe, ye, image_shape=evaluation.image_shape,
+                             value=evaluation.value_max, sizes=sizes, target_classes=classes,
+                             baseline=baseline)
+        corrected = np.clip(scan.rates - baseline, 0.0, None)
+        accuracy = float((m.predict(Xe) == ye).mean())
+        return accuracy, scan, corrected
+
+    accuracy, scan, corrected = evaluate(model)
+    worst = scan.worst
+    worst_asr = float(worst.asr) if worst else 0.0
+    at = (next(i for i, c in enumerate(candidates) if c == worst.trigger),
+          classes.index(worst.target)) if worst else None
+
+    figures = []
+    for name in sorted({v[0] for v in source_of_ingest.values()}, key=lambda s: (s is None, s or "")):
+        kind, status = next((v[1], v[2]) for v in source_of_ingest.values() if v[0] == name)
+        mask = row_source == (name or "")
+        rest = ~mask
+        if rest.sum() == 0 or len(np.unique(y[rest])) < 2:
+            figures.append(SourceFigures(name, kind, status, int(mask.sum()), None, None, None, None))
+            continue
+        acc_w, scan_w, corr_w = evaluate(fit(X[rest], y[rest]))
+        figures.append(SourceFigures(
+            source=name, kind=kind, status=status, rows=int(mask.sum()),
+            clean_accuracy_without=round(acc_w, 6),
+            trigger_asr_without=round(float(corr_w[at]), 6) if at else None,
+            worst_asr_without=round(float(scan_w.worst.asr), 6) if scan_w.worst else 0.0,
+            worst_trigger_without=scan_w.worst.describe if scan_w.worst else None))
+    suspects = set()
+    if worst_asr > policy.max_asr:
+        measured = [f for f in figures if f.trigger_asr_without is not None]
+        suspects = {f.source for f in measured if f.trigger_asr_without <= policy.max_asr}
+        if not suspects and measured:
+            best = min(measured, key=lambda f: f.trigger_asr_without)
+            if worst_asr - best.trigger_asr_without >= 0.5 * worst_asr:
+                suspects = {best.source}
+    figures = [SourceFigures(**{**f.__dict__, "suspect": f.source in suspects}) for f in figures]
+    result = SourcesAudit(target=target, n_rows=len(ids), evaluation_snapshot=evaluation.name,
+                          estimator=estimator, seed=seed, max_asr=policy.max_asr,
+                          clean_accuracy=round(accuracy, 6),
+                          worst_trigger=worst.describe if worst else None,
+                          worst_asr=round(worst_asr, 6), sources=figures)
+    with store.write() as tx:
+        tx.event("audit.sources", f"audit sources of {target}: worst trigger "
+                 f"{result.worst_trigger} ASR {worst_asr:.4f}; suspect: "
+                 + (", ".join(sorted(str(s) for s in suspects)) or "none"),
+                 target=target, estimator=estimator, seed=seed,
+                 evaluation_snapshot=evaluation.name, worst_trigger=result.worst_trigger,
+                 worst_asr=result.worst_asr,
+                 sources=[_jsonable(f.__dict__) for f in figures])
+    with store.read() as session:
+        event_id = session.scalar(select(Event.id).where(Event.kind == "audit.sources")
+                                  .order_by(Event.id.desc()).limit(1))
+    return SourcesAudit(**{**result.__dict__, "event_id": int(event_id)})
