@@ -74,5 +74,5 @@ def sources(version: Annotated[str, typer.Option("--version", help="A version (v
                   "SUSPECT" if f.suspect else ""] for f in audit.sources])
     suspects = [f.source for f in audit.sources if f.suspect]
     out.print(("suspect: " + ", ".join(str(s) for s in suspects)) if suspects else
-              f"no single source explains the trigger (max ASR {audit.max_asr:g})",
+              "no source's removal collapses the worst trigger's ASR",
               markup=False, highlight=False)

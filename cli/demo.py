@@ -93,7 +93,7 @@ def _run(settings, quick, csv_path, plot_path, db, as_json) -> None:
     print_table(f"{report.tag}: poisoning lab on {report.db} ({settings.estimator}, seed "
                 f"{settings.seed}, {settings.trigger.describe()} {settings.source_class}->"
                 f"{settings.target_class}, {report.seconds:.1f} s)",
-                ["scen.", "rate", "poisoned", "clean acc", "ASR", "gate", "worst scanned (ASR)",
+                ["scen.", "rate", "poisoned", "clean acc", "ASR", "gate", "model's worst trigger (ASR)",
                  "coverage", "visibility", "scan P/R", "model"],
                 rows)
     for line in report.lessons:

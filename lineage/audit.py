@@ -308,7 +308,7 @@ class SourcesAudit:
 
 
 def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
-                  seed: Optional[int] = None) -> SourcesAudit:
+                  seed: Optional[int] = None, min_drop: float = 0.2) -> SourcesAudit:
     """Retrain without each source and name the one whose removal collapses the attack success
     rate of the worst scanned trigger.
 
@@ -317,9 +317,9 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
     corrected, as the approval gate does); the worst candidate is the trigger under suspicion.
     Then, per source, the model is retrained without that source's rows (derived rows count for
     their raw row's source) and the same trigger's ASR is measured again. A source is a suspect
-    when the full data's worst ASR exceeds the policy's ``max_asr`` and removing the source brings
-    it to or below that; when no single source does, the source whose removal lowers it most, if
-    that removes at least half of it. The audit is recorded as an event.
+    when removing it collapses that ASR: to at most half of what it was, and by at least
+    ``min_drop`` (a clean model's baseline-corrected rates wander by about 0.1 between
+    retrainings). The audit is recorded as an event.
     Example: ``audit_sources(store, "v7")``
     """
     from lineage.coverage import origins
@@ -393,14 +393,9 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
             trigger_asr_without=round(float(corr_w[at]), 6) if at else None,
             worst_asr_without=round(float(scan_w.worst.asr), 6) if scan_w.worst else 0.0,
             worst_trigger_without=scan_w.worst.describe if scan_w.worst else None))
-    suspects = set()
-    if worst_asr > policy.max_asr:
-        measured = [f for f in figures if f.trigger_asr_without is not None]
-        suspects = {f.source for f in measured if f.trigger_asr_without <= policy.max_asr}
-        if not suspects and measured:
-            best = min(measured, key=lambda f: f.trigger_asr_without)
-            if worst_asr - best.trigger_asr_without >= 0.5 * worst_asr:
-                suspects = {best.source}
+    suspects = {f.source for f in figures if f.trigger_asr_without is not None
+                and f.trigger_asr_without <= 0.5 * worst_asr
+                and worst_asr - f.trigger_asr_without >= min_drop}
     figures = [SourceFigures(**{**f.__dict__, "suspect": f.source in suspects}) for f in figures]
     result = SourcesAudit(target=target, n_rows=len(ids), evaluation_snapshot=evaluation.name,
                           estimator=estimator, seed=seed, max_asr=policy.max_asr,

@@ -512,7 +512,8 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
     inject-trigger transformation by ``red-team`` (a compromised preprocessing step), a snapshot,
     an approval attempt through the gates by ``reviewer``. Refused snapshots are then approved
     under a recorded red-team sandbox policy (``max_asr`` 1.0) so the lab can train on them and
-    measure the attack; the production policy is restored and those snapshots revoked. Every
+    measure the attack; the production policy is restored and every poisoned snapshot revoked
+    (also one the gate let through). Every
     snapshot is trained on, scanned (recorded) and measured. Unless ``quick``, scenario 2 follows:
     half of the training pool is set aside, a crowdsourced source delivers it as a batch with
     triggered, relabelled rows and no record of it, the batch is appended, snapshotted, refused,
@@ -630,9 +631,13 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
                                    version=version, poisoned_ids=poisoned_ids, gate=gate,
                                    gate_message=message, model_info=models[name],
                                    X_test=X_test, y_test=y_test))
-        for r in refused:
-            revoke_snapshot(rev, r[2], reason="poisoned: refused by the production gate, "
-                            "approved only in the red-team sandbox")
+        for r in runs:
+            if r[5] == "refused":
+                revoke_snapshot(rev, r[2], reason="poisoned: refused by the production gate, "
+                                "approved only in the red-team sandbox")
+            elif r[4]:  # poisoned, yet the gate let it through: the red team knows better
+                revoke_snapshot(rev, r[2], reason=f"poisoned by the red-team exercise ({len(r[4])} "
+                                "rows); the production gate missed it")
 
         audit1 = {}
         poisoned_runs = [r for r in runs if r[0] == 1 and r[1] > 0]
@@ -692,7 +697,7 @@ def lessons(report: DemoReport) -> list[str]:
         passed = [r for r in gated if r.gate != "refused"]
         if passed:
             line += "; it let through " + ", ".join(
-                f"{r.snapshot} (worst scanned ASR {r.worst_scanned_asr})" for r in passed)
+                f"{r.snapshot} ({r.poisoned_rows} poisoned rows; revoked afterwards)" for r in passed)
         if base is not None:
             line += f"; the unpoisoned snapshot was {base.gate}"
         out.append(line + ".")

@@ -104,6 +104,11 @@ def baseline_rates(fit: Callable[[np.ndarray, np.ndarray], object], X: np.ndarra
     n_classes), the ``baseline`` for ``scan_triggers``."""
     from sklearn.model_selection import StratifiedKFold
 
+    from lineage.errors import BadInputError
+
+    if len(np.unique(y)) < 2 or np.bincount(np.unique(y, return_inverse=True)[1]).min() < 2:
+        raise BadInputError(f"the evaluation rows ({len(y)}) need at least 2 rows of each of at "
+                            "least 2 classes for the reference models of the trigger scan")
     candidates = candidate_triggers(image_shape, value=value, sizes=tuple(sizes))
     classes = np.unique(y) if classes is None else np.asarray(classes)
     y = np.asarray(y)

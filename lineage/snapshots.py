@@ -202,6 +202,8 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
         v = find_version(session, version)
         dataset = session.get(Dataset, v.dataset_id)
         ids, over_ids, over_labels = member_labels(session, v)
+        if len(ids) == 0:
+            raise BadInputError(f"version v{v.id} has no rows: nothing to snapshot")
         X, stored = gather_rows(session, dataset, ids, verify=True)
         y = stored.copy()
         if len(over_ids):

@@ -6,6 +6,9 @@ global and contiguous within a chunk, so a row is still addressable one by one: 
 by binary search over the chunks' first row ids.
 """
 
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
@@ -21,6 +24,9 @@ LABEL_DTYPE = np.dtype("<i8")
 ID_DTYPE = np.dtype("<i8")
 
 Progress = Optional[Callable[[int, int], None]]  # (rows done, rows total)
+READ_BATCH = 16  # chunks per query on reads: ~8 MB of blobs alive at once
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
+_CHUNK_COLUMNS = list(Chunk.__table__.columns)
 
 
 def ids_to_bytes(ids: np.ndarray) -> bytes:
@@ -96,45 +102,105 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
             raise NotFoundError(f"no row with id {int(row_ids[bad][0])}")
         needed = np.unique(pos)
     else:
-        pos = None
         needed = np.flatnonzero(per_chunk)
-    wanted = [int(chunk_ids[p]) for p in needed]
-    blobs: dict[int, Chunk] = {}
-    for start in range(0, len(wanted), 256):
-        for chunk in session.scalars(select(Chunk).where(Chunk.id.in_(wanted[start:start + 256]))):
-            if chunk.dataset_id != dataset.id:
-                raise NotFoundError(f"rows of chunk {chunk.id} belong to another dataset")
-            if verify:
-                verify_chunk(chunk)
-            blobs[chunk.id] = chunk
-    if pos is None and not (per_chunk[needed] == counts[needed]).all():
-        # Sorted ids with gaps (a version after filters): copy each chunk's rows straight into
-        # the result, one copy per row, as a whole read's concatenation does.
+        # Sorted ids: every needed chunk's rows land in one slice of the result, in place.
+        stops = np.cumsum(per_chunk[needed])
         X_out = np.empty((len(row_ids), n_features), dtype=dtype)
-        keep = np.zeros(int(counts[needed].sum()), dtype=bool)
-        start = base = 0
-        for p, c in zip(needed, wanted):
-            stop = start + int(per_chunk[p])
-            mask = keep[base:base + int(counts[p])]
-            mask[row_ids[start:stop] - firsts[p]] = True  # compress runs ~2x faster than take
-            np.compress(mask, np.frombuffer(blobs[c].features, dtype=dtype).reshape(-1, n_features),
-                        axis=0, out=X_out[start:stop])
-            start, base = stop, base + int(counts[p])
-        y_all = np.concatenate([np.frombuffer(blobs[c].labels, dtype=LABEL_DTYPE) for c in wanted])
-        return X_out, y_all[keep]
-    # Concatenate the needed chunks once, then gather every row with one fancy index.
-    feats = [np.frombuffer(blobs[c].features, dtype=dtype) for c in wanted]
-    labs = [np.frombuffer(blobs[c].labels, dtype=LABEL_DTYPE) for c in wanted]
-    all_X = np.concatenate(feats).reshape(-1, n_features)
-    all_y = np.concatenate(labs)
-    if pos is None:
-        if len(all_y) == len(row_ids) and (per_chunk[needed] == counts[needed]).all():
-            return all_X, all_y  # sorted ids filling whole chunks (a whole read): no gather copy
-        pos = np.repeat(np.arange(len(firsts)), per_chunk)
+        y_out = np.empty(len(row_ids), dtype=LABEL_DTYPE)
+        slots = {int(chunk_ids[p]): (int(s - per_chunk[p]), int(s), int(firsts[p]))
+                 for p, s in zip(needed, stops)}
+
+        def place(chunk_id, feats, labs):
+            start, stop, first = slots[chunk_id]
+            if stop - start == len(labs):  # the whole chunk (a whole read, a root version)
+                X_out[start:stop] = feats
+                y_out[start:stop] = labs
+                return X_out[start:stop], y_out[start:stop]  # the same bytes, hashed from here
+            # Sorted ids with gaps (a version after filters): a mask and compress run ~2x faster
+            # than a fancy-index gather, one copy per row.
+            keep = np.zeros(len(labs), dtype=bool)
+            keep[row_ids[start:stop] - first] = True
+            np.compress(keep, feats, axis=0, out=X_out[start:stop])
+            np.compress(keep, labs, out=y_out[start:stop])
+            return None
+
+        _read_chunks(session, dataset, list(slots), verify, place)
+        return X_out, y_out
+    # Ids in any order: concatenate the needed chunks once, then one fancy index.
+    wanted = [int(chunk_ids[p]) for p in needed]
+    parts: dict = {}
+    _read_chunks(session, dataset, wanted, verify,
+                 lambda c, f, lab: parts.__setitem__(c, (f, lab)))
+    all_X = np.concatenate([parts[c][0] for c in wanted])
+    all_y = np.concatenate([parts[c][1] for c in wanted])
     base = np.zeros(len(chunk_ids), dtype=np.int64)
     base[needed] = np.concatenate([[0], np.cumsum(counts[needed])[:-1]])
     offsets = base[pos] + (row_ids - firsts[pos])
     return all_X[offsets], all_y[offsets]
+
+
+def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: bool,
+                 place: Callable) -> None:
+    """Read the chunks ``wanted`` (in any order) and hand each to ``place(chunk id, features
+    (n_rows, n_features), labels (n_rows,))`` as read-only views over the driver's blobs.
+    ``place`` copies them out and returns (features, labels) buffers holding the same bytes to
+    hash, or None to hash the blobs themselves.
+
+    Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query, so only a few
+    MB of blobs are alive at once and their memory is reused. With ``verify`` every chunk's record
+    digest is recomputed on worker threads (hashlib releases the GIL): one sha256 pass over each
+    chunk's bytes, overlapping the next fetch. Raises IntegrityError for the first chunk (in the
+    order read) that does not match, before returning, so a caller never returns unverified rows.
+    """
+    dtype = feature_dtype(dataset)
+    d = dataset.n_features
+    checks: list = []
+    pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if verify else None
+
+    def settle():
+        for values, future in checks:
+            if future.result() != values["record_digest"]:
+                raise IntegrityError(f"chunk {values['id']} (rows {values['first_row_id']}.."
+                                     f"{values['first_row_id'] + values['n_rows'] - 1}) does not "
+                                     "match its digest")
+
+    try:
+        for start in range(0, len(wanted), READ_BATCH):
+            rows = session.execute(select(*_CHUNK_COLUMNS)
+                                   .where(Chunk.id.in_(wanted[start:start + READ_BATCH]))).all()
+            for row in rows:
+                values = dict(row._mapping)
+                if values["dataset_id"] != dataset.id:
+                    settle()
+                    raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")
+                feats, labs = values["features"], values["labels"]
+                n = int(values["n_rows"])
+                if len(feats) != n * d * dtype.itemsize or len(labs) != n * LABEL_DTYPE.itemsize:
+                    if verify:
+                        checks.append((values, pool.submit(_chunk_digest, values, feats, labs)))
+                    settle()
+                    raise IntegrityError(f"chunk {values['id']} holds {len(feats)} feature and "
+                                         f"{len(labs)} label bytes, not {n} rows' worth")
+                copied = place(values["id"], np.frombuffer(feats, dtype=dtype).reshape(n, d),
+                               np.frombuffer(labs, dtype=LABEL_DTYPE))
+                if verify:
+                    hashed = copied if copied is not None else (feats, labs)
+                    checks.append((values, pool.submit(_chunk_digest, values, *hashed)))
+            del rows
+        settle()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _chunk_digest(values: dict, feats, labs) -> str:
+    """chain.record_digest of a chunk row, its blobs' bytes given as any contiguous buffers:
+    each is hashed once, in place, into the {"sha256", "len"} form record_digest gives a blob."""
+    blobs = {}
+    for name, buf in (("features", feats), ("labels", labs)):
+        view = memoryview(buf).cast("B")
+        blobs[name] = {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
+    return record_digest("chunks", {**values, **blobs})
 
 
 def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,

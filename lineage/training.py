@@ -84,7 +84,11 @@ def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_m
     # 0.4 s single-threaded vs 11 s on a loaded 2-core machine for the digits logistic model).
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is recorded; fine here
-        model.fit(np.asarray(X, dtype=np.float64), y)
+        try:
+            model.fit(np.asarray(X, dtype=np.float64), y)
+        except ValueError as exc:  # e.g. one class only, or no rows
+            raise BadInputError(f"cannot train {name} on these {len(X)} rows: "
+                                f"{str(exc).splitlines()[0]}") from None
     return model
 
 

@@ -109,7 +109,7 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
                     ids, alive = np.insert(ids, at, new), np.insert(alive, at, True)
         if len(relabel_ids):
             # Newest override wins: drop older overrides of the same ids, then append.
-            keep = ~np.isin(over_ids, relabel_ids)
+            keep = ~_in_sorted(np.sort(relabel_ids), over_ids)
             over_ids = np.concatenate([over_ids[keep], relabel_ids])
             over_labels = np.concatenate([over_labels[keep], relabels])
     if not alive.all():

@@ -13,7 +13,7 @@ from lineage.scan import baseline_rates, scan_triggers
 from lineage.snapshots import create_snapshot, load_snapshot
 from lineage.sources import review_source
 from lineage.store import open_store
-from lineage.training import fit_estimator, get_model, load_model, train
+from lineage.training import export_model, fit_estimator, get_model, load_model, train
 from lineage.transforms import split_version
 from lineage.triggers import make_trigger, stamp
 from lineage.verify import verify_store
@@ -75,7 +75,7 @@ def approved(db_url):
     rev.close()
 
 
-def test_train_mlp_records_a_loadable_artifact(approved):
+def test_train_mlp_records_a_loadable_artifact(approved, tmp_path):
     info = train(approved, snapshot="train", model="net", estimator="mlp", seed=1,
                  params={"max_iter": 60})
     assert info.ref == "net:1" and info.params["hidden_layer_sizes"] == [32]
@@ -87,7 +87,19 @@ def test_train_mlp_records_a_loadable_artifact(approved):
     again = train(approved, snapshot="train", model="net", estimator="mlp", seed=1, params={"max_iter": 60})
     assert again.ref == "net:2" and again.artifact_sha256 == info.artifact_sha256  # seeded: same bytes
     assert get_model(approved, "net").ref == "net:2"
+    out = tmp_path / "net.pkl"
+    assert export_model(approved, "net:1", out).artifact_sha256 == info.artifact_sha256
+    with pytest.raises(BadInputError, match=r"already exists \(use --force to overwrite\)$"):
+        export_model(approved, "net:1", out)
+    with pytest.raises(BadInputError, match=r"^model reference 'net:x': write NAME:NUMBER"):
+        get_model(approved, "net:x")
     verify_store(approved)
+
+
+def test_training_needs_two_classes():
+    X = np.zeros((5, 64))
+    with pytest.raises(BadInputError, match=r"^cannot train logistic on these 5 rows: "):
+        fit_estimator("logistic", X, np.ones(5), seed=0, value_max=16)
 
 
 def test_bad_training_input_writes_nothing(approved):
