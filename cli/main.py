@@ -118,5 +118,15 @@ def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest 
                     [[e.id, e.kind, e.actor, e.created_at, e.summary, e.digest[:12]] for e in events])
 
 
+def _markdown_help(typer_app: typer.Typer) -> None:
+    # Markdown help joins a docstring's wrapped lines into one paragraph (rich mode keeps the
+    # source's line breaks, which reads as ragged text in a terminal).
+    typer_app.rich_markup_mode = "markdown"
+    for group in typer_app.registered_groups:
+        _markdown_help(group.typer_instance)
+
+
+_markdown_help(app)
+
 if __name__ == "__main__":
     app()
