@@ -22,7 +22,7 @@ def scan_command(
             show_default=False)] = None,
         seed: Annotated[int, typer.Option(help="Seed of the detectors' random steps.")] = 0,
         show_all: Annotated[bool, typer.Option(
-            "--all", help="Also list rows one detector flagged below the combined cut.")] = False,
+            "--all", help="Also list rows flagged below the combined cut.")] = False,
         db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Run the detectors (abnormal pixel blocks, shared patch, label disagreement, duplicates,
     spectral signatures, trigger scan) on a version or snapshot and record the scan as an event;
@@ -47,6 +47,7 @@ def scan_command(
                 [[r.row_id, r.label, r.score, ", ".join(r.detectors),
                   " | ".join(f"{d}: {t}" for d, t in r.evidence.items())] for r in listed])
     out.print("per detector: " + ", ".join(f"{k} {v['flagged']}" for k, v in record.detectors.items())
-              + (f"; {len(record.noted)} more rows flagged by one general detector only "
-                 "(--all lists them)" if record.noted and not show_all else ""),
+              + (f"; {len(record.noted)} more rows flagged below the combined cut (general "
+                 "detectors that do not agree enough; --all lists them)"
+                 if record.noted and not show_all else ""),
               markup=False, highlight=False)

@@ -143,7 +143,8 @@ def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] =
                            **({"evidence": r.evidence} if i < MAX_EVIDENCE else {})}
                           for i, r in enumerate(flagged + noted)])
     with store.read() as session:
-        event_id = session.scalar(select(Event.id).where(Event.kind == "scan")
+        event_id = session.scalar(select(Event.id).where(Event.kind == "scan",
+                                                         Event.actor == store.actor)
                                   .order_by(Event.id.desc()).limit(1))
     return ScanRecord(event_id=int(event_id), target=target, snapshot=snap_name,
                       version_id=version_id, content_digest=digest, n_rows=len(ids),
@@ -411,6 +412,7 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
                  worst_asr=result.worst_asr,
                  sources=[_jsonable(f.__dict__) for f in figures])
     with store.read() as session:
-        event_id = session.scalar(select(Event.id).where(Event.kind == "audit.sources")
+        event_id = session.scalar(select(Event.id).where(Event.kind == "audit.sources",
+                                                         Event.actor == store.actor)
                                   .order_by(Event.id.desc()).limit(1))
     return SourcesAudit(**{**result.__dict__, "event_id": int(event_id)})

@@ -15,8 +15,10 @@ training rows, 2x2 patch at 16 lower-right on 1s relabelled 7; seeds 0..4): the 
 has precision 1.0 and recall 1.0 at source fractions 0.05, 0.1, 0.2, 0.3 and 0.5 (6 to 64
 poisoned rows) and flags no row of the unpoisoned data; at 0.02 (3 rows) its recall is 0 to 1
 (mean 0.53).
-Limits: ``shared_patch`` looks for a patch uniform at the bright value; a patch inside the
-strokes of the source class (where it changes nothing visible) is not found by it.
+Limits: ``shared_patch`` looks for a patch uniform at the bright value that explains the label;
+a patch inside the strokes of the source class changes little and is not found. Measured
+(seed 0, 2x2 at (3,3) on 1s relabelled 7): at fraction 0.5 the model's ASR is 0.73 and the
+combined scan flags none of the 64 rows (at 0.2 the ASR is only 0.07).
 
 The detectors know nothing about where a trigger sits. They are:
 

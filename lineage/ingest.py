@@ -9,6 +9,7 @@ import csv
 import hashlib
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -22,10 +23,11 @@ from sqlalchemy.orm import Session
 from lineage.chain import canonical
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
 from lineage.sources import SourceKind, find_source, source_status
-from lineage.storage import LABEL_DTYPE, Progress, feature_dtype, next_row_id, write_rows
+from lineage.storage import (LABEL_DTYPE, Progress, _write_chunks, blob_digests, feature_dtype,
+                             next_row_id)
 from lineage.store import Store
 from lineage.tables import Dataset, Ingest, Source
-from lineage.versions import Members, new_version
+from lineage.versions import Members, content_digest, new_version
 
 DIGITS_SOURCE = "sklearn-digits"
 
@@ -361,19 +363,26 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
         elif image_shape is not None and _parse_shape(image_shape, ds.n_features) != ds.image_shape:
             raise BadInputError(f"image shape {image_shape} disagrees with dataset {ds.name!r} "
                                 f"({ds.image_shape})")
-        X = X.astype(feature_dtype(ds), copy=False)
-        digest = file_digest
-        if not digest:  # sha256 over X's bytes then y's, hashed in place (no joined copy)
-            h = hashlib.sha256(np.ascontiguousarray(X))
-            h.update(np.ascontiguousarray(y))
-            digest = h.hexdigest()
+        # One contiguous copy at most (none for contiguous input in the dataset's dtype), shared
+        # by every pass below.
+        X = np.ascontiguousarray(X.astype(feature_dtype(ds), copy=False))
+        y = np.ascontiguousarray(y)
         first = next_row_id(session)
-        ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
-                               file_sha256=digest, n_rows=len(X), first_row_id=first))
-        write_rows(tx, ds, X, y, ingest_id=ingest.id, progress=progress)
         row_ids = np.arange(first, first + len(X), dtype=np.int64)
-        root = new_version(tx, ds, Members(row_ids=row_ids, X=X, y=y), ingest_id=ingest.id,
-                           added=row_ids)
+        # The arrays' digest and the root version's content digest are two sha256 passes over
+        # all rows: they run on worker threads (hashlib releases the GIL) while this thread
+        # hashes and inserts the chunks.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            digest_job = None if file_digest else pool.submit(_arrays_sha256, X, y)
+            content_job = pool.submit(content_digest, row_ids, X, y)
+            blobs = blob_digests(ds, X, y)  # the chunks' blobs, hashed meanwhile, here
+            digest = file_digest or digest_job.result()
+            ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
+                                   file_sha256=digest, n_rows=len(X), first_row_id=first))
+            _write_chunks(tx, ds, X, y, ingest_id=ingest.id, transformation_id=None,
+                          progress=progress, digests=blobs)
+            root = new_version(tx, ds, Members(row_ids=row_ids, X=X, y=y), ingest_id=ingest.id,
+                               added=row_ids, digest=content_job.result())
         tx.event("ingest", f"ingest {ingest.id}: {len(X)} rows from {src.name} into {ds.name} "
                  f"(rows {first}..{first + len(X) - 1}, version v{root.id})",
                  dataset=ds.name, source=src.name, file_sha256=digest, n_rows=len(X),
@@ -381,6 +390,13 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
         return IngestInfo(id=ingest.id, dataset=ds.name, source=src.name, file_name=file_name,
                           file_sha256=digest, n_rows=len(X), first_row_id=first,
                           version_id=root.id, actor=ingest.actor, created_at=ingest.created_at)
+
+
+def _arrays_sha256(X: np.ndarray, y: np.ndarray) -> str:
+    """sha256 over X's bytes then y's (contiguous arrays), hashed in place: no joined copy."""
+    h = hashlib.sha256(X)
+    h.update(y)
+    return h.hexdigest()
 
 
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",

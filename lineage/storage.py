@@ -54,18 +54,43 @@ def write_rows(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *,
     X : ndarray of shape (n_samples, n_features), already validated for the dataset.
     y : ndarray of shape (n_samples,)
     """
-    first = next_row_id(tx.session)
+    return _write_chunks(tx, dataset, X, y, ingest_id=ingest_id,
+                         transformation_id=transformation_id, progress=progress)
+
+
+def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
+    """(features, labels) of each chunk of X and y as byte views: the blobs write_rows stores."""
     X = np.ascontiguousarray(X, dtype=feature_dtype(dataset))
     y = np.ascontiguousarray(y, dtype=LABEL_DTYPE)
+    return [(memoryview(X[start:start + CHUNK_ROWS]).cast("B"),
+             memoryview(y[start:start + CHUNK_ROWS]).cast("B")) for start in range(0, len(X), CHUNK_ROWS)]
+
+
+def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
+    """Each chunk's blobs hashed as chain.record_digest hashes a blob ({"sha256", "len"}), so a
+    caller can hash them before the write (e.g. while another thread hashes something else)."""
+    return [{name: {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
+             for name, view in (("features", f), ("labels", lab))}
+            for f, lab in _chunk_views(dataset, X, y)]
+
+
+def _write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
+                  transformation_id: Optional[int], progress: Progress,
+                  digests: Optional[list[dict]] = None) -> int:
+    first = next_row_id(tx.session)
     n = len(X)
     batch: list[dict] = []
-    for start in range(0, n, CHUNK_ROWS):
+    for i, (features, labels) in enumerate(_chunk_views(dataset, X, y)):
+        start = i * CHUNK_ROWS
         stop = min(start + CHUNK_ROWS, n)
         batch.append({
             "dataset_id": dataset.id, "first_row_id": first + start, "n_rows": stop - start,
-            "features": X[start:stop].tobytes(), "labels": y[start:stop].tobytes(),
+            # Views, not tobytes() copies: the driver copies them into the database once.
+            "features": features, "labels": labels,
             "ingest_id": ingest_id, "transformation_id": transformation_id,
         })
+        if digests is not None:  # blobs hashed already by blob_digests (see Tx.add_rows)
+            batch[-1]["_blob_digests"] = digests[i]
         if len(batch) == 16 or stop == n:  # bounded memory: a few MB of blobs per insert
             tx.add_rows(Chunk, batch)
             batch = []
@@ -149,15 +174,20 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query, so only a few
     MB of blobs are alive at once and their memory is reused. With ``verify`` every chunk's record
     digest is recomputed on worker threads (hashlib releases the GIL): one sha256 pass over each
-    chunk's bytes, overlapping the next fetch. Raises IntegrityError for the first chunk (in the
+    chunk's bytes. Chunks copied whole into the result are hashed from there once every read is
+    done, so the threads do not fight the fetching thread for the GIL between hashes (that
+    serialised them in measurements). Raises IntegrityError for the first chunk (in the
     order read) that does not match, before returning, so a caller never returns unverified rows.
     """
     dtype = feature_dtype(dataset)
     d = dataset.n_features
-    checks: list = []
+    checks: list = []  # [row values without blobs, digest future or buffers to hash], read order
     pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if verify else None
 
     def settle():
+        for check in checks:
+            if not hasattr(check[1], "result"):
+                check[1] = pool.submit(_chunk_digest, check[0], *check[1])
         for values, future in checks:
             if future.result() != values["record_digest"]:
                 raise IntegrityError(f"chunk {values['id']} (rows {values['first_row_id']}.."
@@ -173,20 +203,21 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
                 if values["dataset_id"] != dataset.id:
                     settle()
                     raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")
-                feats, labs = values["features"], values["labels"]
+                feats, labs = values.pop("features"), values.pop("labels")
                 n = int(values["n_rows"])
                 if len(feats) != n * d * dtype.itemsize or len(labs) != n * LABEL_DTYPE.itemsize:
                     if verify:
-                        checks.append((values, pool.submit(_chunk_digest, values, feats, labs)))
+                        checks.append([values, (feats, labs)])
                     settle()
                     raise IntegrityError(f"chunk {values['id']} holds {len(feats)} feature and "
                                          f"{len(labs)} label bytes, not {n} rows' worth")
                 copied = place(values["id"], np.frombuffer(feats, dtype=dtype).reshape(n, d),
                                np.frombuffer(labs, dtype=LABEL_DTYPE))
-                if verify:
-                    hashed = copied if copied is not None else (feats, labs)
-                    checks.append((values, pool.submit(_chunk_digest, values, *hashed)))
-            del rows
+                if verify and copied is not None:  # hashed from the result, after the reads
+                    checks.append([values, copied])
+                elif verify:  # hashed now, so the blob is freed soon
+                    checks.append([values, pool.submit(_chunk_digest, values, feats, labs)])
+            rows = row = feats = labs = None  # free the blobs before the next batch
         settle()
     finally:
         if pool is not None:

@@ -7,6 +7,7 @@ raised inside leaves nothing behind.
 """
 
 import getpass
+import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Reads map the file instead of copying pages through SQLite's cache (whole reads
+            # ~10-20% faster, bench/README.md); writes still go through the WAL as before.
+            cur.execute("PRAGMA mmap_size=1073741824")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -211,7 +215,16 @@ class Tx:
         ids = []
         for row in rows:
             row["id"] = self.next_id(table)
-            row["record_digest"] = record_digest(table.name, {c.name: row.get(c.name) for c in table.columns})
+            hashed = row.pop("_blob_digests", None) or {}
+            values = {c.name: row.get(c.name) for c in table.columns}
+            for name, value in values.items():
+                if name in hashed:  # a view's digest computed ahead (storage.blob_digests)
+                    values[name] = hashed[name]
+                elif isinstance(value, memoryview):  # a blob given as a view (no bytes copy):
+                    # hashed in place into the form chain.record_digest gives any blob
+                    view = value.cast("B") if value.format != "B" or value.ndim != 1 else value
+                    values[name] = {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
+            row["record_digest"] = record_digest(table.name, values)
             self._records.setdefault(table.name, []).append([row["id"], row["record_digest"]])
             ids.append(row["id"])
         if rows:
