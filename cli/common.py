@@ -134,10 +134,20 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+CLIPPED_COLUMNS = {"file", "sha256", "digest", "uri", "file sha256", "content digest"}
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for name in columns:
-        table.add_column(name, overflow="fold")
+        # Headers never break mid-word; long values fold, except paths and digests, which are
+        # cut to one line (--json has them whole).
+        if name in CLIPPED_COLUMNS:
+            table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=14)
+        else:
+            longest = max([len(name)] + [len(word) for row in rows
+                                         for word in cell(row[len(table.columns)]).split()])
+            table.add_column(name, overflow="fold", min_width=min(longest, 16))
     for row in rows:
         table.add_row(*(cell(v) for v in row))
     out.print(table)

@@ -5,7 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from lineage.cli.common import (EXIT_CODES_HELP, ActorOpt, DbOpt, JsonOpt, OneLineErrors, err,
-                                handle_errors, opened, out, print_json, print_table)
+                                handle_errors, opened, out, plain, print_json, print_table)
 from lineage.cli.ingest import ingest_app
 from lineage.cli.source import source_app
 from lineage.cli.coverage import coverage as coverage_command
@@ -88,16 +88,10 @@ def verify(expect: Annotated[Optional[str], typer.Option(
     with opened(db) as store:
         report = verify_store(store, expect=expect)
     if as_json:
-        print_json({"ok": True, **print_ready(report)})
+        print_json({"ok": True, **plain(report)})
     else:
         out.print(f"OK: {report.events} events and {report.records} records verified; "
                   f"chain head {report.head_digest[:16]}")
-
-
-def print_ready(report) -> dict:
-    from lineage.cli.common import plain
-
-    return plain(report)
 
 
 @app.command("log")

@@ -25,7 +25,6 @@ from lineage.policy import get_policy, set_policy
 from lineage.snapshots import create_snapshot, get_snapshot, list_snapshots, reject_snapshot, revoke_snapshot
 from lineage.training import (export_model, get_model, list_models, load_model, release_model,
                               trace_model, train)
-from lineage.storage import read_rows
 from lineage.store import Store, open_store, upgrade_store
 from lineage.verify import verify_store
 from lineage.coverage import CoverageReport, version_coverage
@@ -50,7 +49,7 @@ __all__ = [
     "AlreadyExistsError", "AppendOnlyError", "BadInputError", "IngestInfo", "IntegrityError",
     "LineageError", "NotFoundError", "QuarantineError", "RefusedError", "SchemaOutdatedError",
     "Store", "add_source", "get_source", "ingest_arrays", "ingest_csv", "ingest_digits",
-    "ingest_npz", "list_events", "load_snapshot", "list_ingests", "list_sources", "open_store", "read_rows",
+    "ingest_npz", "list_events", "load_snapshot", "list_ingests", "list_sources", "open_store",
     "review_source", "upgrade_store", "verify_store",
 ]
 __all__ += [  # issue 4: snapshots, gates, policy, training, model versions

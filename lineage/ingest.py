@@ -150,7 +150,12 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             X, y = npz["X"], npz["y"]
     except BadInputError:
         raise
-    except Exception as exc:  # zipfile/pickle/format errors all mean: not an npz we can read
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays: numpy's advice to enable pickles is unsafe here
+            raise BadInputError(f"{path}: holds object arrays; lineage reads numeric arrays only "
+                                "(np.savez(f, X=X, y=y) with numeric X and y)") from None
+        raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # zipfile/format errors all mean: not an npz we can read
         raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
     if X.ndim == 3:
         X = X.reshape(len(X), -1)

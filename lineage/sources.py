@@ -14,7 +14,7 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError
+from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, RefusedError
 from lineage.store import Store
 from lineage.tables import Source, SourceReview
 
@@ -115,7 +115,7 @@ def review_source(store: Store, name: str, *, decision: str,
         source = find_source(tx.session, name)
         current = _status(source, _latest_review(tx.session, source.id))
         if decision == "revoke" and current != "approved":
-            raise BadInputError(f"source {name!r} is {current}; only an approved source can be revoked")
+            raise RefusedError(f"source {name!r} is {current}: only an approved source can be revoked")
         tx.add(SourceReview(source_id=source.id, decision=decision, reason=reason))
         tx.event("source.review", f"source {name} {STATUS_OF_DECISION[decision]}",
                  source=name, decision=decision)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
+from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError, RefusedError
 from lineage.ingest import ingest_arrays
 from lineage.log import list_events
 from lineage.sources import add_source, get_source, list_sources, review_source
@@ -77,7 +77,7 @@ def test_reason_required_to_reject_or_revoke(store):
 def test_only_an_approved_source_can_be_revoked(store):
     add_source(store, "crowd", kind="crowdsourced")
     before = state(store)
-    with pytest.raises(BadInputError, match=r"^source 'crowd' is quarantined; only an approved "
+    with pytest.raises(RefusedError, match=r"^source 'crowd' is quarantined: only an approved "
                                             r"source can be revoked$"):
         review_source(store, "crowd", decision="revoke", reason="why")
     assert state(store) == before
