@@ -97,10 +97,10 @@ def lineage_ingest(workdir: Path, X: np.ndarray, y: np.ndarray) -> tuple[float, 
 
 
 def lineage_read_rows(store, X: np.ndarray, y: np.ndarray) -> float:
-    import lineage
+    from lineage.storage import read_rows
 
     t0 = time.perf_counter()
-    ids, Xr, yr = lineage.read_rows(store)
+    ids, Xr, yr = read_rows(store)
     elapsed = time.perf_counter() - t0
     assert Xr.shape == X.shape and np.array_equal(Xr, X) and np.array_equal(yr, y)
     return elapsed
