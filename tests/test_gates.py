@@ -11,7 +11,7 @@ from lineage.ingest import ingest_arrays
 from lineage.snapshots import load_snapshot
 from lineage.sources import add_source
 from lineage.store import open_store
-from tests.storeutil import counts, state
+from storeutil import counts, state
 
 
 def _out(result) -> str:
@@ -26,10 +26,12 @@ def reviewed(cli):
     r = cli("transform", "split", "--version", "v1", "--test-size", "0.3333", "--seed", "0",
             "--name", "digits", "--reason", "holdout", actor="engineer")
     assert r.exit_code == 0, r.output
-    for name, version in (("train", "digits-train"), ("eval", "digits-test")):
-        r = cli("snapshot", "create", name, "--version", version, actor="engineer")
+    # The held-out evaluation snapshot is frozen by the reviewer: the people under review may not
+    # make it (four eyes).
+    for name, version, who in (("train", "digits-train", "engineer"), ("eval", "digits-test", "reviewer")):
+        r = cli("snapshot", "create", name, "--version", version, actor=who)
         assert r.exit_code == 0, r.output
-    r = cli("policy", "set", "--evaluation-snapshot", "eval", actor="reviewer")
+    r = cli("policy", "set", "--evaluation-snapshot", "eval", "--reason", "held-out split", actor="reviewer")
     assert r.exit_code == 0, r.output
     return cli
 
@@ -158,7 +160,7 @@ def test_evaluation_snapshot_with_another_schema_is_refused(reviewed):
     info = ingest_arrays(store, np.arange(60).reshape(20, 3) % 5, np.arange(20) % 2, source="toy-src",
                          dataset="toy", value_range=(0, 4))
     assert cli("snapshot", "create", "toy-eval", "--version", f"v{info.version_id}", actor="engineer").exit_code == 0
-    assert cli("policy", "set", "--evaluation-snapshot", "toy-eval", actor="reviewer").exit_code == 0
+    assert cli("policy", "set", "--evaluation-snapshot", "toy-eval", "--reason", "toy", actor="reviewer").exit_code == 0
     before = state(store)
     r = cli("snapshot", "approve", "train", actor="reviewer")
     assert r.exit_code == 2
@@ -196,3 +198,146 @@ def test_rows_from_a_quarantined_source_fail_coverage_and_sources(reviewed):
                                    {"source": "crowd", "status": "quarantined", "rows": 30}]
     eng.close()
     rev.close()
+
+
+def _forge_approval(url: str, review_id: int, snapshot: str, *, junk_digest: bool) -> None:
+    """What an attacker with INSERT on the database does (the append-only triggers allow it):
+    add a passed approval row for a snapshot, with a plausible report and, unless
+    ``junk_digest``, a record digest computed exactly as the store would."""
+    from datetime import datetime
+
+    from lineage.chain import canonical, record_digest
+    from lineage.snapshots import get_snapshot
+    from storeutil import raw_execute
+
+    with open_store(url) as s:
+        snap = get_snapshot(s, snapshot)
+    report = canonical({"snapshot": snapshot, "reviewer": "reviewer", "passed": True,
+                        "content_digest": snap.content_digest,
+                        "manifest_digest": snap.manifest_digest,
+                        "gates": [{"gate": g, "passed": True} for g in
+                                  ("coverage", "sources", "four_eyes", "shadow_evaluation")]})
+    at = datetime(2026, 1, 1)
+    values = {"id": review_id, "snapshot_id": snap.id, "decision": "approve", "passed": True,
+              "reason": "lgtm", "policy_id": 1, "content_digest": snap.content_digest,
+              "report": report, "actor": "reviewer", "created_at": at}
+    digest = "0" * 64 if junk_digest else record_digest("snapshot_reviews", values)
+    raw_execute(url, "INSERT INTO snapshot_reviews (id, snapshot_id, decision, passed, reason, "
+                "policy_id, content_digest, report, actor, created_at, record_digest) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (review_id, snap.id, "approve", True, "lgtm", 1, snap.content_digest, report,
+                 "reviewer", "2026-01-01 00:00:00.000000", digest))
+
+
+def test_a_forged_approval_is_refused_at_load_and_train(reviewed):
+    from lineage.errors import IntegrityError
+    from lineage.snapshots import get_snapshot
+
+    cli = reviewed
+    store = open_store(cli.url)
+    _forge_approval(cli.url, 1, "train", junk_digest=False)  # digest column made to match
+    _forge_approval(cli.url, 2, "eval", junk_digest=True)
+    assert get_snapshot(store, "train").status == "approved"  # the status alone believes it
+    with pytest.raises(IntegrityError, match=r"^review 1 \(the approval of snapshot 'train'\) is not "
+                       r"recorded in the event chain as stored \(inserted or changed behind the "
+                       r"store's back\): run `lineage verify`$"):
+        load_snapshot("train", db=cli.url)
+    with pytest.raises(IntegrityError, match=r"^review 2 \(the approval of snapshot 'eval'\) is not "
+                       r"recorded in the event chain"):
+        load_snapshot("eval", store=store, return_X_y=True)
+    before = counts(store)
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert (r.exit_code, _out(r)) == (
+        5, "Error: review 1 (the approval of snapshot 'train') is not recorded in the event chain "
+           "as stored (inserted or changed behind the store's back): run `lineage verify`")
+    assert counts(store) == before
+    store.close()
+
+
+def test_the_people_under_review_do_not_control_the_gate(reviewed):
+    cli = reviewed
+    store = open_store(cli.url)
+    # The engineer loosens the gate (with a reason: it is required) and makes an evaluation
+    # snapshot of their own; the reviewer then points the policy at it and touches nothing else.
+    r = cli("policy", "set", "--max-asr", "1", "--min-coverage", "0", "--reason", "flaky gate",
+            actor="engineer")
+    assert r.exit_code == 0, r.output
+    assert cli("snapshot", "create", "eval2", "--version", "digits-test", actor="engineer").exit_code == 0
+    r = cli("policy", "set", "--evaluation-snapshot", "eval2", "--reason", "new held-out set",
+            actor="reviewer")
+    assert r.exit_code == 0, r.output
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert (r.exit_code, _out(r)) == (
+        4, "Error: snapshot 'train' not approved (1 of 4 gates failed; review 1 recorded, policy "
+           "version 3): four_eyes: 'engineer', under review, chose settings of policy version 3 in "
+           "force (max_asr, min_coverage); 'engineer', under review, created the evaluation "
+           "snapshot 'eval2'")
+    show = json.loads(cli("snapshot", "show", "train", "--json").output)
+    assert show["status"] == "pending"
+    eyes = show["reviews"][0]["report"]["gates"][2]
+    assert eyes["policy_authors"] == {"evaluation_snapshot": "reviewer", "max_asr": "engineer",
+                                      "min_coverage": "engineer"}
+    assert eyes["evaluation_creator"] == "engineer"
+    store.close()
+
+
+def test_source_revocation_trace_and_export_of_an_affected_model(reviewed, tmp_path):
+    from lineage.chain import record_digest
+    from lineage.tables import Transformation
+    from storeutil import drop_guards, raw_execute
+
+    cli = reviewed
+    store = open_store(cli.url)
+    assert cli("snapshot", "approve", "train", actor="reviewer").exit_code == 0
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert r.exit_code == 0, r.output
+    t = json.loads(cli("trace", "model", "clf:1", "--json").output)
+    assert t["verified"]["ok"] is True and t["verified"]["records_anchored_in_chain"] is True
+    # model version, snapshot, its approval, 2 versions, 1 transformation, 1 ingest, 1 source
+    assert t["verified"]["records"] == 8 and t["verified"]["approval_anchored"] is True
+
+    # A source revoked after approval: the snapshot no longer loads, training is refused.
+    r = cli("source", "review", "sklearn-digits", "--revoke", "--reason", "license withdrawn",
+            actor="reviewer")
+    assert r.exit_code == 0, r.output
+    message = ("snapshot 'train' holds 1198 rows from source 'sklearn-digits', now revoked (by "
+               "reviewer: license withdrawn): training reads only approved snapshots whose sources "
+               "are still approved (revoke the snapshot and create one without them)")
+    with pytest.raises(SnapshotNotApprovedError) as caught:
+        load_snapshot("train", db=cli.url)
+    assert str(caught.value) == message
+    before = state(store)
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert (r.exit_code, _out(r)) == (4, f"Error: {message}")
+    assert state(store) == before
+    r = cli("model", "show", "clf:1")
+    assert "AFFECTED: source 'sklearn-digits' of snapshot 'train' revoked by reviewer at " in r.output
+    assert ": license withdrawn" in r.output
+    r = cli("model", "release", "clf:1", actor="reviewer")
+    assert r.exit_code == 4 and "snapshot: model is affected: source 'sklearn-digits'" in r.output
+
+    # Revoked: the model is affected; export still writes it, with a warning, and says so.
+    assert cli("snapshot", "revoke", "train", "--reason", "source revoked", actor="reviewer").exit_code == 0
+    r = cli("model", "export", "clf:1", "--out", str(tmp_path / "m.pkl"), "--json")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip().startswith("Warning: clf:1 is affected (snapshot 'train' revoked by reviewer at ")
+    assert r.stderr.strip().endswith(": source revoked); do not deploy it")
+    exported = json.loads(r.stdout)
+    assert exported["affected"] is True and exported["status"] == "affected"
+    r = cli("model", "export", "clf:1", "--out", str(tmp_path / "m2.pkl"))
+    assert r.exit_code == 0 and "Warning: clf:1 is affected" in r.stderr
+
+    # A record changed behind the store's back, its digest column recomputed to match: the trace
+    # checks the chain's digests, not the row's own, and names it.
+    with store.read() as session:
+        tr = session.get(Transformation, 1)
+        values = {c.name: getattr(tr, c.key) for c in Transformation.__table__.columns}
+    values["reason"] = "nothing to see here"
+    drop_guards(cli.url, "transformations")
+    raw_execute(cli.url, "UPDATE transformations SET reason = ?, record_digest = ? WHERE id = 1",
+                ("nothing to see here", record_digest("transformations", values)))
+    r = cli("trace", "model", "clf:1")
+    assert (r.exit_code, _out(r)) == (
+        5, "Error: transformation 1 (split) is not recorded in the event chain as stored (inserted "
+           "or changed behind the store's back): run `lineage verify`")
+    store.close()

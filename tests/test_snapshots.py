@@ -12,7 +12,7 @@ from lineage.sources import review_source
 from lineage.store import open_store
 from lineage.transforms import split_version
 from lineage.versions import find_version, materialize
-from tests.storeutil import drop_guards, raw_execute, state
+from storeutil import drop_guards, raw_execute, state
 
 
 @pytest.fixture

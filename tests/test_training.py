@@ -17,7 +17,7 @@ from lineage.training import export_model, fit_estimator, get_model, load_model,
 from lineage.transforms import split_version
 from lineage.triggers import make_trigger, stamp
 from lineage.verify import verify_store
-from tests.storeutil import drop_guards, raw_execute, state
+from storeutil import drop_guards, raw_execute, state
 
 
 def _reference_experiment(rate):
@@ -67,8 +67,8 @@ def approved(db_url):
     review_source(rev, "sklearn-digits", decision="approve", reason="ok")
     split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
     create_snapshot(eng, "train", version="digits-train")
-    create_snapshot(eng, "eval", version="digits-test")
-    set_policy(rev, evaluation_snapshot="eval")
+    create_snapshot(rev, "eval", version="digits-test")
+    set_policy(rev, evaluation_snapshot="eval", reason="held-out split")
     approve_snapshot(rev, "train")
     yield eng
     eng.close()
@@ -127,3 +127,29 @@ def test_load_refuses_rows_changed_after_approval(approved):
     # training reads the same way and must refuse too
     with pytest.raises(IntegrityError):
         train(approved, snapshot="train", model="m")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--param", "C=abc"], "--param C='abc': give a positive number, e.g. C=1.0"),
+    (["--param", "C=-1"], "--param C=-1: give a positive number, e.g. C=1.0"),
+    (["--param", "max_iter=0"], "--param max_iter=0: give a whole number of at least 1, e.g. max_iter=300"),
+    (["--estimator", "mlp", "--param", "hidden_layer_sizes=abc"],
+     "--param hidden_layer_sizes='abc': give layer sizes of at least 1 as a JSON list, e.g. "
+     "hidden_layer_sizes=[32,16]"),
+    (["--estimator", "mlp", "--param", "hidden_layer_sizes=[32,0]"],
+     "--param hidden_layer_sizes=[32, 0]: give layer sizes of at least 1 as a JSON list, e.g. "
+     "hidden_layer_sizes=[32,16]"),
+    (["--estimator", "mlp", "--param", "alpha=x"], "--param alpha='x': give a number of at least 0, e.g. alpha=0.0001"),
+])
+def test_bad_estimator_parameters_are_one_line(sqlite_url, args, message):
+    from tests.conftest import Cli
+
+    cli = Cli(sqlite_url)
+    r = cli("train", "--snapshot", "train", "--model", "m", *args, actor="engineer")
+    assert (r.exit_code, r.output.strip()) == (2, f"Error: {message}")
+
+
+def test_an_integer_layer_size_is_accepted():
+    model = fit_estimator("mlp", np.tile(np.arange(4), 5).reshape(-1, 1) * 4.0, np.tile([0, 1], 10),
+                          seed=0, value_max=16, params={"hidden_layer_sizes": 4, "max_iter": 5})
+    assert model.named_steps["clf"].hidden_layer_sizes == (4,)
