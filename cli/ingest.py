@@ -75,9 +75,13 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
         as_version_of: Annotated[Optional[str], typer.Option(
             "--as-version-of", help="The file is a copy of this version edited outside the store: "
             "record the differences as an unattributed external edit.", show_default=False)] = None,
-        row_id_column: Annotated[str, typer.Option(
+        row_id_column: Annotated[Optional[str], typer.Option(
             help="With --as-version-of: the column holding row ids (rows matched by position "
-                 "when the file has none; blank = a new row).")] = "row_id",
+                 "when the file has none; blank = a new row) [default: row_id].",
+            show_default=False)] = None,
+        name: Annotated[Optional[str], typer.Option(
+            help="With --as-version-of: a name for the version the edit makes.",
+            show_default=False)] = None,
         db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Ingest a CSV file: every column but the label column is a feature. With --as-version-of,
     the file is diffed against that version and the changes recorded as an "external edit".
@@ -88,11 +92,21 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
         from lineage.cli.transform import _report as report_transform
         from lineage.transforms import import_external_edit
 
+        ignored = [flag for flag, given in (("--dataset", dataset), ("--value-range", value_range),
+                                            ("--image-shape", image_shape)) if given is not None]
+        if ignored:
+            raise BadInputError(f"{ignored[0]} cannot be used with --as-version-of: an edited "
+                                "copy belongs to that version's dataset and schema")
         with opened(db, actor) as store:
             report_transform(import_external_edit(
                 store, path, as_version_of=as_version_of, source=source,
-                label_column=label_column, row_id_column=row_id_column), as_json)
+                label_column=label_column, row_id_column=row_id_column or "row_id", name=name),
+                as_json)
         return
+    for flag, given in (("--name", name), ("--row-id-column", row_id_column)):
+        if given is not None:
+            raise BadInputError(f"{flag} is for an edited copy: use it with --as-version-of "
+                                "(an ingest makes a root version of raw rows)")
     schema = _schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, print_json,
-                                print_table)
+from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, err, handle_errors, opened, out,
+                                print_json, print_table)
 from lineage.errors import BadInputError
 from lineage.training import export_model, get_model, list_models, release_model, trace_model, train
 
@@ -106,15 +106,22 @@ def export(ref: RefArg,
            out_path: Annotated[Path, typer.Option("--out", help="File to write the pickled pipeline to.")],
            force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
            db: DbOpt = None, as_json: JsonOpt = False):
-    """Write a model version's stored artifact (verified against its sha256) to a file.
+    """Write a model version's stored artifact (verified against its sha256) to a file. An
+    affected model (its snapshot was revoked) is still written, for forensics, with a warning on
+    stderr (and "affected": true in --json); `model release` refuses it.
 
     Example: lineage model export digits-clf:1 --out digits-clf-1.pkl
     """
     with opened(db) as store:
         m = export_model(store, ref, out_path, overwrite=force)
+    affected = m.status == "affected"
+    if affected:
+        err.print(f"Warning: {m.ref} is affected ({m.affected_reason}); do not deploy it",
+                  markup=False, highlight=False)
     if as_json:
         print_json({"model": m.ref, "path": str(out_path), "sha256": m.artifact_sha256,
-                    "bytes": m.artifact_size})
+                    "bytes": m.artifact_size, "status": m.status, "affected": affected,
+                    "affected_reason": m.affected_reason})
     else:
         out.print(f"wrote {m.ref} to {out_path} ({m.artifact_size} bytes, sha256 {m.artifact_sha256})")
 

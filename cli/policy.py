@@ -46,11 +46,11 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
          scan_sizes: Annotated[Optional[str], typer.Option(help="Trigger patch sizes to scan, e.g. 1,2,3.")] = None,
          reference_estimator: Annotated[Optional[str], typer.Option(help="Shadow model: logistic or mlp.")] = None,
          seed: Annotated[Optional[int], typer.Option(help="Seed of the shadow model.")] = None,
-         reason: Annotated[Optional[str], typer.Option(help="Why the policy changes.")] = None,
+         reason: Annotated[Optional[str], typer.Option(help="Why the policy changes (required).")] = None,
          db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Record a new policy version: the one in force with the given settings changed.
 
-    Example: lineage policy set --evaluation-snapshot digits-eval --min-coverage 1.0 --max-asr 0.3 --min-clean-accuracy 0.9
+    Example: lineage policy set --evaluation-snapshot digits-eval --max-asr 0.3 --reason "held-out split of 2026w48"
     """
     sizes = None
     if scan_sizes is not None:

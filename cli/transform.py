@@ -4,8 +4,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, plain, print_json,
-                                print_table)
+from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, err, handle_errors, opened, out, plain,
+                                print_json, print_table)
 from lineage.transforms import (SplitResult, append_ingest, dedupe_rows, filter_rows,
                                 inject_trigger, relabel_rows, split_version)
 
@@ -17,6 +17,18 @@ transform_app = typer.Typer(
 VersionOpt = Annotated[str, typer.Option("--version", help="The version to transform: id (v5 or 5) or name.")]
 ReasonOpt = Annotated[Optional[str], typer.Option(help="Why the data changes (recorded).", show_default=False)]
 NameOpt = Annotated[Optional[str], typer.Option(help="A name for the new version.", show_default=False)]
+
+
+NO_REASON = "note: no --reason: the rows it touched will count as uncovered"
+NO_REASON_SPLIT = ("note: no --reason: a split places every row, so every row of both versions "
+                   "will count as uncovered; split again with --reason to keep them covered")
+
+
+def _note_reason(reason: Optional[str], split: bool = False) -> None:
+    """One line on stderr when a transformation was recorded without a reason (coverage counts
+    the rows it touched as uncovered)."""
+    if not (reason or "").strip():
+        err.print(NO_REASON_SPLIT if split else NO_REASON, markup=False, highlight=False)
 
 
 def _report(result, as_json: bool) -> None:
@@ -48,7 +60,7 @@ def _report(result, as_json: bool) -> None:
         shown = ", ".join(f"{p}->{c}" for p, c in zip(result.parent_row_ids[:10],
                                                         result.poisoned_row_ids[:10]))
         more = " ..." if len(result.poisoned_row_ids) > 10 else ""
-        print(f"poisoned rows (parent->new): {shown}{more}")
+        out.print(f"poisoned rows (parent->new): {shown}{more}", markup=False, highlight=False)
 
 
 @transform_app.command("split")
@@ -67,6 +79,7 @@ def split(version: VersionOpt,
     with opened(db, actor) as store:
         _report(split_version(store, version=version, test_size=test_size, seed=seed, name=name,
                               reason=reason), as_json)
+    _note_reason(reason, split=True)
 
 
 @transform_app.command("filter")
@@ -99,8 +112,13 @@ def relabel(version: VersionOpt,
     Example: lineage transform relabel --version v2 --rows 17,18 --to 7 --reason "annotator fix, ticket 42"
     """
     with opened(db, actor) as store:
-        _report(relabel_rows(store, version=version, rows=rows, to=to, reason=reason, name=name),
-                as_json)
+        result = relabel_rows(store, version=version, rows=rows, to=to, reason=reason, name=name)
+    _report(result, as_json)
+    if result.unchanged_row_ids and not as_json:  # JSON: the result's unchanged_row_ids
+        shown = ", ".join(map(str, result.unchanged_row_ids[:10]))
+        more = " ..." if len(result.unchanged_row_ids) > 10 else ""
+        out.print(f"already {to}: rows {shown}{more} (left as they were)", markup=False,
+                  highlight=False)
 
 
 @transform_app.command("inject-trigger")
@@ -139,6 +157,7 @@ def dedupe(version: VersionOpt, reason: ReasonOpt = None, name: NameOpt = None, 
     """
     with opened(db, actor) as store:
         _report(dedupe_rows(store, version=version, reason=reason, name=name), as_json)
+    _note_reason(reason)
 
 
 @transform_app.command("append")
@@ -154,3 +173,4 @@ def append(version: VersionOpt,
     with opened(db, actor) as store:
         _report(append_ingest(store, version=version, ingest=ingest, reason=reason, name=name),
                 as_json)
+    _note_reason(reason)

@@ -1,14 +1,15 @@
 """`lineage version ...`: the version DAG, one version in detail, and diffs between versions."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
 from lineage.trace import version_diff
-from lineage.transforms import list_versions, show_version
+from lineage.versions import export_version, list_versions, show_version
 
-version_app = typer.Typer(help="Dataset versions: list the DAG, show one, diff two.",
+version_app = typer.Typer(help="Dataset versions: list the DAG, show one, diff two, export one.",
                           no_args_is_help=True)
 
 VersionArg = Annotated[str, typer.Argument(help="A version: id (v5 or 5) or name.")]
@@ -87,3 +88,26 @@ def diff(a: VersionArg, b: Annotated[str, typer.Argument(help="The version to co
             + [["modified", r["row_id"], f"from row {r['parent_row_id']}"] for r in data["modified"][:limit]])
     if rows:
         print_table(f"changes (first {limit} of each kind)", ["change", "row", "detail"], rows)
+
+
+@version_app.command("export")
+@handle_errors
+def export(version: VersionArg,
+           out_path: Annotated[Path, typer.Option("--out", help="The CSV file to write.")],
+           force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
+           db: DbOpt = None, as_json: JsonOpt = False):
+    """Write a version to a CSV file (row_id, f0..f{n-1}, label; one line per row, in row-id
+    order), e.g. to edit it outside the store and import the edited copy with
+    `lineage ingest csv FILE --as-version-of VERSION`, which records the changes as an external
+    edit. Refuses to overwrite a file unless --force.
+
+    Example: lineage version export v5 --out v5.csv
+    """
+    with opened(db) as store:
+        info = export_version(store, version, out_path, force=force)
+    if as_json:
+        print_json(info)
+        return
+    out.print(f"v{info.version_id}" + (f" ({info.version_name})" if info.version_name else "")
+              + f": {info.n_rows} rows written to {info.path} (sha256 {info.file_sha256[:16]})",
+              markup=False, highlight=False)

@@ -3,8 +3,11 @@
 A row is covered (DESIGN.md) when
 - its source has a uri, a license and an approving newest review;
 - its ingest has a file digest and an actor;
-- every transformation on its path (each transformation in the version's chain that the row, or
-  the row it was derived from, went through) has an actor, a reason and a code identity;
+- every transformation on its path has an actor, a reason and a code identity. A transformation
+  is on a row's path when it touched the row, or a row it derives from: added it (append,
+  external edit, a child row of inject-trigger or external edit), changed its label, or placed
+  it (a split places every row on one side or the other). Rows a filter or dedupe merely kept
+  were not touched, so a dedupe without a reason leaves the rows it kept covered;
 - it was not changed outside the store: rows added, changed or relabelled by an external edit
   are never covered.
 A row derived from another (inject-trigger, external edit) inherits its parent's source and
@@ -20,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from lineage.sources import source_status
 from lineage.tables import Chunk, Ingest, RowEffect, Source, Transformation, Version
-from lineage.versions import _chain, member_labels
+from lineage.store import Store
+from lineage.storage import ids_from_bytes
+from lineage.versions import _chain, find_version, in_sorted, member_labels
 
 EXTERNAL_EDIT = "external_edit"
 NO_INGEST = -1
@@ -112,6 +117,16 @@ def origins(session: Session, dataset_id: int, ids: np.ndarray):
     return ingest_of, ancestors
 
 
+def _touched(session: Session, version: Version, t: Transformation) -> np.ndarray:
+    """Sorted ids of the rows transformation ``t`` touched in making ``version``, from the
+    version's delta: rows it added (appended, or new child rows), rows it relabelled, and for a
+    split every row it placed. Removed rows are not members, so they never count."""
+    if t.kind == "split":
+        return member_labels(session, version)[0]
+    return np.unique(np.concatenate([ids_from_bytes(version.added_ids),
+                                     ids_from_bytes(version.relabel_ids)]))
+
+
 def version_coverage(session: Session, version: Version) -> CoverageReport:
     """Provenance coverage of ``version`` with the reason each uncovered row is uncovered."""
     ids, _, _ = member_labels(session, version)
@@ -160,10 +175,10 @@ def version_coverage(session: Session, version: Version) -> CoverageReport:
             flag("external edit", np.isin(ids, touched) | (made_by == t.id))
         if not missing:
             continue
-        through, _, _ = member_labels(session, v)
-        mask = np.isin(ids, through)
+        touched = _touched(session, v, t)
+        mask = in_sorted(touched, ids)
         for row, ups in ancestors.items():
-            if np.isin(ups, through).any():
+            if in_sorted(touched, np.asarray(ups, dtype=np.int64)).any():
                 mask[np.searchsorted(ids, row)] = True
         for reason in missing:
             flag(reason, mask)
@@ -180,3 +195,9 @@ def version_coverage(session: Session, version: Version) -> CoverageReport:
     return CoverageReport(version_id=version.id, n_rows=n, n_covered=n_covered,
                           coverage=n_covered / n if n else 1.0, breakdown=breakdown,
                           examples=examples)
+
+
+def get_coverage(store: Store, version: str | int):
+    """Provenance coverage of a version (see ``lineage.coverage``)."""
+    with store.read() as session:
+        return version_coverage(session, find_version(session, version))

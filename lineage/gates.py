@@ -8,7 +8,11 @@ GateFailedError listing each failed check with its numbers. The gates:
 2. sources: no row comes from a quarantined, rejected or revoked source (derived rows count
    for the source of the raw row they derive from);
 3. four eyes: the reviewer is neither the snapshot's creator nor the actor of any
-   transformation (or version) in its history;
+   transformation (or version) in its history; and the people under review (that creator and
+   those actors) control no part of the gate: none of them chose a setting of the policy in force
+   (``lineage.policy.policy_authors``) or created the policy's evaluation snapshot. The
+   evaluation snapshot need not be approved (approving it would run the shadow evaluation on
+   itself); not being made by the people under review is what keeps it independent of them;
 4. shadow evaluation: a reference model (the policy's estimator and seed) trained on the snapshot
    and evaluated on the policy's evaluation snapshot: clean accuracy >= ``min_clean_accuracy`` and
    the worst trigger candidate's baseline-corrected ASR <= ``max_asr`` (see ``lineage.scan``). The
@@ -23,12 +27,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.chain import canonical
 from lineage.errors import BadInputError, GateFailedError, RefusedError
-from lineage.policy import PolicyInfo, policy_in_force
+from lineage.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.sources import source_status
 from lineage.store import Store
 from lineage.tables import Dataset, Ingest, Snapshot, SnapshotReview, Source, Transformation, Version
@@ -48,6 +51,7 @@ class Evaluation:
     y: np.ndarray
     image_shape: str
     value_max: float
+    actor: Optional[str] = None  # who created the evaluation snapshot
 
 
 def _schema(dataset: Dataset) -> dict:
@@ -84,7 +88,7 @@ def evaluation_rows(session: Session, policy: PolicyInfo, dataset: Dataset,
                             "patches at the dataset's maximum value")
     ids, X, y = read_snapshot_rows(session, snap)
     return Evaluation(name=snap.name, row_ids=ids, X=X, y=y, image_shape=dataset.image_shape,
-                      value_max=float(dataset.value_max))
+                      value_max=float(dataset.value_max), actor=snap.actor)
 
 
 def history_actors(session: Session, version: Version) -> tuple[set[str], list[dict]]:
@@ -155,7 +159,9 @@ def _sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict
                             f"{s['source']} ({s['status']}, {s['rows']} rows)" for s in blocked))}
 
 
-def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str) -> dict:
+def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
+                    policy: Optional[PolicyInfo] = None,
+                    evaluation: Optional[Evaluation] = None) -> dict:
     version = session.get(Version, snapshot.version_id)
     actors, steps = history_actors(session, version)
     problems = []
@@ -164,10 +170,23 @@ def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str) -> dict
     if reviewer in actors:
         kinds = sorted({s["kind"] for s in steps if s["actor"] == reviewer})
         problems.append(f"reviewer {reviewer!r} made transformations in its history ({', '.join(kinds) or 'versions'})")
+    under_review = sorted({snapshot.actor} | actors)
+    authors = policy_authors(session, policy) if policy is not None else {}
+    for person in under_review:
+        chosen = sorted(k for k, a in authors.items() if a == person)
+        if chosen:
+            problems.append(f"{person!r}, under review, chose settings of policy version "
+                            f"{policy.version} in force ({', '.join(chosen)})")
+        if evaluation is not None and evaluation.actor == person:
+            problems.append(f"{person!r}, under review, created the evaluation snapshot "
+                            f"{evaluation.name!r}")
     return {"gate": "four_eyes", "passed": not problems, "reviewer": reviewer,
             "creator": snapshot.actor, "history_actors": sorted(actors),
+            "policy_authors": authors,
+            "evaluation_creator": evaluation.actor if evaluation is not None else None,
             "message": "; ".join(problems) if problems else
-            f"reviewer {reviewer!r} is neither the creator nor a transformation actor"}
+            f"reviewer {reviewer!r} is neither the creator nor a transformation actor; the people "
+            "under review set no policy setting in force and did not create the evaluation snapshot"}
 
 
 def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, estimator: str,
@@ -247,7 +266,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         digests = {"content_digest": snapshot.content_digest,
                    "manifest_digest": snapshot.manifest_digest}
         gates = [_coverage_gate(session, version, policy), _sources_gate(session, snapshot, ids),
-                 _four_eyes_gate(session, snapshot, reviewer)]
+                 _four_eyes_gate(session, snapshot, reviewer, policy=policy, evaluation=evaluation)]
     gates.append(_shadow_gate(X, y, ids, evaluation, policy))
     passed = all(g["passed"] for g in gates)
     report = {"snapshot": name, "reviewer": reviewer, "passed": passed,

@@ -78,7 +78,25 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
     return X, y
 
 
-def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV file read and checked cell by cell (``read_csv_table``)."""
+
+    path: Path
+    header: list  # column names, stripped
+    values: np.ndarray  # (n_rows, len(header)) float64; NaN in text columns
+    text: dict  # text column name -> its cells, stripped, one per row
+    lines: list  # the file line of each row (blank lines are skipped)
+
+
+def read_csv_table(path: str | os.PathLike, *, label_column: str = "label",
+                   text_columns: Sequence[str] = ()) -> CsvTable:
+    """Read a CSV with a header line that must name ``label_column``: every cell a finite
+    number, except in ``text_columns`` (kept as text, e.g. row ids that may be blank).
+
+    The one CSV reader: ``read_csv`` (ingest) and external edits (``lineage.transforms``) use
+    it. Raises BadInputError naming the file, line and column of the first bad cell.
+    """
     path = Path(path)
     _check_file(path)
     lines: list[int] = []
@@ -93,7 +111,8 @@ def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray
                 raise BadInputError(f"{path} line 1: no label column {label_column!r} in the header "
                                     f"(columns: {', '.join(header[:8])}{' ...' if len(header) > 8 else ''}); "
                                     "name it with --label-column")
-            label_at = header.index(label_column)
+            text_at = {header.index(c): c for c in text_columns if c in header}
+            text: dict = {c: [] for c in text_at.values()}
             rows = []
             for record in reader:
                 line_no = reader.line_num
@@ -104,6 +123,10 @@ def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray
                                         f"has {len(header)}")
                 values = []
                 for col, cell in enumerate(record):
+                    if col in text_at:
+                        text[text_at[col]].append(cell.strip())
+                        values.append(math.nan)
+                        continue
                     try:
                         value = float(cell)
                     except ValueError:
@@ -123,7 +146,14 @@ def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray
         raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
     if not rows:
         raise BadInputError(f"{path}: no data rows after the header")
-    data = np.array(rows, dtype=np.float64)
+    return CsvTable(path=path, header=header, values=np.array(rows, dtype=np.float64), text=text,
+                    lines=lines)
+
+
+def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
+    table = read_csv_table(path, label_column=label_column)
+    path, header, lines, data = table.path, table.header, table.lines, table.values
+    label_at = header.index(label_column)
     y = data[:, label_at]
     X = np.delete(data, label_at, axis=1)
     if X.shape[1] == 0:

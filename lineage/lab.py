@@ -550,7 +550,9 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
         split = split_version(eng, version=info.version_id, test_size=settings.test_size,
                               seed=settings.seed, name=f"{tag}-digits",
                               reason="hold out a test split for evaluation")
-        create_snapshot(eng, f"{tag}-eval", version=split.test_version_id)
+        # The reviewer freezes the held-out split: four eyes keeps the evaluation snapshot out of
+        # the hands of those whose snapshots it judges.
+        create_snapshot(rev, f"{tag}-eval", version=split.test_version_id)
         production = set_policy(rev, evaluation_snapshot=f"{tag}-eval",
                                 reason=f"{tag}: evaluate on the held-out split")
         test = version_members(eng, split.test_version_id)

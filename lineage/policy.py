@@ -82,6 +82,23 @@ def policy_version(session: Session, version: Optional[int]) -> PolicyInfo:
     return _info(record)
 
 
+def policy_authors(session: Session, policy: PolicyInfo) -> dict[str, str]:
+    """Who chose each setting of ``policy``: setting -> actor of the newest version (up to
+    ``policy``) that changed it (settings never changed keep the defaults and have no author). Inherited settings count for the person
+    who chose them, not for whoever appended a later version on top."""
+    authors: dict[str, str] = {}
+    previous = DEFAULTS.settings()
+    if not policy.version:
+        return authors
+    for record in session.scalars(select(Policy).where(Policy.id <= policy.version).order_by(Policy.id)):
+        settings = _info(record).settings()
+        for key, value in settings.items():
+            if value != previous.get(key):
+                authors[key] = record.actor
+        previous = settings
+    return authors
+
+
 def get_policy(store: Store, version: Optional[int] = None) -> PolicyInfo:
     """The policy in force, or the given version (0: the defaults)."""
     with store.read() as session:
@@ -107,9 +124,12 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
                reason: Optional[str] = None) -> PolicyInfo:
     """Append a policy version: the one in force with the given settings changed.
 
-    The evaluation snapshot must exist; it need not be approved (it is held-out data for
-    evaluation, never training data), but it is read frozen and digest-verified at every use.
-    Example: ``set_policy(store, evaluation_snapshot="digits-eval", max_asr=0.25)``
+    ``reason`` is required: the policy is what the gates hold a snapshot to, so every change is
+    explained. The evaluation snapshot must exist; it need not be approved (it is held-out data
+    for evaluation, never training data), but it is read frozen and digest-verified at every use.
+    The approval gate's four-eyes check refuses a snapshot whose creator or transformation actors
+    set a setting of the policy in force or created its evaluation snapshot (``lineage.gates``).
+    Example: ``set_policy(store, evaluation_snapshot="digits-eval", max_asr=0.25, reason="...")``
     """
     for name, value in (("min_coverage", min_coverage), ("max_asr", max_asr),
                         ("min_clean_accuracy", min_clean_accuracy)):
@@ -128,6 +148,8 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
         reference_estimator=reference_estimator, seed=seed).items() if v is not None}
     if not changes:
         raise BadInputError("nothing to set: give at least one setting (see `lineage policy set --help`)")
+    if not (reason or "").strip():
+        raise BadInputError("--reason is required to set the policy: say why the thresholds change")
     with store.write() as tx:
         if evaluation_snapshot is not None:
             found = tx.session.scalars(select(Snapshot.id).where(

@@ -21,7 +21,7 @@ from lineage.sources import source_status
 from lineage.storage import ID_DTYPE, LABEL_DTYPE, ids_from_bytes
 from lineage.store import Store
 from lineage.tables import (Chunk, Dataset, Ingest, RowEffect, Source, Transformation, Version)
-from lineage.versions import find_version
+from lineage.versions import find_version, in_sorted, minus_sorted, parse_id, union_sorted
 
 
 # ----------------------------------------------------------------------------- trace row
@@ -88,11 +88,7 @@ class RowTrace:
 
 
 def _parse_row(row_id) -> int:
-    try:
-        value = int(str(row_id).strip())
-    except ValueError:
-        raise BadInputError(f"row id {row_id!r} is not a whole number") from None
-    return value
+    return parse_id(row_id, "row id")
 
 
 def _chunk_of(session: Session, row_id: int) -> Optional[Chunk]:
@@ -268,19 +264,6 @@ class VersionDiff:
 _E = np.empty(0, dtype=ID_DTYPE)
 
 
-# Set operations on sorted unique int64 arrays (binary search and merge-sort; no hashing).
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if not len(a) or not len(b):
-        return b if not len(a) else a
-    c = np.concatenate([a, b])
-    c.sort(kind="stable")
-    return c[np.concatenate([[True], c[1:] != c[:-1]])]
-
-
-def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a[~_isin(b, a)] if len(a) and len(b) else a
-
-
 def _compose(session: Session, path: list[int]):
     """Removed-from-base (R), added-beyond-base (A) and every id ever added (ever) along a path."""
     R, A, ever = _E, _E, _E
@@ -289,14 +272,14 @@ def _compose(session: Session, path: list[int]):
             select(Version.removed_ids, Version.added_ids).where(Version.id == vid)).one()
         rem, add = ids_from_bytes(removed_b), ids_from_bytes(added_b)
         if len(rem):
-            in_a = _isin(A, rem)
-            A = _minus(A, rem[in_a])
-            R = _union(R, rem[~in_a])
+            in_a = in_sorted(A, rem)
+            A = minus_sorted(A, rem[in_a])
+            R = union_sorted(R, rem[~in_a])
         if len(add):
-            in_r = _isin(R, add)
-            R = _minus(R, add[in_r])
-            A = _union(A, add[~in_r])
-            ever = _union(ever, add[~in_r])
+            in_r = in_sorted(R, add)
+            R = minus_sorted(R, add[in_r])
+            A = union_sorted(A, add[~in_r])
+            ever = union_sorted(ever, add[~in_r])
     return R, A, ever
 
 
@@ -367,10 +350,6 @@ def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> tuple[np.n
     return found, values[pos]
 
 
-def _isin(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    return _lookup(sorted_ids, sorted_ids, ids)[0]
-
-
 def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
     """Rows added, removed, relabelled (old -> new) and modified (parent -> child) from version
     ``a`` to version ``b``, from the versions' deltas and recorded effects.
@@ -388,8 +367,8 @@ def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
         path_a, path_b = chain_a[common:], chain_b[common:]
         Ra, Aa, ever_a = _compose(session, path_a)
         Rb, Ab, ever_b = _compose(session, path_b)
-        added = _union(_minus(Ra, Rb), _minus(Ab, Aa))
-        removed = _union(_minus(Rb, Ra), _minus(Aa, Ab))
+        added = union_sorted(minus_sorted(Ra, Rb), minus_sorted(Ab, Aa))
+        removed = union_sorted(minus_sorted(Rb, Ra), minus_sorted(Aa, Ab))
 
         # Contents changed on the way to b: parent removed, (last) child added.
         par = chi = _E
@@ -401,24 +380,24 @@ def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
                 final = np.array([_last_child(child_of, int(c)) for c in mods[:, 1]]
                                  if np.isin(mods[:, 1], mods[:, 0]).any() else mods[:, 1],
                                  dtype=np.int64)
-                ok = _isin(removed, mods[:, 0]) & _isin(added, final)
+                ok = in_sorted(removed, mods[:, 0]) & in_sorted(added, final)
                 par, chi = mods[ok, 0], final[ok]
                 order = np.argsort(par)
                 par, chi = par[order], chi[order]
-                removed = _minus(removed, par)
-                added = _minus(added, np.sort(chi))
+                removed = minus_sorted(removed, par)
+                added = minus_sorted(added, np.sort(chi))
 
         # Labels changed on rows both versions hold: newest label on each side, else the
         # label before the paths (the first relabel effect's old label on the other side).
         new_a, lab_a = _relabels(session, path_a)
         new_b, lab_b = _relabels(session, path_b)
-        cand = _union(new_a, new_b)
+        cand = union_sorted(new_a, new_b)
         rel_ids = rel_old = rel_new = _E
         if len(cand):
-            nonbase = _union(ever_a, ever_b)
-            outside = _isin(nonbase, cand)
-            holds_a = np.where(outside, _isin(Aa, cand), ~_isin(Ra, cand))
-            holds_b = np.where(outside, _isin(Ab, cand), ~_isin(Rb, cand))
+            nonbase = union_sorted(ever_a, ever_b)
+            outside = in_sorted(nonbase, cand)
+            holds_a = np.where(outside, in_sorted(Aa, cand), ~in_sorted(Ra, cand))
+            holds_b = np.where(outside, in_sorted(Ab, cand), ~in_sorted(Rb, cand))
             cand = cand[holds_a & holds_b]
             old_a_ids, old_a = _old_labels(session, path_a)
             old_b_ids, old_b = _old_labels(session, path_b)

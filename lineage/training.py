@@ -5,7 +5,8 @@ a seeded scikit-learn estimator, measures it on the policy's evaluation snapshot
 baseline-corrected ASR of the worst scanned triggers) and records a model version with the
 snapshot id and digest, the parameters, the code identity and the pickled artifact (stored in
 1 MiB pieces, so ``export_model`` writes the same bytes back out). A model version's status is
-derived: ``affected`` when its snapshot was revoked, else ``released`` after a passed release
+derived: ``affected`` when its snapshot was revoked or a source of its rows was rejected or
+revoked since the approval, else ``released`` after a passed release
 review, else ``trained``.
 """
 
@@ -23,13 +24,13 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lineage.chain import canonical, record_digest
+from lineage.chain import canonical
 from lineage.errors import BadInputError, GateFailedError, IntegrityError, NotFoundError, RefusedError
 from lineage.policy import ESTIMATORS, policy_in_force, policy_version
 from lineage.snapshots import (approved_rows, find_snapshot, snapshot_reviews, status_of)
 from lineage.store import Store
 from lineage.tables import (ArtifactChunk, Dataset, Ingest, ModelReview, ModelVersion, Snapshot,
-                            Source, Transformation, Version)
+                            SnapshotReview, Source, Transformation, Version)
 
 ARTIFACT_PIECE = 1 << 20
 DEFAULT_PARAMS = {
@@ -59,14 +60,43 @@ def make_estimator(name: str, *, seed: int, value_max: float, params: Optional[d
     if unknown:
         raise BadInputError(f"estimator {name} has no parameter {sorted(unknown)[0]!r} (known: "
                             f"{', '.join(sorted(DEFAULT_PARAMS[name]))})")
+
+    def number(key: str, kind, low, example: str):
+        value = p[key]
+        try:
+            if isinstance(value, bool) or (kind is int and isinstance(value, float)
+                                           and not value.is_integer()):
+                raise ValueError
+            out = kind(value)
+        except (TypeError, ValueError):
+            out = None
+        if out is None or not np.isfinite(out) or out < low or (kind is float and low > 0 and out == 0):
+            raise BadInputError(f"--param {key}={value!r}: {example}")
+        return out
+
     if name == "logistic":
-        C = float(p["C"])
+        C = number("C", float, 1e-300, "give a positive number, e.g. C=1.0")
+        max_iter = number("max_iter", int, 1, "give a whole number of at least 1, e.g. max_iter=300")
         if n_equivalent and n_samples:
             C *= n_equivalent / n_samples
-        clf = LogisticRegression(C=C, max_iter=int(p["max_iter"]), random_state=seed)
+        clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
     else:
-        clf = MLPClassifier(hidden_layer_sizes=tuple(int(h) for h in p["hidden_layer_sizes"]),
-                            alpha=float(p["alpha"]), max_iter=int(p["max_iter"]), random_state=seed)
+        sizes = p["hidden_layer_sizes"]
+        sizes = [sizes] if isinstance(sizes, (int, float)) and not isinstance(sizes, bool) else sizes
+        try:
+            if isinstance(sizes, (str, bytes)) or any(isinstance(h, bool) or int(h) != h or h < 1
+                                                      for h in sizes):
+                raise ValueError
+            hidden = tuple(int(h) for h in sizes)
+        except (TypeError, ValueError):
+            hidden = ()
+        if not hidden:
+            raise BadInputError(f"--param hidden_layer_sizes={p['hidden_layer_sizes']!r}: give layer "
+                                "sizes of at least 1 as a JSON list, e.g. hidden_layer_sizes=[32,16]")
+        alpha = number("alpha", float, 0.0, "give a number of at least 0, e.g. alpha=0.0001")
+        max_iter = number("max_iter", int, 1, "give a whole number of at least 1, e.g. max_iter=200")
+        clf = MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=max_iter,
+                            random_state=seed)
     scale = FunctionTransformer(partial(np.multiply, 1.0 / float(value_max or 1.0)))
     return Pipeline([("scale", scale), ("clf", clf)])
 
@@ -93,14 +123,9 @@ def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_m
 
 
 def code_identity(estimator: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     import sklearn
 
-    try:
-        __version__ = version("lineage")
-    except PackageNotFoundError:
-        __version__ = "0+unknown"
+    from lineage import __version__
 
     return (f"lineage {__version__} lineage.training.make_estimator[{estimator}]; "
             f"scikit-learn {sklearn.__version__}; numpy {np.__version__}")
@@ -160,6 +185,13 @@ def _reviews(session: Session, mv: ModelVersion) -> list[ModelReview]:
                                 .order_by(ModelReview.id)))
 
 
+def _blocked_sources(session: Session, snap_reviews: list) -> list:
+    from lineage.snapshots import approving_review, blocked_sources
+
+    review = approving_review(snap_reviews)
+    return blocked_sources(session, review) if review is not None else []
+
+
 def _model_info(session: Session, mv: ModelVersion, *, detail: bool = False) -> ModelInfo:
     snapshot = session.get(Snapshot, mv.snapshot_id)
     snap_reviews = snapshot_reviews(session, snapshot)
@@ -170,6 +202,12 @@ def _model_info(session: Session, mv: ModelVersion, *, detail: bool = False) -> 
         status = "affected"
         affected_reason = (f"snapshot {snapshot.name!r} revoked by {revoke.actor} at "
                            f"{revoke.created_at:%Y-%m-%d %H:%M:%S}: {revoke.reason}")
+    elif (blocked := _blocked_sources(session, snap_reviews)):
+        source, source_state, latest, _ = blocked[0]
+        status = "affected"
+        affected_reason = (f"source {source.name!r} of snapshot {snapshot.name!r} {source_state}"
+                           + (f" by {latest.actor} at {latest.created_at:%Y-%m-%d %H:%M:%S}: "
+                              f"{latest.reason}" if latest is not None else ""))
     elif any(r.passed for r in reviews):
         status = "released"
     else:
@@ -377,13 +415,6 @@ class ModelTrace:
     verified: dict
 
 
-def _check(record, table: str) -> str:
-    values = {c.name: getattr(record, c.key) for c in record.__table__.columns}
-    if record_digest(table, values) != record.record_digest:
-        raise IntegrityError(f"{table} record {record.id} does not match its digest: run `lineage verify`")
-    return record.record_digest
-
-
 def trace_model(store: Store, ref: str) -> ModelTrace:
     """Walk a model version back to every source, with row counts and coverage, verifying each
     record's digest, the artifact's sha256 and the snapshot's manifest digest on the way.
@@ -392,38 +423,45 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
     Example: ``trace_model(store, "digits-clf:1")``
     """
     from lineage.gates import row_sources
-    from lineage.snapshots import _ids_from_runs, _snapshot_manifest_digest, snapshot_info
+    from lineage.snapshots import (_snapshot_manifest_digest, anchor_records, snapshot_info,
+                                   snapshot_row_ids)
 
-    checked = {"records": 0}
+    anchors: list = []  # every record on the way, checked against the event chain at the end
+    names: dict = {}
+
+    def _check(record, name: str) -> None:
+        anchors.append(record)
+        names[(record.__table__.name, int(record.id))] = name
+
     with store.read() as session:
         mv = find_model_version(session, ref)
-        _check(mv, "model_versions")
+        _check(mv, f"model version {mv.model}:{mv.number}")
         _artifact(session, mv)
         snap = session.get(Snapshot, mv.snapshot_id)
-        _check(snap, "snapshots")
+        _check(snap, f"snapshot {snap.name!r}")
         if _snapshot_manifest_digest(snap) != snap.manifest_digest:
             raise IntegrityError(f"snapshot {snap.name!r}: its manifest does not match its digest")
         if snap.content_digest != mv.snapshot_digest:
             raise IntegrityError(f"model {mv.model}:{mv.number} was trained on digest "
                                  f"{mv.snapshot_digest[:16]}, snapshot {snap.name!r} now has "
                                  f"{snap.content_digest[:16]}")
-        checked["records"] += 2
         sinfo = snapshot_info(session, snap, detail=True)
         approval = next((r for r in reversed(sinfo.reviews) if r.decision == "approve" and r.passed), None)
-        ids = _ids_from_runs(np.frombuffer(bytes(snap.row_runs), dtype=np.int64).reshape(-1, 2))
+        if approval is not None:
+            _check(session.get(SnapshotReview, approval.id),
+                   f"review {approval.id} (the approval of snapshot {snap.name!r})")
+        ids = snapshot_row_ids(snap)
         versions, transformations = [], []
         v = session.get(Version, snap.version_id)
         while v is not None:
-            _check(v, "versions")
-            checked["records"] += 1
+            _check(v, f"version v{v.id}" + (f" ({v.name})" if v.name else ""))
             versions.append({"id": v.id, "name": v.name, "n_rows": v.n_rows,
                              "content_digest": v.content_digest, "parent_id": v.parent_id,
                              "transformation_id": v.transformation_id, "ingest_id": v.ingest_id,
                              "actor": v.actor, "created_at": v.created_at})
             if v.transformation_id is not None:
                 t = session.get(Transformation, v.transformation_id)
-                _check(t, "transformations")
-                checked["records"] += 1
+                _check(t, f"transformation {t.id} ({t.kind})")
                 transformations.append({"id": t.id, "kind": t.kind, "actor": t.actor,
                                         "reason": t.reason, "code_identity": t.code_identity,
                                         "params": json.loads(t.params), "version": v.id,
@@ -437,11 +475,9 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                 continue
             ing = session.get(Ingest, entry["ingest"])
             src = session.get(Source, ing.source_id)
-            _check(ing, "ingests")
-            checked["records"] += 1
+            _check(ing, f"ingest {ing.id}")
             if src.name not in sources:
-                _check(src, "sources")
-                checked["records"] += 1
+                _check(src, f"source {src.name!r}")
                 sources[src.name] = {"name": src.name, "kind": src.kind, "uri": src.uri,
                                      "license": src.license, "owner": src.owner,
                                      "status": entry["status"], "rows": 0, "ingests": []}
@@ -451,6 +487,7 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                             "file_sha256": ing.file_sha256, "n_rows": ing.n_rows,
                             "rows_in_snapshot": entry["rows"], "actor": ing.actor,
                             "created_at": ing.created_at})
+        anchored = anchor_records(session, anchors, what=names)  # raises IntegrityError naming one
         info = _model_info(session, mv)
         coverage = None
         if approval is not None:
@@ -470,8 +507,15 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                 "coverage": None if coverage is None else coverage["coverage"],
                 "covered_rows": None if coverage is None else coverage["n_covered"],
                 "coverage_breakdown": None if coverage is None else coverage["breakdown"]}
-    verified = {"ok": True, "records": checked["records"], "artifact_sha256": True,
-                "manifest_digest": True, "snapshot_digest_matches_model": True}
+    # Every check above raises IntegrityError when it fails, so reaching here means each passed;
+    # the fields say what was checked (and the events that anchor the records).
+    verified = {"records": len(anchored), "anchoring_events": sorted(set(anchored.values())),
+                "records_anchored_in_chain": len(anchored) == len(anchors),
+                "artifact_sha256": True, "manifest_digest": True,
+                "snapshot_digest_matches_model": True,
+                "approval_anchored": approval is not None}
+    verified["ok"] = all(verified[k] for k in ("records_anchored_in_chain", "artifact_sha256",
+                                               "manifest_digest", "snapshot_digest_matches_model"))
     return ModelTrace(model=model, snapshot=snapshot, versions=versions[::-1],
                       transformations=transformations[::-1], ingests=ingests,
                       sources=list(sources.values()), verified=verified)

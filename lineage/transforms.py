@@ -14,13 +14,11 @@ and ``effects_digest`` over all of them, so the chain anchors them and ``lineage
 recomputes it.
 """
 
-import csv
 import hashlib
 import inspect
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -33,7 +31,8 @@ from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, Qua
 from lineage.storage import ID_DTYPE, LABEL_DTYPE, feature_dtype, next_row_id, write_rows
 from lineage.store import Store
 from lineage.tables import Chunk, Dataset, Ingest, RowEffect, Transformation, Version
-from lineage.versions import EMPTY, Members, find_version, materialize, member_labels, new_version
+from lineage.versions import (EMPTY, Members, find_version, in_sorted, materialize, member_labels,
+                              new_version, parse_id)
 
 EFFECTS = ("removed", "added", "relabelled", "modified")
 _CODE = {name: i for i, name in enumerate(EFFECTS)}
@@ -65,6 +64,7 @@ class TransformResult:
     n_modified: int = 0
     poisoned_row_ids: tuple = ()
     parent_row_ids: tuple = ()
+    unchanged_row_ids: tuple = ()  # relabel only: asked-for rows that already had the label
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,8 @@ class SplitResult:
 
 def code_identity(fn) -> str:
     """``lineage <version> <name> <sha256 of the function's source, 12 hex>``."""
-    from importlib.metadata import PackageNotFoundError, version
+    from lineage import __version__  # at call time: lineage/__init__ imports this module
 
-    try:
-        __version__ = version("lineage")
-    except PackageNotFoundError:
-        __version__ = "0+unknown"
     try:
         source = inspect.getsource(fn)
     except (OSError, TypeError):  # no source (frozen install): digest the bytecode instead
@@ -130,39 +126,62 @@ def _classes(dataset: Dataset) -> list[int]:
 def _check_label(dataset: Dataset, label: int, what: str) -> int:
     classes = _classes(dataset)
     if int(label) not in classes:
-        raise BadInputError(f"{what} {label} is not one of dataset {dataset.name!r}'s classes "
-                            f"{classes}")
+        raise BadInputError(f"{what} {label} is not one of the classes of dataset "
+                            f"{dataset.name!r}: {classes}")
     return int(label)
 
 
+MAX_ROW_IDS = 10_000_000  # ids one --rows may list (ranges expanded): a guard on memory
+
+
 def parse_row_ids(text: str | Sequence[int]) -> np.ndarray:
-    """``"10,11,12"`` or ``"10-12"`` (or a sequence of ints) -> sorted unique int64 ids."""
+    """``"10,11,12"`` or ``"10-12"`` (or a sequence of ints) -> sorted unique int64 ids.
+    Each id goes through ``versions.parse_id`` (whole, 0..2**63-1)."""
     if not isinstance(text, str):
         try:
-            ids = [int(x) for x in text]
+            ids = [parse_id(int(x), "row id") for x in text]
         except (TypeError, ValueError):
             raise BadInputError(f"row ids must be whole numbers, got {text!r}") from None
+        parts = np.asarray(ids, dtype=np.int64)
     else:
-        ids = []
+        singles, ranges, total = [], [], 0
         for part in text.split(","):
             part = part.strip()
             if not part:
                 continue
             lo, sep, hi = part.partition("-")
-            try:
-                if sep:
-                    a, b = int(lo), int(hi)
-                    if b < a:
-                        raise ValueError
-                    ids.extend(range(a, b + 1))
-                else:
-                    ids.append(int(part))
-            except ValueError:
+            if not all(x.strip().isdigit() for x in ((lo, hi) if sep else (part,))):
                 raise BadInputError(f"row ids {text!r}: {part!r} is not a row id or a range "
-                                    "A-B; write e.g. 10,11,12 or 10-12") from None
-    if not ids:
+                                    "A-B; write e.g. 10,11,12 or 10-12")
+            if sep:
+                a, b = parse_id(lo, "row id"), parse_id(hi, "row id")
+                if b < a:
+                    raise BadInputError(f"row ids {text!r}: {part!r} is not a row id or a range "
+                                        "A-B; write e.g. 10,11,12 or 10-12")
+                ranges.append((a, b))
+                total += b - a + 1
+            else:
+                singles.append(parse_id(part, "row id"))
+                total += 1
+            if total > MAX_ROW_IDS:
+                raise BadInputError(f"row ids {text!r} name more than {MAX_ROW_IDS:,} rows: "
+                                    "filter by --label, or in several steps")
+        parts = np.concatenate([np.asarray(singles, dtype=np.int64),
+                                *[np.arange(a, b + 1, dtype=np.int64) for a, b in ranges]])
+    if not len(parts):
         raise BadInputError("no row ids given; write e.g. --rows 10,11,12")
-    return np.unique(np.asarray(ids, dtype=np.int64))
+    return np.unique(parts)
+
+
+def check_seed(seed) -> int:
+    """A random seed: a whole number, 0 or more (numpy's generators refuse negative seeds)."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError):
+        raise BadInputError(f"--seed {seed!r} is not a whole number") from None
+    if value < 0:
+        raise BadInputError(f"--seed {value} is negative: give a whole number, 0 or more")
+    return value
 
 
 def _members_of(session: Session, ref) -> tuple[Version, Dataset, Members]:
@@ -216,21 +235,18 @@ def _labels_only(session: Session, ref) -> tuple[Version, Dataset, Members]:
     ids, over_ids, over_labels = member_labels(session, version)
     y = _labels_of(session, dataset, ids).copy()
     if len(over_ids):
-        pos = np.minimum(np.searchsorted(ids, over_ids), max(len(ids) - 1, 0))
-        inside = ids[pos] == over_ids if len(ids) else np.zeros(len(over_ids), dtype=bool)
-        y[pos[inside]] = over_labels[inside]
+        inside = in_sorted(ids, over_ids)
+        y[np.searchsorted(ids, over_ids[inside])] = over_labels[inside]
     return version, dataset, Members(row_ids=ids, X=None, y=y)
 
 
 def _stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) -> list[str]:
     """Content digests (as ``versions.content_digest``) of members given by sorted row ids and
     labels, hashing their features chunk by chunk instead of building X."""
-    import hashlib as _hashlib
-
     dtype = feature_dtype(dataset)
     hashers = []
     for m in outputs:
-        h = _hashlib.sha256(b"lineage-version-v1\0")
+        h = hashlib.sha256(b"lineage-version-v1\0")
         h.update(np.ascontiguousarray(m.row_ids, dtype=ID_DTYPE))
         h.update(np.ascontiguousarray(m.y, dtype=LABEL_DTYPE))
         hashers.append(h)
@@ -253,13 +269,12 @@ def _stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) 
 
 def _require_members(version: Version, members: Members, ids: np.ndarray) -> np.ndarray:
     """Positions of ``ids`` in the members; NotFoundError naming the first id that is not one."""
-    pos = np.searchsorted(members.row_ids, ids)
-    inside = (pos < len(members.row_ids)) & (members.row_ids[np.minimum(pos, len(members.row_ids) - 1)] == ids)
+    inside = in_sorted(members.row_ids, ids)
     if not inside.all():
         missing = ids[~inside]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise NotFoundError(f"row {int(missing[0])}{more} is not in version v{version.id}")
-    return pos
+    return np.searchsorted(members.row_ids, ids)
 
 
 @dataclass
@@ -466,7 +481,7 @@ def filter_rows(store: Store, *, version: str | int, label: Optional[int] = None
         if label is not None:
             label = _check_label(ds, label, "label")
             by_label = m.y == label
-            if not by_label.any():
+            if not by_label.any() and ids is None:
                 raise BadInputError(f"version v{parent.id} has no rows with label {label}: "
                                     "nothing to filter")
             drop |= by_label
@@ -496,9 +511,12 @@ def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int],
         to = _check_label(ds, to, "label")
         pos = _require_members(parent, m, ids)
         change = pos[m.y[pos] != to]
+        unchanged = m.row_ids[pos[m.y[pos] == to]]
         if len(change) == 0:
-            raise BadInputError(f"rows {', '.join(str(int(i)) for i in ids[:5])} already have "
-                                f"label {to} in v{parent.id}: nothing to relabel")
+            shown = ", ".join(str(int(i)) for i in ids[:5]) + (" ..." if len(ids) > 5 else "")
+            raise BadInputError(f"row{'s' if len(ids) > 1 else ''} {shown} already "
+                                f"{'have' if len(ids) > 1 else 'has'} label {to} in v{parent.id}: "
+                                "nothing to relabel, nothing was recorded")
         y = m.y.copy()
         y[change] = to
         changed_ids = m.row_ids[change]
@@ -508,7 +526,7 @@ def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int],
         t, (v,) = _record(tx, kind="relabel", fn=relabel_rows, dataset=ds, parent=parent,
                           params={"rows": [int(i) for i in ids], "to": to}, reason=reason,
                           outputs=[out], summary=f"relabel v{parent.id}: {len(change)} rows -> {to}")
-        return _result(t, v, parent, out)
+        return _result(t, v, parent, out, unchanged_row_ids=tuple(int(i) for i in unchanged))
 
 
 def inject_trigger(store: Store, *, version: str | int, source_class: int, target_class: int,
@@ -532,6 +550,7 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         rate = float(rate)
     except (TypeError, ValueError):
         raise BadInputError(f"--rate {rate!r} is not a number") from None
+    seed = check_seed(seed)
     if not (0 < rate <= 1):
         raise BadInputError(f"--rate {rate:g} is outside (0, 1]: give the fraction of the source "
                             "class's rows to poison, e.g. 0.1")
@@ -551,8 +570,9 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         dtype = feature_dtype(ds)
         if (lo is not None and value < lo) or (hi is not None and value > hi) or (
                 dtype.kind == "u" and not (0 <= value <= np.iinfo(dtype).max and value == int(value))):
-            raise BadInputError(f"trigger value {value:g} is outside dataset {ds.name!r}'s range "
-                                f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+            raise BadInputError(f"trigger value {value:g} is outside the value range of dataset "
+                                f"{ds.name!r}: {lo if lo is not None else '-inf'}.."
+                                f"{hi if hi is not None else 'inf'}")
         src_pos = np.flatnonzero(m.y == source_class)
         if len(src_pos) == 0:
             raise BadInputError(f"version v{parent.id} has no rows of source class {source_class}")
@@ -620,9 +640,9 @@ def append_ingest(store: Store, *, version: str | int, ingest: int | str,
     """
     reason = _reason(reason, "append")
     try:
-        ingest_id = int(str(ingest).strip())
-    except ValueError:
-        raise BadInputError(f"--ingest {ingest!r}: give an ingest id (see `lineage ingest list`)") from None
+        ingest_id = parse_id(ingest, "ingest id")
+    except BadInputError as exc:
+        raise BadInputError(f"--ingest: {exc}; give an ingest id (see `lineage ingest list`)") from None
     with store.write() as tx:
         parent, ds, m = _labels_only(tx.session, version)
         name = _check_name(tx.session, name)
@@ -632,7 +652,7 @@ def append_ingest(store: Store, *, version: str | int, ingest: int | str,
         if ing.dataset_id != ds.id:
             raise BadInputError(f"ingest {ingest_id} belongs to another dataset than v{parent.id}")
         ids = np.arange(ing.first_row_id, ing.first_row_id + ing.n_rows, dtype=np.int64)
-        new = ids[~np.isin(ids, m.row_ids)]
+        new = ids[~in_sorted(m.row_ids, ids)]
         if len(new) == 0:
             raise BadInputError(f"the rows of ingest {ingest_id} are all in v{parent.id} already: "
                                 "nothing to append")
@@ -662,6 +682,7 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
         test_size = float(test_size)
     except (TypeError, ValueError):
         raise BadInputError(f"--test-size {test_size!r} is not a number") from None
+    seed = check_seed(seed)
     if not (0 < test_size < 1):
         raise BadInputError(f"--test-size {test_size:g} is outside (0, 1): give the test share, "
                             "e.g. 0.3")
@@ -696,58 +717,36 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
 # ----------------------------------------------------------------------------- external edits
 
 def _read_edit_csv(path: Path, label_column: str, row_id_column: str):
-    """(row ids or None, X, y) of an edited CSV; a blank row id marks a new row (-1)."""
-    from lineage.ingest import _check_file
+    """(row ids or None, X, y, line numbers) of an edited CSV, read by ingest's CSV reader; a
+    blank row id marks a new row (-1)."""
+    from lineage.ingest import read_csv_table
 
-    _check_file(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in (next(reader, None) or [])]
-            if not any(header):
-                raise BadInputError(f"{path}: the file is empty (no header line)")
-            if label_column not in header:
-                raise BadInputError(f"{path} line 1: no label column {label_column!r} in the "
-                                    "header; name it with --label-column")
-            label_at = header.index(label_column)
-            id_at = header.index(row_id_column) if row_id_column in header else None
-            ids, rows = [], []
-            for line_no, record in enumerate(reader, start=2):
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    continue
-                if len(record) != len(header):
-                    raise BadInputError(f"{path} line {line_no}: {len(record)} columns, the "
-                                        f"header has {len(header)}")
-                values = []
-                for col, cell in enumerate(record):
-                    if col == id_at:
-                        text = cell.strip()
-                        try:
-                            ids.append(int(text) if text else -1)
-                        except ValueError:
-                            raise BadInputError(f"{path} line {line_no}, column {row_id_column!r}: "
-                                                f"{text!r} is not a row id (leave it blank for a "
-                                                "new row)") from None
-                        continue
-                    try:
-                        value = float(cell)
-                    except ValueError:
-                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
-                                            f"{cell.strip()!r} is not a number") from None
-                    if not math.isfinite(value):
-                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
-                                            f"{cell.strip()!r} is not a finite number")
-                    values.append(value)
-                rows.append(values)
-    except UnicodeDecodeError:
-        raise BadInputError(f"{path}: not a UTF-8 text file") from None
-    if not rows:
-        raise BadInputError(f"{path}: no data rows after the header")
-    data = np.array(rows, dtype=np.float64)
-    label_pos = label_at - (1 if id_at is not None and id_at < label_at else 0)
-    y = data[:, label_pos]
-    X = np.delete(data, label_pos, axis=1)
-    return (np.array(ids, dtype=np.int64) if id_at is not None else None), X, y
+    table = read_csv_table(path, label_column=label_column, text_columns=(row_id_column,))
+    ids = None
+    if row_id_column in table.text:
+        ids = np.empty(len(table.lines), dtype=np.int64)
+        for i, (text, line) in enumerate(zip(table.text[row_id_column], table.lines)):
+            if not text:
+                ids[i] = -1
+                continue
+            try:
+                ids[i] = parse_id(text, "row id")
+            except BadInputError as exc:
+                raise BadInputError(f"{path} line {line}, column {row_id_column!r}: {exc} (leave "
+                                    "it blank for a new row)") from None
+    label_at = table.header.index(label_column)
+    y = table.values[:, label_at]
+    drop = [label_at] + ([table.header.index(row_id_column)] if ids is not None else [])
+    X = np.delete(table.values, drop, axis=1)
+    if X.shape[1] == 0:
+        raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
+    features = [c for i, c in enumerate(table.header) if i not in drop]
+
+    def locate(row: int, feature: Optional[int]) -> str:  # for ingest's value checks
+        column = label_column if feature is None else features[feature]
+        return f"{path} line {table.lines[row]}, column {column!r}"
+
+    return ids, X, y, table.lines, locate
 
 
 def import_external_edit(store: Store, path, *, as_version_of: str | int, source: str,
@@ -768,7 +767,8 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
     from lineage.sources import find_source, source_status
 
     path = Path(path)
-    file_ids, X_file, y_file = _read_edit_csv(path, label_column, row_id_column)
+    file_ids, X_file, y_file, file_lines, locate = _read_edit_csv(path, label_column,
+                                                                  row_id_column)
     digest = file_sha256(path)
     with store.write() as tx:
         src = find_source(tx.session, source)
@@ -777,7 +777,7 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
             raise QuarantineError(f"source {source!r} is {status}: its rows may not be imported")
         parent, ds, m = _members_of(tx.session, as_version_of)
         name = _check_name(tx.session, name)
-        X_file, y_file = _validate(X_file, y_file, ds, str(path), None)
+        X_file, y_file = _validate(X_file, y_file, ds, str(path), None, locate)
         X_file = X_file.astype(m.X.dtype)
         n = len(m.row_ids)
         if file_ids is not None:
@@ -786,10 +786,10 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
             if (counts > 1).any():
                 raise BadInputError(f"{path}: row id {int(uniq[counts > 1][0])} appears twice")
             pos_in_m = np.searchsorted(m.row_ids, known)
-            ok = (pos_in_m < n) & (m.row_ids[np.minimum(pos_in_m, n - 1)] == known)
+            ok = in_sorted(m.row_ids, known)
             if not ok.all():
                 bad = int(known[~ok][0])
-                line = int(np.flatnonzero(file_ids == bad)[0]) + 2
+                line = file_lines[int(np.flatnonzero(file_ids == bad)[0])]
                 raise BadInputError(f"{path} line {line}: row {bad} is not in version "
                                     f"v{parent.id}; leave {row_id_column} blank for a new row")
             matched_file = np.flatnonzero(file_ids >= 0)
@@ -848,93 +848,8 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
 
 # ----------------------------------------------------------------------------- reading versions
 
-@dataclass(frozen=True)
-class VersionSummary:
-    id: int
-    name: Optional[str]
-    dataset: str
-    parent_id: Optional[int]
-    kind: str  # "ingest" for a root version, else the transformation's kind
-    transformation_id: Optional[int]
-    ingest_id: Optional[int]
-    n_rows: int
-    content_digest: str
-    actor: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class VersionDetail:
-    """A version with the transformation that made it, its delta counts and its coverage."""
-
-    id: int
-    name: Optional[str]
-    dataset: str
-    parent_ids: tuple
-    kind: str
-    transformation_id: Optional[int]
-    ingest_id: Optional[int]
-    actor: str
-    reason: Optional[str]
-    params: dict
-    code_identity: Optional[str]
-    n_rows: int
-    n_removed: int
-    n_added: int
-    n_relabelled: int
-    content_digest: str
-    created_at: datetime
-    coverage: object  # CoverageReport
-
-
-def list_versions(store: Store) -> list[VersionSummary]:
-    """Every version, newest first: the version DAG (each names its parent)."""
-    with store.read() as session:
-        rows = session.execute(
-            select(Version.id, Version.name, Dataset.name, Version.parent_id, Transformation.kind,
-                   Version.transformation_id, Version.ingest_id, Version.n_rows,
-                   Version.content_digest, Version.actor, Version.created_at)
-            .join(Dataset, Dataset.id == Version.dataset_id)
-            .outerjoin(Transformation, Transformation.id == Version.transformation_id)
-            .order_by(Version.id.desc())).all()
-        return [VersionSummary(id=r[0], name=r[1], dataset=r[2], parent_id=r[3],
-                               kind=r[4] or ("ingest" if r[6] is not None else "-"),
-                               transformation_id=r[5], ingest_id=r[6], n_rows=r[7],
-                               content_digest=r[8], actor=r[9], created_at=r[10]) for r in rows]
-
-
-def show_version(store: Store, version: str | int) -> VersionDetail:
-    """One version: parent, transformation (actor, reason, params, code identity), counts,
-    content digest and provenance coverage."""
-    from lineage.coverage import version_coverage
-    from lineage.storage import ids_from_bytes
-
-    with store.read() as session:
-        v = find_version(session, version)
-        ds = session.get(Dataset, v.dataset_id)
-        t = session.get(Transformation, v.transformation_id) if v.transformation_id else None
-        params = json.loads(t.params) if t else {}
-        return VersionDetail(
-            id=v.id, name=v.name, dataset=ds.name,
-            parent_ids=(v.parent_id,) if v.parent_id is not None else (),
-            kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
-            ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
-            params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
-            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(ids_from_bytes(v.added_ids)),
-            n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
-            created_at=v.created_at, coverage=version_coverage(session, v))
-
-
-def get_coverage(store: Store, version: str | int):
-    """Provenance coverage of a version (see ``lineage.coverage``)."""
-    from lineage.coverage import version_coverage
-
-    with store.read() as session:
-        return version_coverage(session, find_version(session, version))
-
-
-def version_members(store: Store, version: str | int) -> Members:
-    """A version read back whole, for inspection and audit: (row_ids, X, y) sorted by row id.
-    Training reads approved snapshots, not this."""
-    with store.read() as session:
-        return materialize(session, find_version(session, version))
+# Moved to lineage.versions and lineage.coverage; importable from here as before (lineage.lab and
+# lineage/__init__ import them from this module).
+from lineage.coverage import get_coverage  # noqa: E402,F401
+from lineage.versions import (VersionDetail, VersionSummary, list_versions,  # noqa: E402,F401
+                              show_version, version_members)

@@ -4,9 +4,13 @@ A version holds its parent's members minus ``removed_ids``, plus ``added_ids`` (
 ``added_labels``, or the rows' own stored labels), with labels of ``relabel_ids`` replaced by
 ``relabel_labels``. Members are kept sorted by row id, so a version's content digest is
 deterministic: sha256 over the member row ids, their labels and their feature bytes.
+
+Also here: the one parser of user-typed ids (``parse_id``), the set helpers on sorted id arrays
+that trace and transforms share, and reading versions (list, show, members, CSV export).
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -15,9 +19,10 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from lineage.errors import NotFoundError
+from lineage.errors import BadInputError, NotFoundError
 from lineage.storage import LABEL_DTYPE, ID_DTYPE, ids_from_bytes, ids_to_bytes, gather_rows
-from lineage.tables import Dataset, Version
+from lineage.store import Store
+from lineage.tables import Dataset, Transformation, Version
 
 EMPTY = np.empty(0, dtype=ID_DTYPE)
 
@@ -44,16 +49,33 @@ _LAZY_BLOBS = [defer(Version.removed_ids), defer(Version.added_ids), defer(Versi
                defer(Version.relabel_ids), defer(Version.relabel_labels)]
 
 
+ID_MAX = int(np.iinfo(np.int64).max)
+
+
+def parse_id(value, what: str) -> int:
+    """One id typed by a user (``"5"``, ``5``; ``prefix`` letters are the caller's business) as
+    an int, or a one-line BadInputError: not a whole number, negative, or beyond int64 (ids are
+    stored as 64-bit integers, so a larger number can never name anything)."""
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise BadInputError(f"{what} {text!r} is not a whole number") from None
+    if number < 0 or number > ID_MAX:
+        raise BadInputError(f"{what} {text} is out of range: ids are whole numbers from 0 to "
+                            f"{ID_MAX}")
+    return number
+
+
 def find_version(session: Session, ref: str | int) -> Version:
     """A version by id (``5`` or ``v5``) or by name."""
     text_ref = str(ref).strip()
-    version = None
     digits = text_ref[1:] if text_ref[:1] in ("v", "V") else text_ref
     # Delta blobs load on first access: finding a version never reads a root's id array.
     version = session.scalars(select(Version).options(*_LAZY_BLOBS)
                               .where(Version.name == text_ref)).first()
     if version is None and digits.isdigit():
-        version = session.get(Version, int(digits), options=_LAZY_BLOBS)
+        version = session.get(Version, parse_id(digits, "version id"), options=_LAZY_BLOBS)
     if version is None:
         raise NotFoundError(f"no version {text_ref!r} (see `lineage version list`)")
     return version
@@ -66,14 +88,29 @@ def _chain(session: Session, version: Version) -> list[Version]:
     return chain[::-1]
 
 
-# Set operations on sorted unique id arrays by binary search: O(k log n) for a delta of k ids
-# against n members, where np.isin / np.union1d would sort or hash all n each time.
-def _in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+# Set operations on sorted unique id arrays by binary search and merge: O(k log n) for a delta
+# of k ids against n members, where np.isin / np.union1d would sort or hash all n each time.
+# The one set of these helpers: trace and transforms import them.
+def in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Mask over ``ids``: which of them are in ``sorted_ids``."""
     if len(sorted_ids) == 0:
         return np.zeros(len(ids), dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
     return sorted_ids[pos] == ids
+
+
+def union_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted unique union of two sorted unique id arrays."""
+    if not len(a) or not len(b):
+        return b if not len(a) else a
+    c = np.concatenate([a, b])
+    c.sort(kind="stable")
+    return c[np.concatenate([[True], c[1:] != c[:-1]])]
+
+
+def minus_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ids of sorted ``a`` that are not in sorted ``b``."""
+    return a[~in_sorted(b, a)] if len(a) and len(b) else a
 
 
 def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +134,7 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
             if not len(ids):
                 ids, alive = added.copy(), np.ones(len(added), dtype=bool)
             else:
-                known = _in_sorted(ids, added)
+                known = in_sorted(ids, added)
                 if known.any():
                     alive[np.searchsorted(ids, added[known])] = True
                 new = added[~known]
@@ -109,7 +146,7 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
                     ids, alive = np.insert(ids, at, new), np.insert(alive, at, True)
         if len(relabel_ids):
             # Newest override wins: drop older overrides of the same ids, then append.
-            keep = ~_in_sorted(np.sort(relabel_ids), over_ids)
+            keep = ~in_sorted(np.sort(relabel_ids), over_ids)
             over_ids = np.concatenate([over_ids[keep], relabel_ids])
             over_labels = np.concatenate([over_labels[keep], relabels])
     if not alive.all():
@@ -123,7 +160,7 @@ def materialize(session: Session, version: Version, *, verify: bool = False) -> 
     ids, over_ids, over_labels = member_labels(session, version)
     X, y = gather_rows(session, dataset, ids, verify=verify)
     if len(over_ids):
-        inside = _in_sorted(ids, over_ids)
+        inside = in_sorted(ids, over_ids)
         pos = np.searchsorted(ids, over_ids[inside])
         y = y.copy()
         y[pos] = over_labels[inside]
@@ -151,12 +188,15 @@ def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Vers
     ))
 
 
+# ----------------------------------------------------------------------------- reading versions
+
 @dataclass(frozen=True)
-class VersionInfo:
+class VersionSummary:
     id: int
     name: Optional[str]
     dataset: str
     parent_id: Optional[int]
+    kind: str  # "ingest" for a root version, else the transformation's kind
     transformation_id: Optional[int]
     ingest_id: Optional[int]
     n_rows: int
@@ -165,10 +205,138 @@ class VersionInfo:
     created_at: datetime
 
 
-def version_info(session: Session, version: Version) -> VersionInfo:
-    dataset = session.get(Dataset, version.dataset_id)
-    return VersionInfo(id=version.id, name=version.name, dataset=dataset.name,
-                       parent_id=version.parent_id, transformation_id=version.transformation_id,
-                       ingest_id=version.ingest_id, n_rows=version.n_rows,
-                       content_digest=version.content_digest, actor=version.actor,
-                       created_at=version.created_at)
+@dataclass(frozen=True)
+class VersionDetail:
+    """A version with the transformation that made it, its delta counts and its coverage."""
+
+    id: int
+    name: Optional[str]
+    dataset: str
+    parent_ids: tuple
+    kind: str
+    transformation_id: Optional[int]
+    ingest_id: Optional[int]
+    actor: str
+    reason: Optional[str]
+    params: dict
+    code_identity: Optional[str]
+    n_rows: int
+    n_removed: int
+    n_added: int
+    n_relabelled: int
+    content_digest: str
+    created_at: datetime
+    coverage: object  # CoverageReport
+
+
+def list_versions(store: Store) -> list[VersionSummary]:
+    """Every version, newest first: the version DAG (each names its parent)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(Version.id, Version.name, Dataset.name, Version.parent_id, Transformation.kind,
+                   Version.transformation_id, Version.ingest_id, Version.n_rows,
+                   Version.content_digest, Version.actor, Version.created_at)
+            .join(Dataset, Dataset.id == Version.dataset_id)
+            .outerjoin(Transformation, Transformation.id == Version.transformation_id)
+            .order_by(Version.id.desc())).all()
+        return [VersionSummary(id=r[0], name=r[1], dataset=r[2], parent_id=r[3],
+                               kind=r[4] or ("ingest" if r[6] is not None else "-"),
+                               transformation_id=r[5], ingest_id=r[6], n_rows=r[7],
+                               content_digest=r[8], actor=r[9], created_at=r[10]) for r in rows]
+
+
+def show_version(store: Store, version: str | int) -> VersionDetail:
+    """One version: parent, transformation (actor, reason, params, code identity), counts,
+    content digest and provenance coverage."""
+    from lineage.coverage import version_coverage  # coverage imports this module
+
+    with store.read() as session:
+        v = find_version(session, version)
+        ds = session.get(Dataset, v.dataset_id)
+        t = session.get(Transformation, v.transformation_id) if v.transformation_id else None
+        params = json.loads(t.params) if t else {}
+        return VersionDetail(
+            id=v.id, name=v.name, dataset=ds.name,
+            parent_ids=(v.parent_id,) if v.parent_id is not None else (),
+            kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
+            ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
+            params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
+            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(ids_from_bytes(v.added_ids)),
+            n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
+            created_at=v.created_at, coverage=version_coverage(session, v))
+
+
+def version_members(store: Store, version: str | int) -> Members:
+    """A version read back whole, for inspection and audit: (row_ids, X, y) sorted by row id.
+    Training reads approved snapshots, not this."""
+    with store.read() as session:
+        return materialize(session, find_version(session, version))
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """A version written to a CSV file: ``row_id``, one column per feature, ``label``."""
+
+    version_id: int
+    version_name: Optional[str]
+    path: str
+    n_rows: int
+    columns: tuple
+    file_sha256: str
+
+
+def export_version(store: Store, version: str | int, path, *, force: bool = False) -> ExportInfo:
+    """Write a version to a CSV file that ``lineage ingest csv FILE --as-version-of V`` reads
+    back: header ``row_id,f0,...,f{n-1},label``, one line per member in row-id order. Integer
+    features are written as integers, float features exactly (shortest round-trip form).
+
+    Refuses an existing file unless ``force``; the file appears whole or not at all (written
+    to a temporary file beside it, then renamed). Writes nothing to the store.
+
+    Example: ``export_version(store, "v5", "v5.csv")``
+    """
+    import csv
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a folder; give a file name, e.g. {path / 'version.csv'}")
+    if path.exists() and not force:
+        raise BadInputError(f"{path} exists: pass --force to overwrite it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadInputError(f"{path}: no folder {folder}; create it first")
+    with store.read() as session:
+        v = find_version(session, version)
+        ds = session.get(Dataset, v.dataset_id)
+        m = materialize(session, v)
+        columns = ("row_id", *[f"f{i}" for i in range(ds.n_features)], "label")
+        version_id, version_name = v.id, v.name
+    X = m.X if m.X.dtype.kind in "iu" else m.X.astype(np.float64)
+    h = hashlib.sha256()
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(columns)
+            for row_id, x, label in zip(m.row_ids.tolist(), X.tolist(), m.y.tolist()):
+                writer.writerow([row_id, *x, label])
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return ExportInfo(version_id=version_id, version_name=version_name, path=str(path),
+                      n_rows=len(m.row_ids),
+                      columns=columns, file_sha256=h.hexdigest())

@@ -41,7 +41,7 @@ def world(request, tmp_path_factory):
     review_source(rev, info.source, decision="approve", reason="checked")
     split = split_version(eng, version=info.version_id, test_size=0.3, seed=0, name="d",
                           reason="holdout")
-    create_snapshot(eng, "eval", version=split.test_version_id)
+    create_snapshot(rev, "eval", version=split.test_version_id)  # four eyes: not by those under review
     set_policy(rev, evaluation_snapshot="eval", max_asr=1.0, reason="lab: measure, do not gate")
     injected = inject_trigger(red, version=split.train_version_id, source_class=1, target_class=7,
                               rate=0.2, seed=0, reason="compromised step", name="s1")

@@ -5,8 +5,10 @@ import json
 from lineage.coverage import version_coverage
 from lineage.ingest import ingest_arrays, ingest_digits
 from lineage.sources import add_source, review_source
-from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, get_coverage,
-                                inject_trigger, version_members)
+from lineage.coverage import get_coverage
+from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, inject_trigger,
+                                split_version)
+from lineage.versions import version_members
 from lineage.versions import find_version
 
 
@@ -21,12 +23,54 @@ def test_coverage_follows_source_review_and_transformations(store):
                        seed=0, reason="red team")
     c = get_coverage(store, p.version_id)  # poisoned rows have a known history: covered
     assert c.coverage == 1.0 and c.n_rows == 1797
-    d = dedupe_rows(store, version=p.version_id)  # no reason: every row went through it
+    # A dedupe without a reason touched only the rows it removed (none remain): all covered.
+    d = dedupe_rows(store, version=p.version_id)
     c = get_coverage(store, d.version_id)
-    assert c.breakdown == {"transformation without reason": 1797} and c.n_covered == 0
+    assert (c.coverage, c.breakdown) == (1.0, {})
     # The same store's session-level API, as the snapshot gate calls it.
     with store.read() as session:
         assert version_coverage(session, find_version(session, d.version_id)) == c
+
+
+def test_reasonless_transformations_uncover_only_the_rows_they_touched(store):
+    info = ingest_digits(store)
+    review_source(store, "sklearn-digits", decision="approve")
+    m = version_members(store, info.version_id)
+    add_source(store, "batch-3", kind="internal", uri="s3://b3", license="MIT")
+    review_source(store, "batch-3", decision="approve")
+    extra = ingest_arrays(store, m.X[:10] + 0, (m.y[:10] + 1) % 10, source="batch-3")
+    # Issue 3's `transform append --version v1 --ingest 2`, no --reason: the appended rows only.
+    a = append_ingest(store, version=info.version_id, ingest=extra.id)
+    c = get_coverage(store, a.version_id)
+    assert (c.n_rows, c.n_covered) == (1807, 1797)
+    assert c.breakdown == {"transformation without reason": 10}
+    assert c.examples["transformation without reason"] == list(extra.row_ids)[:5]
+    # Rows derived from an appended row inherit its uncovered path.
+    f = filter_rows(store, version=a.version_id, rows=list(extra.row_ids)[5:], reason="keep 5")
+    c = get_coverage(store, f.version_id)
+    assert c.breakdown == {"transformation without reason": 5} and c.n_covered == 1797
+    # A split places every row: without a reason, both sides are wholly uncovered.
+    s = split_version(store, version=info.version_id, test_size=0.3, seed=0)
+    for vid, n in ((s.train_version_id, s.n_train), (s.test_version_id, s.n_test)):
+        c = get_coverage(store, vid)
+        assert c.breakdown == {"transformation without reason": n} and c.n_covered == 0
+    # Downstream of a reasoned split, a reasonless dedupe keeps everything covered.
+    s2 = split_version(store, version=info.version_id, test_size=0.3, seed=0, reason="holdout")
+    assert get_coverage(store, dedupe_rows(store, version=s2.train_version_id).version_id).coverage == 1.0
+
+
+def test_cli_notes_a_missing_reason_on_stderr(cli):
+    assert cli("ingest", "digits").exit_code == 0
+    r = cli("transform", "dedupe", "--version", "v1", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["n_removed"] == 0  # stdout stays pure JSON
+    assert r.stderr.splitlines() == ["note: no --reason: the rows it touched will count as uncovered"]
+    r = cli("transform", "split", "--version", "v1", "--test-size", "0.3")
+    assert r.exit_code == 0 and r.stderr.splitlines() == [
+        "note: no --reason: a split places every row, so every row of both versions will count "
+        "as uncovered; split again with --reason to keep them covered"]
+    r = cli("transform", "dedupe", "--version", "v1", "--reason", "exact duplicates")
+    assert r.exit_code == 0 and r.stderr == ""
 
 
 def test_coverage_reasons_per_source(store):

@@ -142,7 +142,7 @@ def test_load_refuses_rows_changed_after_approval(approved):
     (["--estimator", "mlp", "--param", "alpha=x"], "--param alpha='x': give a number of at least 0, e.g. alpha=0.0001"),
 ])
 def test_bad_estimator_parameters_are_one_line(sqlite_url, args, message):
-    from tests.conftest import Cli
+    from conftest import Cli
 
     cli = Cli(sqlite_url)
     r = cli("train", "--snapshot", "train", "--model", "m", *args, actor="engineer")

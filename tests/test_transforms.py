@@ -281,6 +281,10 @@ def test_materialize_equals_numpy_reference(store, ops, seed):
 
 # ----------------------------------------------------------------------------- bad input (CLI)
 
+HUGE = "99999999999999999999"
+OUT_OF_RANGE = "is out of range: ids are whole numbers from 0 to 9223372036854775807"
+
+
 def _bad_inputs(v, n_rows):
     return [
         ("unknown version", ["transform", "filter", "--version", "v99", "--label", "3", "--reason", "r"],
@@ -291,7 +295,7 @@ def _bad_inputs(v, n_rows):
          2, "row ids '5,x': 'x' is not a row id or a range A-B; write e.g. 10,11,12 or 10-12"),
         ("relabel outside classes", ["transform", "relabel", "--version", v, "--rows", "17,18",
                                      "--to", "11", "--reason", "r"],
-         2, "label 11 is not one of dataset 'digits''s classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+         2, "label 11 is not one of the classes of dataset 'digits': [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
         ("relabel unknown row", ["transform", "relabel", "--version", v, "--rows", "99999",
                                  "--to", "7", "--reason", "r"],
          3, f"row 99999 is not in version {v}"),
@@ -335,6 +339,44 @@ def _bad_inputs(v, n_rows):
         ("unknown ingest", ["transform", "append", "--version", v, "--ingest", "42"],
          3, "no ingest 42 (see `lineage ingest list`)"),
         ("unknown row to trace", ["trace", "row", "99999"], 3, "no row with id 99999"),
+        # Ids beyond int64 can name nothing: one line, exit 2, never an overflow traceback.
+        ("huge row to trace", ["trace", "row", HUGE], 2, f"row id {HUGE} {OUT_OF_RANGE}"),
+        ("huge version to show", ["version", "show", f"v{HUGE}"], 2, f"version id {HUGE} {OUT_OF_RANGE}"),
+        ("huge version to diff", ["version", "diff", v, HUGE], 2, f"version id {HUGE} {OUT_OF_RANGE}"),
+        ("huge version's coverage", ["coverage", f"v{HUGE}"], 2, f"version id {HUGE} {OUT_OF_RANGE}"),
+        ("huge version to export", ["version", "export", f"v{HUGE}", "--out", "x.csv"], 2,
+         f"version id {HUGE} {OUT_OF_RANGE}"),
+        ("huge version to transform", ["transform", "dedupe", "--version", HUGE], 2,
+         f"version id {HUGE} {OUT_OF_RANGE}"),
+        ("huge row to filter", ["transform", "filter", "--version", v, "--rows", HUGE, "--reason", "r"],
+         2, f"row id {HUGE} {OUT_OF_RANGE}"),
+        ("huge row range", ["transform", "filter", "--version", v, "--rows", f"5-{HUGE}", "--reason",
+                            "r"], 2, f"row id {HUGE} {OUT_OF_RANGE}"),
+        ("range too long", ["transform", "filter", "--version", v, "--rows", "1-20000000", "--reason",
+                            "r"], 2, "row ids '1-20000000' name more than 10,000,000 rows: filter by "
+                                     "--label, or in several steps"),
+        ("huge row to relabel", ["transform", "relabel", "--version", v, "--rows", f"17,{HUGE}",
+                                 "--to", "7", "--reason", "r"], 2, f"row id {HUGE} {OUT_OF_RANGE}"),
+        ("huge ingest to append", ["transform", "append", "--version", v, "--ingest", HUGE], 2,
+         f"--ingest: ingest id {HUGE} {OUT_OF_RANGE}; give an ingest id (see `lineage ingest list`)"),
+        ("ingest not a number", ["transform", "append", "--version", v, "--ingest", "x"], 2,
+         "--ingest: ingest id 'x' is not a whole number; give an ingest id (see `lineage ingest list`)"),
+        ("negative seed", ["transform", "split", "--version", v, "--test-size", "0.3", "--seed", "-1"],
+         2, "--seed -1 is negative: give a whole number, 0 or more"),
+        ("negative trigger seed", ["transform", "inject-trigger", "--version", v, "--source-class", "1",
+                                   "--target-class", "7", "--rate", "0.1", "--seed", "-3", "--reason", "r"],
+         2, "--seed -3 is negative: give a whole number, 0 or more"),
+        ("trigger value outside range", ["transform", "inject-trigger", "--version", v, "--source-class",
+                                         "1", "--target-class", "7", "--rate", "0.1", "--value", "20",
+                                         "--reason", "r"],
+         2, "trigger value 20 is outside the value range of dataset 'digits': 0.0..16.0"),
+        # digits rows 1 and 11 are both zeros: relabelling them to 0 changes nothing.
+        ("relabel changes nothing", ["transform", "relabel", "--version", v, "--rows", "1,11", "--to",
+                                     "0", "--reason", "r"],
+         2, f"rows 1, 11 already have label 0 in {v}: nothing to relabel, nothing was recorded"),
+        ("label without rows, alone", ["transform", "filter", "--version", "nothree", "--label", "3",
+                                       "--reason", "r"],
+         2, "version v2 has no rows with label 3: nothing to filter"),
         ("row id not a number", ["trace", "row", "abc"], 2, "row id 'abc' is not a whole number"),
         ("diff unknown version", ["version", "diff", v, "v77"], 3,
          "no version 'v77' (see `lineage version list`)"),
@@ -354,7 +396,38 @@ def _bad_edits(tmp_path):
     unchanged.write_text("\n".join([header, *same]) + "\n")
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("\n".join([header, *same[:3], "5000" + same[3][same[3].index(","):]]) + "\n")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("\n".join([header, HUGE + same[0][same[0].index(","):]]) + "\n")
+    exported = tmp_path / "exported.csv"
+    exported.write_text("keep me\n")
     return [
+        ("--dataset with --as-version-of", ["ingest", "csv", unchanged, "--as-version-of", "v1",
+                                            "--source", "crowd", "--dataset", "other"],
+         2, "--dataset cannot be used with --as-version-of: an edited copy belongs to that "
+            "version's dataset and schema"),
+        ("--value-range with --as-version-of", ["ingest", "csv", unchanged, "--as-version-of", "v1",
+                                                "--source", "crowd", "--value-range", "0:16"],
+         2, "--value-range cannot be used with --as-version-of: an edited copy belongs to that "
+            "version's dataset and schema"),
+        ("--image-shape with --as-version-of", ["ingest", "csv", unchanged, "--as-version-of", "v1",
+                                                "--source", "crowd", "--image-shape", "8x8"],
+         2, "--image-shape cannot be used with --as-version-of: an edited copy belongs to that "
+            "version's dataset and schema"),
+        ("--name without --as-version-of", ["ingest", "csv", unchanged, "--source", "crowd",
+                                            "--name", "x"],
+         2, "--name is for an edited copy: use it with --as-version-of (an ingest makes a root "
+            "version of raw rows)"),
+        ("edit with a huge row id", ["ingest", "csv", huge, "--as-version-of", "v1", "--source",
+                                     "crowd"],
+         2, f"{huge} line 2, column 'row_id': row id {HUGE} {OUT_OF_RANGE} (leave it blank for a "
+            "new row)"),
+        ("export over a file", ["version", "export", "v1", "--out", exported],
+         2, f"{exported} exists: pass --force to overwrite it"),
+        ("export into a missing folder", ["version", "export", "v1", "--out",
+                                          tmp_path / "nope" / "v1.csv"],
+         2, f"{tmp_path / 'nope' / 'v1.csv'}: no folder {tmp_path / 'nope'}; create it first"),
+        ("export onto a folder", ["version", "export", "v1", "--out", tmp_path],
+         2, f"{tmp_path}: is a folder; give a file name, e.g. {tmp_path / 'version.csv'}"),
         ("edit matches the version", ["ingest", "csv", unchanged, "--as-version-of", "v1",
                                       "--source", "crowd"],
          2, f"{unchanged} matches v1 exactly: no external edit to record"),
@@ -383,7 +456,106 @@ def test_bad_input_one_line_exit_code_store_unchanged(store, cli, tmp_path):
             failures.append((name, result.exit_code, result.output))
     assert not failures, failures
     assert state(store) == before and len(list_events(store)) == n_events
+    assert (tmp_path / "exported.csv").read_text() == "keep me\n"  # not overwritten
+    assert not (tmp_path / "nope").exists()
 
 
 def test_trigger_positions_fit_check():
-    assert make_trigger(size=2, position="lower-right", value=16, image_shape="8x8").row == 6
+    from lineage.triggers import Trigger, stamp
+
+    corners = {"lower-right": (6, 6), "lower-left": (6, 0), "upper-right": (0, 6),
+               "upper-left": (0, 0), "3,4": (3, 4)}
+    for position, (row, col) in corners.items():
+        t = make_trigger(size=2, position=position, value=16, image_shape="8x8")
+        assert t == Trigger(size=2, row=row, col=col, value=16.0), position
+        X = np.arange(3 * 64).reshape(3, 64) % 13  # no pixel is 16 before stamping
+        stamped = stamp(X, t, "8x8").reshape(3, 8, 8)
+        expected = X.reshape(3, 8, 8).copy()
+        expected[:, row:row + 2, col:col + 2] = 16
+        np.testing.assert_array_equal(stamped, expected)  # the whole patch, nothing else
+        assert (stamped == 16).sum() == 3 * 4
+        np.testing.assert_array_equal(X, np.arange(3 * 64).reshape(3, 64) % 13)  # input untouched
+
+
+def test_filter_by_label_and_rows_refuses_only_when_nothing_goes(store, digits):
+    nothree = filter_rows(store, version=digits.version_id, label=3, reason="drop 3")
+    # Label 3 has no rows left, but --rows removes some: the filter as a whole removes rows.
+    both = filter_rows(store, version=nothree.version_id, label=3, rows="5,6", reason="blurry")
+    assert both.n_removed == 2 and both.n_rows == nothree.n_rows - 2
+    assert sorted(e[1] for e in _effects(store, both.transformation_id)) == [5, 6]
+    before = state(store)
+    with pytest.raises(BadInputError, match=f"version v{nothree.version_id} has no rows with label 3"):
+        filter_rows(store, version=nothree.version_id, label=3, reason="again")
+    assert state(store) == before
+
+
+def test_relabel_reports_rows_that_already_had_the_label(store, digits, cli):
+    # digits rows 1..10 are the digits 0..9: row 1 is a 0, row 2 a 1.
+    res = relabel_rows(store, version=digits.version_id, rows="1,2", to=0, reason="fix")
+    assert res.unchanged_row_ids == (1,) and res.n_relabelled == 1
+    assert _effects(store, res.transformation_id) == [("relabelled", 2, None, 1, 0)]
+    out = cli("transform", "relabel", "--version", f"v{res.version_id}", "--rows", "1,2,3",
+              "--to", "0", "--reason", "fix more")
+    assert out.exit_code == 0, out.output
+    assert "already 0: rows 1, 2 (left as they were)" in out.output
+    data = json.loads(cli("transform", "relabel", "--version", f"v{res.version_id}", "--rows",
+                          "1,4", "--to", "0", "--reason", "r", "--json").stdout)
+    assert data["unchanged_row_ids"] == [1] and data["n_relabelled"] == 1
+
+
+def test_huge_ids_are_refused_by_the_library_too(store, digits):
+    from lineage.trace import trace_row
+
+    for call in (lambda: trace_row(store, -5), lambda: trace_row(store, 2 ** 63),
+                 lambda: filter_rows(store, version=digits.version_id, rows=[2 ** 64], reason="r"),
+                 lambda: version_members(store, f"v{2 ** 70}")):
+        with pytest.raises(BadInputError, match="out of range"):
+            call()
+
+
+def test_export_edit_import_round_trip(store, digits, cli, tmp_path):
+    """Issue 3's "edited copy" end to end on the CLI: export, edit two labels and one pixel,
+    import with --as-version-of: the diff shows exactly those changes, and coverage marks exactly
+    those rows uncovered as "external edit"."""
+    from lineage.sources import review_source
+
+    review_source(store, "sklearn-digits", decision="approve", reason="ok")
+    add_source(store, "crowd-batch-7", kind="crowdsourced", uri="s3://b7", license="CC-BY-4.0")
+    review_source(store, "crowd-batch-7", decision="approve", reason="ok")
+    path = tmp_path / "v1.csv"
+    out = cli("version", "export", "v1", "--out", path, "--json")
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.stdout)
+    assert info["n_rows"] == 1797 and info["columns"][0] == "row_id"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "row_id," + ",".join(f"f{i}" for i in range(64)) + ",label"
+    m = version_members(store, "v1")
+    assert lines[1] == ",".join(map(str, [1, *m.X[0].tolist(), int(m.y[0])]))
+    assert len(lines) == 1 + 1797
+    again = cli("version", "export", "v1", "--out", path)
+    assert again.exit_code == 2 and "pass --force" in again.output
+    assert cli("version", "export", "v1", "--out", path, "--force").exit_code == 0
+    # Edit: rows 5 and 9 get new labels, row 12's pixel f10 changes.
+    cells = [line.split(",") for line in lines]
+    for row in (5, 9):
+        cells[row][-1] = str((int(cells[row][-1]) + 1) % 10)
+    cells[12][11] = "16" if cells[12][11] != "16" else "15"
+    path.write_text("\n".join(",".join(c) for c in cells) + "\n")
+    res = cli("ingest", "csv", path, "--as-version-of", "v1", "--source", "crowd-batch-7",
+              "--name", "edited", "--json")
+    assert res.exit_code == 0, res.output
+    edit = json.loads(res.stdout)
+    assert edit["version_name"] == "edited"
+    assert (edit["n_relabelled"], edit["n_modified"], edit["n_added"], edit["n_removed"]) == (1 + 1, 1, 0, 0)
+    diff = json.loads(cli("version", "diff", "v1", "edited", "--json").stdout)
+    child = 1797 + 1  # the first row id after the ingest
+    assert diff["relabelled"] == [{"row_id": 5, "old": int(m.y[4]), "new": (int(m.y[4]) + 1) % 10},
+                                  {"row_id": 9, "old": int(m.y[8]), "new": (int(m.y[8]) + 1) % 10}]
+    assert diff["modified"] == [{"parent_row_id": 12, "row_id": child}]
+    assert diff["added"] == [] and diff["removed"] == []
+    edited = version_members(store, "edited")
+    changed = edited.X[np.searchsorted(edited.row_ids, child)] != m.X[11]
+    assert np.flatnonzero(changed).tolist() == [10]
+    cov = json.loads(cli("coverage", "edited", "--json").stdout)
+    assert cov["breakdown"] == {"external edit": 3} and cov["n_covered"] == 1797 - 3
+    assert sorted(cov["examples"]["external edit"]) == [5, 9, child]

@@ -7,13 +7,13 @@ import numpy as np
 
 from lineage.ingest import ingest_digits
 from lineage.trace import version_diff
-from lineage.transforms import (filter_rows, inject_trigger, relabel_rows, split_version,
-                                version_members)
+from lineage.transforms import filter_rows, inject_trigger, relabel_rows, split_version
+from lineage.versions import version_members
 
 
 def _json(result):
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # notes (e.g. no --reason) go to stderr
 
 
 def test_cli_tour_json_shapes(cli):
@@ -31,7 +31,7 @@ def test_cli_tour_json_shapes(cli):
                   "square", "--size", "2", "--position", "lower-right", "--value", "16", "--seed",
                   "0", "--reason", "red-team exercise", "--name", "poisoned", "--json"))
     assert p["version_name"] == "poisoned" and len(p["poisoned_row_ids"]) == p["n_modified"] > 0
-    d = _json(cli("transform", "dedupe", "--version", "poisoned", "--json"))
+    d = _json(cli("transform", "dedupe", "--version", "poisoned", "--json"))  # stdout only
 
     listed = _json(cli("version", "list", "--json"))
     assert [v["id"] for v in listed] == [d["version_id"], p["version_id"], r["version_id"],
@@ -49,8 +49,9 @@ def test_cli_tour_json_shapes(cli):
     diff = _json(cli("version", "diff", "d-train", "poisoned", "--json"))
     assert diff["removed"] == [{"row_id": 10}, {"row_id": 11}, {"row_id": 12}]
     assert diff["added"] == []
-    relabelled = {x["row_id"]: (x["old"], x["new"]) for x in diff["relabelled"]}
-    assert set(relabelled) <= {17, 18} and all(new == 6 for _, new in relabelled.values())
+    # digits row 17 is already a 6 (rows 1..10, 11..20 are 0..9): only row 18 changes, 7 -> 6.
+    assert r["unchanged_row_ids"] == [17] and r["n_relabelled"] == 1
+    assert diff["relabelled"] == [{"row_id": 18, "old": 7, "new": 6}]
     assert [x["parent_row_id"] for x in diff["modified"]] == sorted(p["parent_row_ids"])
     assert {x["row_id"] for x in diff["modified"]} == set(p["poisoned_row_ids"])
     text = cli("version", "diff", "d-train", "poisoned")
