@@ -447,7 +447,7 @@ class DemoReport:
 
 
 def _next_tag(store) -> str:
-    from lineage.transforms import list_versions
+    from lineage.versions import list_versions
 
     used = {v.name.split("-")[0] for v in list_versions(store) if v.name}
     n = 1
@@ -471,7 +471,8 @@ def _store_row(stores, settings: LabSettings, *, scenario: int, rate: float, sna
                X_test, y_test) -> LabRow:
     from lineage.audit import scan_version
     from lineage.training import load_model
-    from lineage.transforms import get_coverage, version_members
+    from lineage.coverage import get_coverage
+    from lineage.versions import version_members
 
     lab = stores["lab"]
     members = version_members(lab, version)
@@ -530,7 +531,8 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
     from lineage.sources import add_source, get_source, review_source
     from lineage.store import open_store
     from lineage.training import train
-    from lineage.transforms import append_ingest, inject_trigger, split_version, version_members
+    from lineage.transforms import append_ingest, inject_trigger, split_version
+    from lineage.versions import version_members
 
     settings = check_settings(settings)
     say = progress or (lambda _msg: None)

@@ -844,12 +844,3 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
                                   f"{len(removed_pos)} removed, {len(new_file)} added, "
                                   f"{len(relabel_pos)} relabelled, {len(mod_pos)} modified")
         return _result(t, v, parent, out)
-
-
-# ----------------------------------------------------------------------------- reading versions
-
-# Moved to lineage.versions and lineage.coverage; importable from here as before (lineage.lab and
-# lineage/__init__ import them from this module).
-from lineage.coverage import get_coverage  # noqa: E402,F401
-from lineage.versions import (VersionDetail, VersionSummary, list_versions,  # noqa: E402,F401
-                              show_version, version_members)

@@ -18,8 +18,8 @@ from lineage.snapshots import create_snapshot
 from lineage.sources import add_source, review_source
 from lineage.store import open_store
 from lineage.training import train
-from lineage.transforms import (append_ingest, inject_trigger, relabel_rows, split_version,
-                                version_members)
+from lineage.versions import version_members
+from lineage.transforms import (append_ingest, inject_trigger, relabel_rows, split_version)
 
 from conftest import _drop_pg_schema, pg_url_or_skip
 

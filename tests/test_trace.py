@@ -5,8 +5,9 @@ import json
 from lineage.ingest import ingest_digits
 from lineage.sources import add_source
 from lineage.trace import trace_row
+from lineage.versions import version_members
 from lineage.transforms import (filter_rows, import_external_edit, inject_trigger, relabel_rows,
-                                split_version, version_members)
+                                split_version)
 
 
 def test_trace_poisoned_row_back_to_its_source(store):

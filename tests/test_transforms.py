@@ -15,8 +15,9 @@ from lineage.ingest import ingest_arrays, ingest_digits
 from lineage.log import list_events
 from lineage.sources import add_source
 from lineage.tables import RowEffect, Transformation
+from lineage.versions import version_members
 from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, import_external_edit,
-                                inject_trigger, relabel_rows, split_version, version_members)
+                                inject_trigger, relabel_rows, split_version)
 from lineage.triggers import make_trigger
 from lineage.verify import verify_store
 from storeutil import drop_guards, raw_execute, state
