@@ -228,9 +228,11 @@ def _bad(locate: Locate, mask: np.ndarray, values: np.ndarray, what: str) -> Bad
     return BadInputError(f"{locate(row, feature)}: {value:g} {what}")
 
 
-def _validate(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], where: str,
-              value_range: Optional[tuple[float, float]],
-              locate: Optional[Locate] = None) -> tuple[np.ndarray, np.ndarray]:
+def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], where: str,
+                  value_range: Optional[tuple[float, float]],
+                  locate: Optional[Locate] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Check rows against ``dataset``'s schema (or, for a new dataset, ``value_range``); return
+    (X, y) with integer labels, or raise BadInputError naming the first bad cell via ``locate``."""
     locate = locate or _array_locator(where)
     X = np.asarray(X)
     y = np.asarray(y)
@@ -279,8 +281,8 @@ def _validate(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], where: s
         if unknown.any():
             shown = (f"{classes[0]}..{classes[-1]}" if classes == list(range(classes[0], classes[-1] + 1))
                      else ", ".join(map(str, classes)))
-            raise _bad(locate, unknown, y, f"is not one of dataset {dataset.name!r}'s classes "
-                       f"({shown})")
+            raise _bad(locate, unknown, y, f"is not one of the classes of dataset "
+                       f"{dataset.name!r} ({shown})")
     return X, y
 
 
@@ -380,7 +382,7 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
                 ds = find_dataset(session, dataset)
             except NotFoundError:
                 ds = None  # a new dataset, named by the caller
-        X, y = _validate(X, y, ds, where, value_range, locate)
+        X, y = validate_rows(X, y, ds, where, value_range, locate)
         if ds is None:
             if dataset is None:
                 raise BadInputError("the store has no datasets yet: name one with --dataset")

@@ -763,7 +763,7 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
 
     Example: ``import_external_edit(store, "edited.csv", as_version_of="v5", source="crowd-batch-7")``
     """
-    from lineage.ingest import _validate, file_sha256
+    from lineage.ingest import file_sha256, validate_rows
     from lineage.sources import find_source, source_status
 
     path = Path(path)
@@ -777,7 +777,7 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
             raise QuarantineError(f"source {source!r} is {status}: its rows may not be imported")
         parent, ds, m = _members_of(tx.session, as_version_of)
         name = _check_name(tx.session, name)
-        X_file, y_file = _validate(X_file, y_file, ds, str(path), None, locate)
+        X_file, y_file = validate_rows(X_file, y_file, ds, str(path), None, locate)
         X_file = X_file.astype(m.X.dtype)
         n = len(m.row_ids)
         if file_ids is not None:

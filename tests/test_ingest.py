@@ -90,7 +90,7 @@ def _bad_inputs(tmp_path):
                   "whole numbers 0..255"))
     label = _write(p / "label.csv", HEADER, _row(label=12))
     cases.append(("unknown class", ["ingest", "csv", label, "--source", "crowd"], 2,
-                  f"{label} line 2, column 'label': 12 is not one of dataset 'digits''s classes (0..9)"))
+                  f"{label} line 2, column 'label': 12 is not one of the classes of dataset 'digits' (0..9)"))
     npz = p / "bad.npz"
     X = np.ones((5, 64))
     X[3, 2] = 99
