@@ -182,8 +182,8 @@ def test_first_ingest_fixes_the_schema(store, cli, tmp_path):
     c.write_text("x,y,label\n0,1,5\n")
     result = cli("ingest", "csv", c, "--source", "crowd")
     assert result.exit_code == 2
-    assert result.output == (f"Error: {c} line 2, column 'label': 5 is not one of dataset 'pairs''s "
-                             "classes (0..1)\n")
+    assert result.output == (f"Error: {c} line 2, column 'label': 5 is not one of the classes of "
+                             "dataset 'pairs' (0..1)\n")
     with store.read() as session:
         from lineage.tables import Dataset
 
