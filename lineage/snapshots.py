@@ -27,7 +27,8 @@ from lineage.chain import GENESIS, canonical, event_digest, record_digest
 from lineage.errors import (AlreadyExistsError, BadInputError, IntegrityError, NotFoundError,
                             RefusedError, SnapshotNotApprovedError)
 from lineage.sources import STATUS_OF_DECISION
-from lineage.storage import HASH_THREADS, ID_DTYPE, LABEL_DTYPE, feature_dtype, gather_rows
+from lineage.storage import (HASH_THREADS, ID_DTYPE, LABEL_DTYPE, _chunk_digest, feature_dtype,
+                             gather_rows)
 from lineage.store import Store, open_store
 from lineage.tables import (Chunk, Dataset, Event, ModelVersion, Snapshot, SnapshotReview, Source,
                             Version)
@@ -150,6 +151,15 @@ def _ids_from_runs(runs: np.ndarray) -> np.ndarray:
     if len(runs) == 0:
         return np.empty(0, dtype=ID_DTYPE)
     firsts, lengths = runs[:, 0], runs[:, 1]
+    if len(runs) == 1 and lengths[0] >= 0:
+        return np.arange(firsts[0], firsts[0] + lengths[0], dtype=ID_DTYPE)
+    if (lengths > 0).all():
+        # Steps of 1, and at each run's start the jump from the previous run's last id; one
+        # cumsum in place (one pass, no 1M-element temporaries): measured ~6x faster.
+        ids = np.ones(int(lengths.sum()), dtype=ID_DTYPE)
+        ids[0] = firsts[0]
+        ids[np.cumsum(lengths[:-1])] = firsts[1:] - (firsts[:-1] + lengths[:-1]) + 1
+        return np.cumsum(ids, out=ids)
     offsets = np.repeat(firsts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     return np.arange(int(lengths.sum()), dtype=ID_DTYPE) + offsets
 
@@ -266,13 +276,17 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     names = [c.name for c in table.c]
     done = 0
     wanted = sorted(expected)
-    checks = []
     if session.get_bind().dialect.name == "sqlite":
         # Blobs straight from the mapped file instead of read() copies through SQLite's page
         # cache: measured 4x faster for a 1M-row snapshot. Per connection, read-only effect.
         session.connection().exec_driver_sql(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
-    # Chunks are re-hashed on worker threads (hashlib releases the GIL) while the next batch is
-    # fetched and this one copied into place; nothing is returned before every digest matched.
+    # Every chunk read is re-hashed (sha256 of both blobs, then its record digest) on worker
+    # threads (hashlib releases the GIL). A chunk copied whole into X and y is hashed from there
+    # once every read is done: its blobs are freed at once, and the workers do not fight the
+    # fetching thread for the GIL (measured, 1M rows: 104 -> 94 ms). A chunk with gaps is hashed
+    # from its blobs as soon as it is read, so they are freed soon. Nothing is returned before
+    # every digest matched.
+    checks = []  # [chunk values without blobs, digest future or buffers to hash], read order
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         for start in range(0, len(wanted), 16):
             part = wanted[start:start + 16]
@@ -285,24 +299,36 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                 missing = sorted(set(part) - {r["id"] for r in rows})
                 raise IntegrityError(f"{where}: chunk {missing[0]} is missing: run `lineage verify`")
             for row in rows:
-                checks.append((row["id"], int(row["first_row_id"]), int(row["n_rows"]),
-                               row["record_digest"], pool.submit(record_digest, "chunks", dict(row))))
+                feats_blob, labs_blob = row.pop("features"), row.pop("labels")
                 first, n = int(row["first_row_id"]), int(row["n_rows"])
                 lo = np.searchsorted(ids, first, side="left")
                 hi = np.searchsorted(ids, first + n, side="left")
-                feats = np.frombuffer(row["features"], dtype=dtype).reshape(-1, d)
-                labs = np.frombuffer(row["labels"], dtype=LABEL_DTYPE)
+                if (len(feats_blob) != n * d * dtype.itemsize
+                        or len(labs_blob) != n * LABEL_DTYPE.itemsize):  # not what was hashed
+                    raise IntegrityError(f"{where}: chunk {row['id']} (rows {first}..{first + n - 1}) "
+                                         "does not match the digest the snapshot was frozen with: "
+                                         "run `lineage verify`")
+                feats = np.frombuffer(feats_blob, dtype=dtype).reshape(n, d)
+                labs = np.frombuffer(labs_blob, dtype=LABEL_DTYPE)
                 if hi - lo == n:
                     X[lo:hi] = feats
                     y[lo:hi] = labs
-                else:  # a mask and compress run ~2x faster than a fancy-index gather
-                    keep = np.zeros(n, dtype=bool)
-                    keep[ids[lo:hi] - first] = True
-                    np.compress(keep, feats, axis=0, out=X[lo:hi])
-                    np.compress(keep, labs, out=y[lo:hi])
+                    checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
+                else:
+                    checks.append([row, pool.submit(_chunk_digest, row, feats_blob, labs_blob)])
+                    # One take of whole rows at the in-chunk offsets (mode="clip": in range by
+                    # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
+                    offsets = ids[lo:hi] - first
+                    np.take(feats, offsets, axis=0, out=X[lo:hi], mode="clip")
+                    np.take(labs, offsets, out=y[lo:hi], mode="clip")
                 done += hi - lo
-        for chunk_id, first, n, stored, future in checks:
-            if future.result() != expected[chunk_id] or stored != expected[chunk_id]:
+            rows = row = feats = labs = feats_blob = labs_blob = None  # free this batch's blobs
+        for check in checks:
+            if not hasattr(check[1], "result"):
+                check[1] = pool.submit(_chunk_digest, check[0], *check[1])
+        for row, future in checks:
+            chunk_id, first, n = row["id"], int(row["first_row_id"]), int(row["n_rows"])
+            if future.result() != expected[chunk_id] or row["record_digest"] != expected[chunk_id]:
                 raise IntegrityError(f"{where}: chunk {chunk_id} (rows {first}..{first + n - 1}) "
                                      "does not match the digest the snapshot was frozen with: "
                                      "run `lineage verify`")

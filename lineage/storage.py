@@ -102,7 +102,8 @@ def _write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_
 def _chunk_index(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
                            .order_by(Chunk.first_row_id)).all()
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    # Plain tuples: numpy probing each Row for array interfaces costs more than the query.
+    arr = np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 3)
     return arr[:, 0], arr[:, 1], arr[:, 2]
 
 
@@ -132,6 +133,8 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
         stops = np.cumsum(per_chunk[needed])
         X_out = np.empty((len(row_ids), n_features), dtype=dtype)
         y_out = np.empty(len(row_ids), dtype=LABEL_DTYPE)
+        row_void = np.dtype((np.void, n_features * dtype.itemsize))  # one row as one item
+        X_rows = X_out.view(row_void).reshape(-1)
         slots = {int(chunk_ids[p]): (int(s - per_chunk[p]), int(s), int(firsts[p]))
                  for p, s in zip(needed, stops)}
 
@@ -141,12 +144,13 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
                 X_out[start:stop] = feats
                 y_out[start:stop] = labs
                 return X_out[start:stop], y_out[start:stop]  # the same bytes, hashed from here
-            # Sorted ids with gaps (a version after filters): a mask and compress run ~2x faster
-            # than a fancy-index gather, one copy per row.
-            keep = np.zeros(len(labs), dtype=bool)
-            keep[row_ids[start:stop] - first] = True
-            np.compress(keep, feats, axis=0, out=X_out[start:stop])
-            np.compress(keep, labs, out=y_out[start:stop])
+            # Sorted ids with gaps (a version after filters): one take of whole rows (each row
+            # one void item) at the in-chunk offsets, straight into place. mode="clip" (the
+            # offsets are in range by construction) lets numpy skip buffering ``out``: about 2x
+            # faster than a mask and compress, close to a plain copy of the chunk.
+            offsets = row_ids[start:stop] - first
+            np.take(feats.view(row_void).reshape(-1), offsets, out=X_rows[start:stop], mode="clip")
+            np.take(labs, offsets, out=y_out[start:stop], mode="clip")
             return None
 
         _read_chunks(session, dataset, list(slots), verify, place)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Optional
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session, defer
 
 from lineage.errors import BadInputError, NotFoundError
@@ -113,23 +113,92 @@ def minus_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[~in_sorted(b, a)] if len(a) and len(b) else a
 
 
+# Delta columns of a version, in the order member_labels reads them.
+_DELTAS = (Version.removed_ids, Version.added_ids, Version.added_labels, Version.relabel_ids,
+           Version.relabel_labels)
+_MAX_DEPTH = 100_000  # a chain deeper than this (only a damaged store) is walked one by one
+
+
+def _chain_deltas(session: Session, version: Version) -> list[tuple]:
+    """The delta blobs of ``version``'s chain, root first: one recursive query for all of them
+    instead of a query (and an ORM object) per ancestor and another per deferred blob."""
+    walk = (select(Version.id, Version.parent_id, literal(0).label("depth"))
+            .where(Version.id == version.id).cte("chain_walk", recursive=True))
+    walk = walk.union_all(select(Version.id, Version.parent_id, walk.c.depth + 1)
+                          .where(Version.id == walk.c.parent_id, walk.c.depth < _MAX_DEPTH))
+    # No ORDER BY: SQLite would copy the blobs through a sorter; ordered here instead.
+    rows = session.execute(select(walk.c.depth, walk.c.parent_id, *_DELTAS)
+                           .join(walk, Version.id == walk.c.id)).all()
+    rows.sort(key=lambda r: r[0], reverse=True)
+    if not rows or rows[0][1] is not None or len(rows) != rows[0][0] + 1:
+        return [tuple(getattr(v, c.key) for c in _DELTAS) for v in _chain(session, version)]
+    return [tuple(r[2:]) for r in rows]
+
+
+def _increasing(a: np.ndarray) -> bool:
+    return len(a) < 2 or bool((a[1:] > a[:-1]).all())
+
+
 def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row ids, label overrides' ids, override labels) of a version, from its deltas alone."""
+    return _member_state(session, version)[:3]
+
+
+def _member_state(session: Session, version: Version) -> tuple:
+    """member_labels' three arrays, then (lo, membership mask by id - lo) when the ids were
+    dense enough for one (see _members), else None."""
+    deltas = []
+    for removed, added, added_labels, relabel_ids, relabel_labels in _chain_deltas(session, version):
+        deltas.append((ids_from_bytes(removed), ids_from_bytes(added), added_labels,
+                       ids_from_bytes(relabel_ids), relabel_labels))
+    over_ids, over_labels = EMPTY, EMPTY
+    for _, added, added_labels, relabel_ids, relabel_labels in deltas:
+        relabels = np.frombuffer(bytes(relabel_labels), dtype=LABEL_DTYPE) if relabel_labels else EMPTY
+        if added_labels:
+            relabel_ids = np.concatenate([added, relabel_ids])
+            relabels = np.concatenate([np.frombuffer(bytes(added_labels), dtype=LABEL_DTYPE), relabels])
+        if len(relabel_ids):
+            # Newest override wins: drop older overrides of the same ids, then append.
+            keep = ~in_sorted(np.sort(relabel_ids), over_ids)
+            over_ids = np.concatenate([over_ids[keep], relabel_ids])
+            over_labels = np.concatenate([over_labels[keep], relabels])
+    ids, dense = _members(deltas)
+    return ids, over_ids, over_labels, dense
+
+
+def _members(deltas: list[tuple]) -> tuple:
+    """Sorted member ids after applying each delta's removals, then its additions, root first;
+    and (lo, alive) when they were listed from a membership mask, else None."""
+    adds = [d[1] for d in deltas if len(d[1])]
+    if len(deltas) > 1 and adds and all(_increasing(a) for a in adds):
+        lo = min(int(a[0]) for a in adds)
+        span = max(int(a[-1]) for a in adds) - lo + 1
+        if span <= 4 * sum(len(a) for a in adds) + (1 << 16):
+            # Ids packed densely (the usual case: rows get increasing ids, chunk by chunk): a
+            # membership mask over the id range, indexed by id - lo. Each delta costs O(its size)
+            # with no binary search over the members; one pass at the end lists them, sorted.
+            alive = np.zeros(span, dtype=bool)
+            for removed, added, *_ in deltas:
+                if len(removed):
+                    at = removed - lo
+                    alive[at[(at >= 0) & (at < span)]] = False
+                if len(added):
+                    a0 = int(added[0]) - lo
+                    if int(added[-1]) - lo - a0 + 1 == len(added):  # one run of ids: a slice
+                        alive[a0:a0 + len(added)] = True
+                    else:
+                        alive[added - lo] = True
+            ids = np.flatnonzero(alive).astype(ID_DTYPE, copy=False)
+            if lo:
+                ids += lo
+            return ids, (lo, alive)
     # Removals clear an ``alive`` mask instead of copying the ids each time: one compaction at
     # the end, so a version many transformations deep costs about what its root does.
     ids, alive = EMPTY, np.empty(0, dtype=bool)
-    over_ids, over_labels = EMPTY, EMPTY
-    for v in _chain(session, version):
-        removed = ids_from_bytes(v.removed_ids)
+    for removed, added, *_ in deltas:
         if len(removed) and len(ids):
             pos = np.minimum(np.searchsorted(ids, removed), len(ids) - 1)
             alive[pos[ids[pos] == removed]] = False
-        added = ids_from_bytes(v.added_ids)
-        relabel_ids = ids_from_bytes(v.relabel_ids)
-        relabels = np.frombuffer(bytes(v.relabel_labels), dtype=LABEL_DTYPE) if v.relabel_labels else EMPTY
-        if v.added_labels:
-            relabel_ids = np.concatenate([added, relabel_ids])
-            relabels = np.concatenate([np.frombuffer(bytes(v.added_labels), dtype=LABEL_DTYPE), relabels])
         if len(added):
             if not len(ids):
                 ids, alive = added.copy(), np.ones(len(added), dtype=bool)
@@ -144,25 +213,32 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
                 elif len(new):
                     at = np.searchsorted(ids, new)
                     ids, alive = np.insert(ids, at, new), np.insert(alive, at, True)
-        if len(relabel_ids):
-            # Newest override wins: drop older overrides of the same ids, then append.
-            keep = ~in_sorted(np.sort(relabel_ids), over_ids)
-            over_ids = np.concatenate([over_ids[keep], relabel_ids])
-            over_labels = np.concatenate([over_labels[keep], relabels])
     if not alive.all():
         ids = ids[alive]
-    return ids, over_ids, over_labels
+    return ids, None
 
 
 def materialize(session: Session, version: Version, *, verify: bool = False) -> Members:
     """Read a version back whole: members sorted by row id, with their current labels."""
     dataset = session.get(Dataset, version.dataset_id)
-    ids, over_ids, over_labels = member_labels(session, version)
+    ids, over_ids, over_labels, dense = _member_state(session, version)
     X, y = gather_rows(session, dataset, ids, verify=verify)
-    if len(over_ids):
-        inside = in_sorted(ids, over_ids)
-        pos = np.searchsorted(ids, over_ids[inside])
-        y = y.copy()
+    if len(over_ids) and len(ids):
+        if dense is not None:
+            # Membership from the mask; a member's position is its offset from lo minus the
+            # non-members below it: binary searches in that short list, not in all the ids.
+            lo, alive = dense
+            at = over_ids - lo
+            inside = (at >= 0) & (at < len(alive))
+            inside[inside] = alive[at[inside]]
+            at = at[inside]
+            pos = at - np.searchsorted(np.flatnonzero(~alive), at)
+        else:  # one binary search per override locates it and tells whether it is a member
+            pos = np.minimum(np.searchsorted(ids, over_ids), len(ids) - 1)
+            inside = ids[pos] == over_ids
+            pos = pos[inside]
+        if not y.flags.writeable:  # gather_rows returns a new array: written in place
+            y = y.copy()
         y[pos] = over_labels[inside]
     return Members(row_ids=ids, X=X, y=y)
 
