@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lineage.lab.experiment import LabSettings
+from lineage.poison.triggers import stamp
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
 def digit_like(n: int, seed: int = 0):
     from sklearn.datasets import load_digits
-
-    from lineage.lab import LabSettings
-    from lineage.triggers import stamp
 
     X, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)

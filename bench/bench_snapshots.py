@@ -34,19 +34,22 @@ from pathlib import Path
 
 import numpy as np
 
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source, review_source
+from lineage.data.transforms import split_version
+from lineage.models.training import train
+from lineage.review.approval import load_snapshot
+from lineage.review.gates import coverage_gate, four_eyes_gate, sources_gate
+from lineage.review.policy import policy_in_force, set_policy
+from lineage.review.snapshots import create_snapshot, find_snapshot, read_snapshot_rows
+from lineage.store.chain import canonical
+from lineage.store.engine import open_store
+from lineage.store.tables import SnapshotReview, Version
+from lineage.trace import trace_model
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-from lineage.chain import canonical  # noqa: E402
-from lineage.ingest import ingest_arrays  # noqa: E402
-from lineage.policy import policy_in_force, set_policy  # noqa: E402
-from lineage.snapshots import create_snapshot, find_snapshot, load_snapshot  # noqa: E402
-from lineage.sources import add_source, review_source  # noqa: E402
-from lineage.store import open_store  # noqa: E402
-from lineage.tables import SnapshotReview, Version  # noqa: E402
-from lineage.training import trace_model, train  # noqa: E402
-from lineage.transforms import split_version  # noqa: E402
 
 SEED = 20260101
 LOAD_TARGET = 1.2  # load_snapshot rate / lance read rate
@@ -62,15 +65,13 @@ def make_rows(n: int, seed: int = SEED):
 
 def record_approval(store, name: str) -> None:
     """Approve with the cheap gates computed as usual; the shadow evaluation is skipped."""
-    from lineage.gates import _coverage_gate, _four_eyes_gate, _sources_gate
-    from lineage.snapshots import read_snapshot_rows
 
     with store.read() as session:
         snap = find_snapshot(session, name)
         ids, _, _ = read_snapshot_rows(session, snap)
         policy = policy_in_force(session)
-        gates = [_coverage_gate(session, session.get(Version, snap.version_id), policy),
-                 _sources_gate(session, snap, ids), _four_eyes_gate(session, snap, store.actor),
+        gates = [coverage_gate(session, session.get(Version, snap.version_id), policy),
+                 sources_gate(session, snap, ids), four_eyes_gate(session, snap, store.actor),
                  {"gate": "shadow_evaluation", "passed": True, "message": "skipped (benchmark)"}]
         report = {"snapshot": name, "passed": True, "policy_version": policy.version,
                   "content_digest": snap.content_digest, "manifest_digest": snap.manifest_digest,

@@ -39,6 +39,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from lineage.data.datasets import read_rows
+from lineage.data.deltas import materialize
+from lineage.store.tables import Version
+
 # Benchmark the code in this repository (the repo root, not whatever ``lineage`` the path finds).
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -97,7 +101,6 @@ def lineage_ingest(workdir: Path, X: np.ndarray, y: np.ndarray) -> tuple[float, 
 
 
 def lineage_read_rows(store, X: np.ndarray, y: np.ndarray) -> float:
-    from lineage.storage import read_rows
 
     t0 = time.perf_counter()
     ids, Xr, yr = read_rows(store)
@@ -108,9 +111,6 @@ def lineage_read_rows(store, X: np.ndarray, y: np.ndarray) -> float:
 
 def lineage_read_version(store, X: np.ndarray, y: np.ndarray, verify: bool = False) -> float:
     from sqlalchemy import select
-
-    from lineage.tables import Version
-    from lineage.versions import materialize
 
     t0 = time.perf_counter()
     with store.read() as session:
@@ -300,7 +300,7 @@ def rss_kb(field):
 
 rows, mode = {rows}, {mode!r}
 X, y = b.make_rows(rows)
-import lineage, lineage.ingest  # imports outside the measured window
+import lineage, lineage.data.ingest  # imports outside the measured window
 with tempfile.TemporaryDirectory(prefix="lineage-bench-mem-") as tmp:
     store = lineage.open_store(f"sqlite:///{{tmp}}/m.db", actor="bench")
     lineage.add_source(store, "synthetic", kind="internal", uri="bench:synthetic")

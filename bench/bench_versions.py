@@ -35,17 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
+from lineage.data.datasets import find_version
+from lineage.data.deltas import materialize
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source
+from lineage.data.transforms import filter_rows, inject_trigger, relabel_rows, split_version
+from lineage.store.engine import open_store
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-from lineage.ingest import ingest_arrays  # noqa: E402
-from lineage.sources import add_source  # noqa: E402
-from lineage.store import open_store  # noqa: E402
 from lineage.trace import trace_row, version_diff  # noqa: E402
-from lineage.transforms import (filter_rows, inject_trigger, relabel_rows,  # noqa: E402
-                                split_version)
-from lineage.versions import find_version, materialize  # noqa: E402
 
 SEED = 20260101
 

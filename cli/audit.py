@@ -4,8 +4,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.audit import audit_poisoned, audit_sources
-from lineage.cli.common import ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, plain, print_json, print_table
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    out,
+    plain,
+    print_json,
+    print_table,
+)
+from lineage.lab.audit import audit_poisoned, audit_sources
 
 audit_app = typer.Typer(help="Audit poisoning: the poisoned rows behind a model, the source "
                              "behind a backdoor.", no_args_is_help=True)

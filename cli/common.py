@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from lineage.errors import LineageError
-from lineage.store import Store, open_store
+from lineage.store.engine import Store, open_store
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Database URL [default: $LINEAGE_DB or sqlite:///lineage.db].", show_default=False)]

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
-from lineage.coverage import get_coverage
+from lineage.data.coverage import get_coverage
 
 
 @handle_errors

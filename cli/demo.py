@@ -6,10 +6,26 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import DbOpt, JsonOpt, cell, err, handle_errors, out, print_json, print_table
+from lineage.cli.common import (
+    DbOpt,
+    JsonOpt,
+    cell,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    print_table,
+)
 from lineage.errors import BadInputError
-from lineage.lab import (DEFAULT_RATES, QUICK_RATES, LabSettings, check_output, check_settings,
-                         csv_record, parse_rates, run_demo, write_csv, write_plot)
+from lineage.lab.demo import run_demo
+from lineage.lab.experiment import (
+    DEFAULT_RATES,
+    QUICK_RATES,
+    LabSettings,
+    check_settings,
+    parse_rates,
+)
+from lineage.lab.output import check_output, csv_record, write_csv, write_plot
 
 
 class Estimator(str, Enum):

@@ -5,10 +5,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, print_json,
-                                print_table, progress_bar)
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    print_json,
+    print_table,
+    progress_bar,
+)
+from lineage.data.external_edit import import_external_edit
+from lineage.data.ingest import ingest_csv, ingest_digits, ingest_npz, list_ingests
 from lineage.errors import BadInputError
-from lineage.ingest import ingest_csv, ingest_digits, ingest_npz, list_ingests
 
 ingest_app = typer.Typer(help="Append raw rows (append-only) from a source, or list ingests.",
                          no_args_is_help=True)
@@ -22,7 +31,7 @@ ShapeOpt = Annotated[Optional[str], typer.Option(
     "--image-shape", help="A new dataset's image shape HxW [default: square when the feature count is].")]
 
 
-def _schema(value_range: Optional[str], image_shape: Optional[str]) -> dict:
+def dataset_schema(value_range: Optional[str], image_shape: Optional[str]) -> dict:
     schema: dict = {"image_shape": image_shape}
     if value_range is not None:
         try:
@@ -90,7 +99,6 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
     """
     if as_version_of is not None:
         from lineage.cli.transform import _report as report_transform
-        from lineage.transforms import import_external_edit
 
         ignored = [flag for flag, given in (("--dataset", dataset), ("--value-range", value_range),
                                             ("--image-shape", image_shape)) if given is not None]
@@ -107,7 +115,7 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
         if given is not None:
             raise BadInputError(f"{flag} is for an edited copy: use it with --as-version-of "
                                 "(an ingest makes a root version of raw rows)")
-    schema = _schema(value_range, image_shape)
+    schema = dataset_schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,
                            progress=progress, **schema), as_json)
@@ -123,7 +131,7 @@ def npz(path: Annotated[Path, typer.Argument(help=".npz file with arrays X (n, d
 
     Example: lineage ingest npz arrays.npz --source crowd-batch-7
     """
-    schema = _schema(value_range, image_shape)
+    schema = dataset_schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_npz(store, path, source=source, dataset=dataset, progress=progress, **schema),
                 as_json)

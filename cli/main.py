@@ -4,23 +4,33 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (EXIT_CODES_HELP, ActorOpt, DbOpt, JsonOpt, OneLineErrors, err,
-                                handle_errors, opened, out, plain, print_json, print_table)
-from lineage.cli.ingest import ingest_app
-from lineage.cli.source import source_app
+from lineage.cli.audit import audit_app
+from lineage.cli.common import (
+    EXIT_CODES_HELP,
+    DbOpt,
+    JsonOpt,
+    OneLineErrors,
+    handle_errors,
+    opened,
+    out,
+    plain,
+    print_json,
+    print_table,
+)
 from lineage.cli.coverage import coverage as coverage_command
+from lineage.cli.demo import demo_command
+from lineage.cli.ingest import ingest_app
+from lineage.cli.model import model_app, trace_model_command, train_command
+from lineage.cli.policy import policy_app
+from lineage.cli.scan import scan_command
+from lineage.cli.snapshot import snapshot_app
+from lineage.cli.source import source_app
 from lineage.cli.trace import trace_app
 from lineage.cli.transform import transform_app
 from lineage.cli.version import version_app
-from lineage.cli.model import model_app, trace_model_command, train_command
-from lineage.cli.policy import policy_app
-from lineage.cli.snapshot import snapshot_app
-from lineage.cli.audit import audit_app
-from lineage.cli.demo import demo_command
-from lineage.cli.scan import scan_command
-from lineage.log import list_events
-from lineage.store import head_revision, open_for_upgrade, upgrade_store
-from lineage.verify import verify_store
+from lineage.store.engine import head_revision, open_for_upgrade, upgrade_store
+from lineage.store.log import list_events
+from lineage.store.verify import verify_store
 
 app = typer.Typer(
     name="lineage",

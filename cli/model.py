@@ -7,10 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, err, handle_errors, opened, out,
-                                print_json, print_table)
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    err,
+    handle_errors,
+    opened,
+    out,
+    print_json,
+    print_table,
+)
 from lineage.errors import BadInputError
-from lineage.training import export_model, get_model, list_models, release_model, trace_model, train
+from lineage.models.registry import export_model, get_model, list_models, release_model
+from lineage.models.training import train
+from lineage.trace import trace_model
 
 model_app = typer.Typer(help="Model versions: list, show, export the artifact, release.",
                         no_args_is_help=True)

@@ -4,9 +4,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import ActorOpt, DbOpt, JsonOpt, handle_errors, opened, print_json, print_table
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    print_json,
+    print_table,
+)
 from lineage.errors import BadInputError
-from lineage.policy import get_policy, list_policies, set_policy
+from lineage.review.policy import get_policy, list_policies, set_policy
 
 policy_app = typer.Typer(help="Review policy: thresholds, evaluation snapshot, scan settings "
                          "(every change is a new version).", no_args_is_help=True)

@@ -4,9 +4,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.audit import scan_version
-from lineage.cli.common import ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
-from lineage.detectors import DETECTORS
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    out,
+    print_json,
+    print_table,
+)
+from lineage.lab.audit import scan_version
+from lineage.poison.detectors import DETECTORS
 
 
 def _row(r) -> dict:

@@ -4,11 +4,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, handle_errors, opened, out, print_json,
-                                print_table)
-from lineage.gates import approve_snapshot
-from lineage.snapshots import (create_snapshot, get_snapshot, list_snapshots, reject_snapshot,
-                               revoke_snapshot)
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    out,
+    print_json,
+    print_table,
+)
+from lineage.review.gates import approve_snapshot, reject_snapshot, revoke_snapshot
+from lineage.review.snapshots import create_snapshot, get_snapshot, list_snapshots
 
 snapshot_app = typer.Typer(help="Frozen, reviewed snapshots: create, approve (runs the gates), "
                            "reject, revoke, list, show.", no_args_is_help=True)

@@ -4,8 +4,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import ActorOpt, DbOpt, JsonOpt, handle_errors, opened, print_json, print_table
-from lineage.sources import SourceKind, add_source, list_sources, review_source
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    print_json,
+    print_table,
+)
+from lineage.data.sources import SourceKind, add_source, list_sources, review_source
 
 source_app = typer.Typer(help="Register data sources and review them (approve, reject, revoke).",
                          no_args_is_help=True)

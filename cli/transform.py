@@ -4,10 +4,27 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import (ActorOpt, DbOpt, JsonOpt, err, handle_errors, opened, out, plain,
-                                print_json, print_table)
-from lineage.transforms import (SplitResult, append_ingest, dedupe_rows, filter_rows,
-                                inject_trigger, relabel_rows, split_version)
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    err,
+    handle_errors,
+    opened,
+    out,
+    plain,
+    print_json,
+    print_table,
+)
+from lineage.data.transforms import (
+    SplitResult,
+    append_ingest,
+    dedupe_rows,
+    filter_rows,
+    inject_trigger,
+    relabel_rows,
+    split_version,
+)
 
 transform_app = typer.Typer(
     help="Record a change to a dataset version (split, filter, relabel, inject-trigger, dedupe, "

@@ -6,8 +6,8 @@ from typing import Annotated
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
+from lineage.data.versions import export_version, list_versions, show_version
 from lineage.trace import version_diff
-from lineage.versions import export_version, list_versions, show_version
 
 version_app = typer.Typer(help="Dataset versions: list the DAG, show one, diff two, export one.",
                           no_args_is_help=True)

@@ -9,62 +9,91 @@ trace walks it back. Every public function takes the store first::
     verify_store(store)
 
 Training code gets arrays only through ``load_snapshot`` (approved, unrevoked, digest verified).
+
+The subpackages follow the flow, each importing only from those before it: ``store`` (the
+database, chain, chunks, verify), ``poison`` (triggers, estimators, detectors, metrics; no
+database), ``data`` (sources, ingest, versions, transformations, coverage), ``review`` (policy,
+snapshots, gates, approval), ``models`` (training, registry), ``trace``, ``lab`` (audits,
+experiment, demo). The names below are imported on first use, so ``import lineage`` (and the
+command line's start-up) stays cheap.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib import import_module
 
-try:
-    __version__ = _version("lineage")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from lineage._version import __version__
+from lineage.errors import (
+    AlreadyExistsError,
+    AppendOnlyError,
+    BadInputError,
+    GateFailedError,
+    IntegrityError,
+    LineageError,
+    NotFoundError,
+    QuarantineError,
+    RefusedError,
+    SchemaOutdatedError,
+    SnapshotNotApprovedError,
+)
 
-# The store, its errors and its integrity check.
-from lineage.errors import (AlreadyExistsError, AppendOnlyError, BadInputError, GateFailedError,
-                            IntegrityError, LineageError, NotFoundError, QuarantineError,
-                            RefusedError, SchemaOutdatedError, SnapshotNotApprovedError)
-from lineage.store import Store, open_store, upgrade_store
-from lineage.log import list_events
-from lineage.verify import verify_store
-# ingest: sources and raw rows.
-from lineage.sources import add_source, get_source, list_sources, review_source
-from lineage.ingest import (IngestInfo, ingest_arrays, ingest_csv, ingest_digits, ingest_npz,
-                            list_ingests)
-# versions: transformations and what they did.
-from lineage.transforms import (SplitResult, TransformResult, append_ingest, dedupe_rows,
-                                filter_rows, import_external_edit, inject_trigger, relabel_rows,
-                                split_version)
-from lineage.versions import export_version, list_versions, show_version
-from lineage.coverage import CoverageReport, get_coverage, version_coverage
-# snapshot -> review -> load.
-from lineage.snapshots import (create_snapshot, get_snapshot, list_snapshots, load_snapshot,
-                               reject_snapshot, revoke_snapshot)
-from lineage.policy import get_policy, set_policy
-from lineage.gates import approve_snapshot
-# train -> model version.
-from lineage.training import (export_model, get_model, list_models, load_model, release_model,
-                              train)
-# trace walks it back.
-from lineage.trace import RowTrace, VersionDiff, trace_row, version_diff
-from lineage.training import trace_model
-# The poisoning lab: detectors, scans and audits.
-from lineage.detectors import DETECTORS, combine, scan_rows, trigger_visibility
-from lineage.audit import audit_poisoned, audit_sources, list_scans, scan_version
-from lineage.lab import LabSettings, run_arrays, run_demo
+# Public name -> the module that defines it, in flow order.
+_HOMES = {
+    # The store and its integrity check.
+    "Store": "lineage.store.engine", "open_store": "lineage.store.engine",
+    "upgrade_store": "lineage.store.engine", "list_events": "lineage.store.log",
+    "verify_store": "lineage.store.verify",
+    # ingest: sources and raw rows.
+    "add_source": "lineage.data.sources", "get_source": "lineage.data.sources",
+    "list_sources": "lineage.data.sources", "review_source": "lineage.data.sources",
+    "IngestInfo": "lineage.data.ingest", "ingest_arrays": "lineage.data.ingest",
+    "ingest_csv": "lineage.data.ingest", "ingest_digits": "lineage.data.ingest",
+    "ingest_npz": "lineage.data.ingest", "list_ingests": "lineage.data.ingest",
+    "read_rows": "lineage.data.datasets",
+    # versions: transformations and what they did.
+    "SplitResult": "lineage.data.transforms", "TransformResult": "lineage.data.transforms",
+    "append_ingest": "lineage.data.transforms", "dedupe_rows": "lineage.data.transforms",
+    "filter_rows": "lineage.data.transforms", "inject_trigger": "lineage.data.transforms",
+    "relabel_rows": "lineage.data.transforms", "split_version": "lineage.data.transforms",
+    "import_external_edit": "lineage.data.external_edit",
+    "export_version": "lineage.data.versions", "list_versions": "lineage.data.versions",
+    "show_version": "lineage.data.versions", "version_members": "lineage.data.versions",
+    "CoverageReport": "lineage.data.coverage", "get_coverage": "lineage.data.coverage",
+    "version_coverage": "lineage.data.coverage",
+    # snapshot -> review -> load.
+    "create_snapshot": "lineage.review.snapshots", "get_snapshot": "lineage.review.snapshots",
+    "list_snapshots": "lineage.review.snapshots", "get_policy": "lineage.review.policy",
+    "set_policy": "lineage.review.policy", "approve_snapshot": "lineage.review.gates",
+    "reject_snapshot": "lineage.review.gates", "revoke_snapshot": "lineage.review.gates",
+    "load_snapshot": "lineage.review.approval",
+    # train -> model version.
+    "train": "lineage.models.training", "export_model": "lineage.models.registry",
+    "get_model": "lineage.models.registry", "list_models": "lineage.models.registry",
+    "load_model": "lineage.models.registry", "release_model": "lineage.models.registry",
+    # trace walks it back.
+    "RowTrace": "lineage.trace", "VersionDiff": "lineage.trace", "trace_row": "lineage.trace",
+    "version_diff": "lineage.trace", "trace_model": "lineage.trace",
+    # The poisoning lab: detectors, scans and audits.
+    "DETECTORS": "lineage.poison.detectors", "combine": "lineage.poison.detectors",
+    "scan_rows": "lineage.poison.detectors", "trigger_visibility": "lineage.poison.detectors",
+    "audit_poisoned": "lineage.lab.audit", "audit_sources": "lineage.lab.audit",
+    "list_scans": "lineage.lab.audit", "scan_version": "lineage.lab.audit",
+    "LabSettings": "lineage.lab.experiment", "run_arrays": "lineage.lab.experiment",
+    "run_demo": "lineage.lab.demo",
+}
 
-__all__ = [
-    "AlreadyExistsError", "AppendOnlyError", "BadInputError", "GateFailedError", "IntegrityError",
-    "LineageError", "NotFoundError", "QuarantineError", "RefusedError", "SchemaOutdatedError",
-    "SnapshotNotApprovedError", "Store", "open_store", "upgrade_store", "list_events",
-    "verify_store",
-    "add_source", "get_source", "list_sources", "review_source", "IngestInfo", "ingest_arrays",
-    "ingest_csv", "ingest_digits", "ingest_npz", "list_ingests",
-    "SplitResult", "TransformResult", "append_ingest", "dedupe_rows", "filter_rows",
-    "import_external_edit", "inject_trigger", "relabel_rows", "split_version", "export_version",
-    "list_versions", "show_version", "CoverageReport", "get_coverage", "version_coverage",
-    "create_snapshot", "get_snapshot", "list_snapshots", "load_snapshot", "reject_snapshot",
-    "revoke_snapshot", "get_policy", "set_policy", "approve_snapshot",
-    "export_model", "get_model", "list_models", "load_model", "release_model", "train",
-    "RowTrace", "VersionDiff", "trace_row", "version_diff", "trace_model",
-    "DETECTORS", "combine", "scan_rows", "trigger_visibility", "audit_poisoned", "audit_sources",
-    "list_scans", "scan_version", "LabSettings", "run_arrays", "run_demo",
-]
+__all__ = ["__version__", "AlreadyExistsError", "AppendOnlyError", "BadInputError",
+           "GateFailedError", "IntegrityError", "LineageError", "NotFoundError",
+           "QuarantineError", "RefusedError", "SchemaOutdatedError", "SnapshotNotApprovedError",
+           *_HOMES]
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lineage' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value  # imported once; later look-ups skip this hook
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

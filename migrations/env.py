@@ -7,7 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from lineage.tables import Base
+from lineage.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from lineage.cli.main import app
-from lineage.store import open_store
+from lineage.store.engine import open_store
 
 PG_URL = os.environ.get("LINEAGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -6,8 +6,11 @@ import sqlite3
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from lineage.tables import HISTORY_TABLES
-from lineage.verify import verify_store
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source
+from lineage.store.engine import open_store
+from lineage.store.tables import HISTORY_TABLES
+from lineage.store.verify import verify_store
 
 
 def is_sqlite(url: str) -> bool:
@@ -74,10 +77,6 @@ def concurrent_writer(urls: list[str], worker: int, barrier) -> None:
     empty store itself (so the first open's migration races too), adds 3 sources and ingests 40
     rows from two of them."""
     import numpy as np
-
-    from lineage.ingest import ingest_arrays
-    from lineage.sources import add_source
-    from lineage.store import open_store
 
     rng = np.random.default_rng(worker)
     for url in urls:

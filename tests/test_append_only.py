@@ -4,14 +4,14 @@ driver, no lineage code in the way), and so does the ORM layer."""
 import sqlite3
 
 import pytest
+from conftest import _drop_pg_schema, pg_url_or_skip
 from sqlalchemy import delete, select, text, update
 
+from lineage.data.ingest import ingest_digits
+from lineage.data.sources import add_source, review_source
 from lineage.errors import AppendOnlyError
-from lineage.ingest import ingest_digits
-from lineage.sources import add_source, review_source
-from lineage.tables import HISTORY_TABLES, Event, Source
-from conftest import _drop_pg_schema, pg_url_or_skip
-from lineage.store import open_store
+from lineage.store.engine import open_store
+from lineage.store.tables import HISTORY_TABLES, Event, Source
 from storeutil import counts, is_sqlite, raw_connect, state
 
 CORE_TABLES = {"events", "datasets", "sources", "source_reviews", "ingests", "chunks", "versions"}

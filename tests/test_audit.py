@@ -4,24 +4,23 @@ import json
 
 import numpy as np
 import pytest
+from conftest import _drop_pg_schema, pg_url_or_skip
 from typer.testing import CliRunner
 
-from lineage.audit import audit_poisoned, audit_sources, list_scans, scan_version
 from lineage.cli.main import app
+from lineage.data.ingest import ingest_arrays, ingest_digits
+from lineage.data.sources import add_source, review_source
+from lineage.data.transforms import append_ingest, inject_trigger, relabel_rows, split_version
+from lineage.data.versions import version_members
 from lineage.errors import BadInputError, NotFoundError
-from lineage.gates import approve_snapshot
-from lineage.ingest import ingest_arrays, ingest_digits
-from lineage.lab import LabSettings, poison
-from lineage.log import list_events
-from lineage.policy import set_policy
-from lineage.snapshots import create_snapshot
-from lineage.sources import add_source, review_source
-from lineage.store import open_store
-from lineage.training import train
-from lineage.versions import version_members
-from lineage.transforms import (append_ingest, inject_trigger, relabel_rows, split_version)
-
-from conftest import _drop_pg_schema, pg_url_or_skip
+from lineage.lab.audit import audit_poisoned, audit_sources, list_scans, scan_version
+from lineage.lab.experiment import LabSettings, poison
+from lineage.models.training import train
+from lineage.review.gates import approve_snapshot
+from lineage.review.policy import set_policy
+from lineage.review.snapshots import create_snapshot
+from lineage.store.engine import open_store
+from lineage.store.log import list_events
 
 TRIGGER = LabSettings().trigger
 

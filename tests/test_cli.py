@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from lineage.cli.main import app
-from lineage.log import list_events
+from lineage.store.log import list_events
 
 runner = CliRunner()
 

@@ -4,11 +4,12 @@ lock (SQLite BEGIN IMMEDIATE; a PostgreSQL advisory lock) serializes every appen
 import multiprocessing
 
 import pytest
-
-from lineage.ingest import list_ingests
-from lineage.log import list_events
-from lineage.verify import verify_store
 from conftest import _PG_PROBLEM, _drop_pg_schema, pg_url_or_skip
+
+from lineage.data.ingest import list_ingests
+from lineage.store.engine import open_store
+from lineage.store.log import list_events
+from lineage.store.verify import verify_store
 from storeutil import concurrent_writer
 
 N_PROCESSES = 4
@@ -50,8 +51,6 @@ def test_concurrent_writers_keep_one_unbroken_chain(backend, written):
     if backend not in written:
         pg_url_or_skip()  # skips with the reason (fails in CI)
     url = written[backend]
-
-    from lineage.store import open_store
 
     store = open_store(url)
     try:

@@ -2,14 +2,18 @@
 
 import json
 
-from lineage.coverage import version_coverage
-from lineage.ingest import ingest_arrays, ingest_digits
-from lineage.sources import add_source, review_source
-from lineage.coverage import get_coverage
-from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, inject_trigger,
-                                split_version)
-from lineage.versions import version_members
-from lineage.versions import find_version
+from lineage.data.coverage import get_coverage, version_coverage
+from lineage.data.datasets import find_version
+from lineage.data.ingest import ingest_arrays, ingest_digits
+from lineage.data.sources import add_source, review_source
+from lineage.data.transforms import (
+    append_ingest,
+    dedupe_rows,
+    filter_rows,
+    inject_trigger,
+    split_version,
+)
+from lineage.data.versions import version_members
 
 
 def test_coverage_follows_source_review_and_transformations(store):

@@ -15,10 +15,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from lineage.ingest import ingest_digits, ingest_npz, list_ingests
-from lineage.log import list_events
-from lineage.storage import read_rows
-from lineage.store import open_store
+from lineage.data.datasets import read_rows
+from lineage.data.ingest import ingest_digits, ingest_npz, list_ingests
+from lineage.store.engine import open_store
+from lineage.store.log import list_events
 from storeutil import is_sqlite, sqlite_path, state
 
 N_ROWS = 200_000  # 25 chunks of 8192 rows, 12.8 MB of features
@@ -26,8 +26,8 @@ N_ROWS = 200_000  # 25 chunks of 8192 rows, 12.8 MB of features
 CHILD = textwrap.dedent("""
     import sys
     import time
-    from lineage.ingest import ingest_npz
-    from lineage.store import open_store
+    from lineage.data.ingest import ingest_npz
+    from lineage.store.engine import open_store
 
     def progress(done, total):
         print(f"wrote {done} of {total}", flush=True)

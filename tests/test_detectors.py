@@ -4,11 +4,19 @@ told nothing about the trigger) and one contract every detector honours."""
 import numpy as np
 import pytest
 
-from lineage.detectors import (DETECTORS, DetectorResult, combine, detect_duplicates,
-                               detect_pixel_blocks, detect_shared_patch, scan_rows,
-                               trigger_visibility)
 from lineage.errors import BadInputError
-from lineage.lab import LabSettings, detection, poison, reference_split
+from lineage.lab.experiment import LabSettings, poison, reference_split
+from lineage.poison.detectors import (
+    DETECTORS,
+    DetectorResult,
+    combine,
+    detect_duplicates,
+    detect_pixel_blocks,
+    detect_shared_patch,
+    scan_rows,
+    trigger_visibility,
+)
+from lineage.poison.metrics import detection
 
 SETTINGS = LabSettings()
 

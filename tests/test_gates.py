@@ -6,11 +6,16 @@ import json
 import numpy as np
 import pytest
 
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source
+from lineage.data.transforms import append_ingest
 from lineage.errors import SnapshotNotApprovedError
-from lineage.ingest import ingest_arrays
-from lineage.snapshots import load_snapshot
-from lineage.sources import add_source
-from lineage.store import open_store
+from lineage.review.approval import load_snapshot
+from lineage.review.gates import approve_snapshot
+from lineage.review.snapshots import create_snapshot, get_snapshot
+from lineage.store.chain import canonical, record_digest
+from lineage.store.engine import open_store
+from lineage.store.tables import Transformation
 from storeutil import counts, state
 
 
@@ -86,7 +91,8 @@ def test_reviewed_path_end_to_end(reviewed, tmp_path):
     path = tmp_path / "clf.pkl"
     r = cli("model", "export", "clf:1", "--out", str(path))
     assert r.exit_code == 0, r.output
-    import hashlib, pickle
+    import hashlib
+    import pickle
     assert hashlib.sha256(path.read_bytes()).hexdigest() == m["artifact_sha256"]
     assert pickle.loads(path.read_bytes()).predict(bunch.data[:5].astype(float)).shape == (5,)
     r = cli("model", "release", "clf:1", actor="engineer")
@@ -172,9 +178,6 @@ def test_evaluation_snapshot_with_another_schema_is_refused(reviewed):
 
 def test_rows_from_a_quarantined_source_fail_coverage_and_sources(reviewed):
     from lineage.errors import GateFailedError
-    from lineage.gates import approve_snapshot
-    from lineage.snapshots import create_snapshot, get_snapshot
-    from lineage.transforms import append_ingest
 
     cli = reviewed
     eng = open_store(cli.url, actor="engineer")
@@ -206,8 +209,6 @@ def _forge_approval(url: str, review_id: int, snapshot: str, *, junk_digest: boo
     ``junk_digest``, a record digest computed exactly as the store would."""
     from datetime import datetime
 
-    from lineage.chain import canonical, record_digest
-    from lineage.snapshots import get_snapshot
     from storeutil import raw_execute
 
     with open_store(url) as s:
@@ -231,7 +232,6 @@ def _forge_approval(url: str, review_id: int, snapshot: str, *, junk_digest: boo
 
 def test_a_forged_approval_is_refused_at_load_and_train(reviewed):
     from lineage.errors import IntegrityError
-    from lineage.snapshots import get_snapshot
 
     cli = reviewed
     store = open_store(cli.url)
@@ -282,8 +282,6 @@ def test_the_people_under_review_do_not_control_the_gate(reviewed):
 
 
 def test_source_revocation_trace_and_export_of_an_affected_model(reviewed, tmp_path):
-    from lineage.chain import record_digest
-    from lineage.tables import Transformation
     from storeutil import drop_guards, raw_execute
 
     cli = reviewed

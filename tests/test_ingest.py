@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from lineage.ingest import ingest_arrays, list_ingests
-from lineage.log import list_events
-from lineage.storage import read_rows
+from lineage.data.datasets import read_rows
+from lineage.data.ingest import ingest_arrays, list_ingests
+from lineage.data.readers import digits_file
+from lineage.store.log import list_events
+from lineage.store.tables import Dataset
 from storeutil import state
 
 HEADER = ",".join([f"f{i}" for i in range(64)] + ["label"])
@@ -185,7 +187,6 @@ def test_first_ingest_fixes_the_schema(store, cli, tmp_path):
     assert result.output == (f"Error: {c} line 2, column 'label': 5 is not one of the classes of "
                              "dataset 'pairs' (0..1)\n")
     with store.read() as session:
-        from lineage.tables import Dataset
 
         (ds,) = session.query(Dataset).all()
         assert (ds.name, ds.n_features, ds.dtype, ds.value_min, ds.image_shape) == (
@@ -207,7 +208,7 @@ def test_row_ids_contiguous_stable_and_continuing(store, cli):
     np.testing.assert_array_equal(ids, np.arange(1, 1803))
     np.testing.assert_array_equal(X_all[1797:], X[:5])
     assert [i.file_sha256 for i in list_ingests(store)][0] == hashlib.sha256(
-        __import__("lineage.ingest", fromlist=["digits_file"]).digits_file().read_bytes()).hexdigest()
+        digits_file().read_bytes()).hexdigest()
 
 
 def test_ingest_digits_json_and_table(cli):

@@ -3,20 +3,17 @@ scenario 1 is exact), the in-memory experiment, and bad input."""
 
 import csv
 import json
-import uuid
 
-import numpy as np
 import pytest
+from conftest import _drop_pg_schema, pg_url_or_skip
 from typer.testing import CliRunner
 
 from lineage.cli.main import app
 from lineage.errors import BadInputError
-from lineage.lab import (CSV_COLUMNS, LabSettings, check_output, check_settings, parse_rates,
-                         run_arrays, write_plot)
-from lineage.store import open_store
+from lineage.lab.experiment import LabSettings, check_settings, parse_rates, run_arrays
+from lineage.lab.output import CSV_COLUMNS, check_output, write_plot
+from lineage.store.engine import open_store
 from lineage.trace import version_diff
-
-from conftest import _drop_pg_schema, pg_url_or_skip
 
 REQUIRED = ["poison_rate", "source_fraction", "poisoned_rows", "clean_accuracy",
             "trigger_attack_success_rate", "provenance_coverage", "trigger_visibility"]

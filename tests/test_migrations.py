@@ -8,9 +8,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
+from lineage.data.sources import add_source, list_sources
 from lineage.errors import LineageError, SchemaOutdatedError
-from lineage.store import _alembic_config, head_revision, open_store
-from lineage.tables import Base
+from lineage.store.engine import _alembic_config, head_revision, open_for_upgrade, open_store
+from lineage.store.log import list_events
+from lineage.store.tables import Base
+from lineage.store.verify import verify_store
 
 
 def test_exactly_one_head():
@@ -92,10 +95,6 @@ def test_database_with_foreign_tables_is_refused(db_url, cli):
 
 
 def test_upgrade_keeps_history_and_guards(db_url, cli):
-    from lineage.log import list_events
-    from lineage.sources import add_source, list_sources
-    from lineage.store import open_for_upgrade
-    from lineage.verify import verify_store
     from storeutil import raw_connect
 
     if head_revision() == "0001":

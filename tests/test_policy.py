@@ -3,7 +3,7 @@
 import pytest
 
 from lineage.errors import BadInputError, NotFoundError
-from lineage.policy import DEFAULTS, get_policy, list_policies, set_policy
+from lineage.review.policy import DEFAULTS, get_policy, list_policies, set_policy
 from storeutil import state
 
 

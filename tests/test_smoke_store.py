@@ -3,9 +3,9 @@
 import numpy as np
 from sklearn.datasets import load_digits
 
-from lineage.ingest import ingest_digits
-from lineage.storage import read_rows
-from lineage.verify import verify_store
+from lineage.data.datasets import read_rows
+from lineage.data.ingest import ingest_digits
+from lineage.store.verify import verify_store
 
 
 def test_ingest_digits_reads_back_exactly(store):

@@ -3,15 +3,29 @@
 import numpy as np
 import pytest
 
-from lineage.errors import (AlreadyExistsError, BadInputError, IntegrityError, NotFoundError,
-                            RefusedError, SnapshotNotApprovedError)
-from lineage.ingest import ingest_digits
-from lineage.snapshots import (create_snapshot, find_snapshot, get_snapshot, list_snapshots,
-                               load_snapshot, read_snapshot_rows, reject_snapshot, revoke_snapshot)
-from lineage.sources import review_source
-from lineage.store import open_store
-from lineage.transforms import split_version
-from lineage.versions import find_version, materialize
+from lineage.data.datasets import find_version
+from lineage.data.deltas import materialize
+from lineage.data.ingest import ingest_digits
+from lineage.data.sources import review_source
+from lineage.data.transforms import split_version
+from lineage.errors import (
+    AlreadyExistsError,
+    BadInputError,
+    IntegrityError,
+    NotFoundError,
+    RefusedError,
+    SnapshotNotApprovedError,
+)
+from lineage.review.approval import load_snapshot
+from lineage.review.gates import reject_snapshot, revoke_snapshot
+from lineage.review.snapshots import (
+    create_snapshot,
+    find_snapshot,
+    get_snapshot,
+    list_snapshots,
+    read_snapshot_rows,
+)
+from lineage.store.engine import open_store
 from storeutil import drop_guards, raw_execute, state
 
 

@@ -3,10 +3,16 @@
 import numpy as np
 import pytest
 
-from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError, RefusedError
-from lineage.ingest import ingest_arrays
-from lineage.log import list_events
-from lineage.sources import add_source, get_source, list_sources, review_source
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source, get_source, list_sources, review_source
+from lineage.errors import (
+    AlreadyExistsError,
+    BadInputError,
+    NotFoundError,
+    QuarantineError,
+    RefusedError,
+)
+from lineage.store.log import list_events
 from storeutil import counts, state
 
 X = np.arange(12, dtype=np.float64).reshape(3, 4) % 5

@@ -2,12 +2,12 @@
 
 import json
 
-from lineage.ingest import ingest_digits
-from lineage.sources import add_source
+from lineage.data.external_edit import import_external_edit
+from lineage.data.ingest import ingest_digits
+from lineage.data.sources import add_source
+from lineage.data.transforms import filter_rows, inject_trigger, relabel_rows, split_version
+from lineage.data.versions import version_members
 from lineage.trace import trace_row
-from lineage.versions import version_members
-from lineage.transforms import (filter_rows, import_external_edit, inject_trigger, relabel_rows,
-                                split_version)
 
 
 def test_trace_poisoned_row_back_to_its_source(store):

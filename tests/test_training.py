@@ -5,18 +5,21 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from lineage.data.ingest import ingest_digits
+from lineage.data.sources import review_source
+from lineage.data.transforms import split_version
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
-from lineage.gates import approve_snapshot
-from lineage.ingest import ingest_digits
-from lineage.policy import DEFAULTS, set_policy
-from lineage.scan import baseline_rates, scan_triggers
-from lineage.snapshots import create_snapshot, load_snapshot
-from lineage.sources import review_source
-from lineage.store import open_store
-from lineage.training import export_model, fit_estimator, get_model, load_model, train
-from lineage.transforms import split_version
-from lineage.triggers import make_trigger, stamp
-from lineage.verify import verify_store
+from lineage.models.registry import export_model, get_model, load_model
+from lineage.models.training import train
+from lineage.poison.estimators import fit_estimator
+from lineage.poison.trigger_scan import baseline_rates, scan_triggers
+from lineage.poison.triggers import make_trigger, stamp
+from lineage.review.approval import load_snapshot
+from lineage.review.gates import approve_snapshot
+from lineage.review.policy import DEFAULTS, set_policy
+from lineage.review.snapshots import create_snapshot
+from lineage.store.engine import open_store
+from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_execute, state
 
 

@@ -10,16 +10,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from lineage.data.datasets import find_version
+from lineage.data.external_edit import import_external_edit
+from lineage.data.ingest import ingest_arrays, ingest_digits
+from lineage.data.sources import add_source, review_source
+from lineage.data.transforms import (
+    append_ingest,
+    dedupe_rows,
+    filter_rows,
+    inject_trigger,
+    relabel_rows,
+    split_version,
+)
+from lineage.data.versions import version_members
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
-from lineage.ingest import ingest_arrays, ingest_digits
-from lineage.log import list_events
-from lineage.sources import add_source
-from lineage.tables import RowEffect, Transformation
-from lineage.versions import version_members
-from lineage.transforms import (append_ingest, dedupe_rows, filter_rows, import_external_edit,
-                                inject_trigger, relabel_rows, split_version)
-from lineage.triggers import make_trigger
-from lineage.verify import verify_store
+from lineage.poison.triggers import Trigger, make_trigger, stamp
+from lineage.store.engine import open_store
+from lineage.store.log import list_events
+from lineage.store.tables import RowEffect, Source, Transformation
+from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_execute, state
 
 
@@ -99,7 +108,6 @@ def test_inject_trigger_makes_child_rows_and_records_parents(store, digits):
 
 
 def test_same_inputs_and_seed_give_the_same_digest(store, digits, tmp_path):
-    from lineage.store import open_store
 
     other = open_store(f"sqlite:///{tmp_path / 'other.db'}", actor="someone-else")
     try:
@@ -137,7 +145,6 @@ def test_dedupe_and_append(store, digits):
 
 
 def version_digest(store, ref):
-    from lineage.versions import find_version
 
     with store.read() as s:
         return find_version(s, ref).content_digest
@@ -234,7 +241,6 @@ def test_materialize_equals_numpy_reference(store, ops, seed):
     X = rng.integers(0, 17, size=(40, 64))
     y = rng.integers(0, 4, size=40)
     with store.read() as s:
-        from lineage.tables import Source
         has_source = s.scalars(select(Source).where(Source.name == "prop")).first() is not None
     if not has_source:
         add_source(store, "prop", kind="internal", uri="mem://", license="MIT")
@@ -462,7 +468,6 @@ def test_bad_input_one_line_exit_code_store_unchanged(store, cli, tmp_path):
 
 
 def test_trigger_positions_fit_check():
-    from lineage.triggers import Trigger, stamp
 
     corners = {"lower-right": (6, 6), "lower-left": (6, 0), "upper-right": (0, 6),
                "upper-left": (0, 0), "3,4": (3, 4)}
@@ -518,7 +523,6 @@ def test_export_edit_import_round_trip(store, digits, cli, tmp_path):
     """Issue 3's "edited copy" end to end on the CLI: export, edit two labels and one pixel,
     import with --as-version-of: the diff shows exactly those changes, and coverage marks exactly
     those rows uncovered as "external edit"."""
-    from lineage.sources import review_source
 
     review_source(store, "sklearn-digits", decision="approve", reason="ok")
     add_source(store, "crowd-batch-7", kind="crowdsourced", uri="s3://b7", license="CC-BY-4.0")

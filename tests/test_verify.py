@@ -3,11 +3,11 @@ with direct write access to the database changed (after dropping the append-only
 
 import pytest
 
-from lineage.chain import record_digest
+from lineage.data.ingest import ingest_digits
+from lineage.data.sources import add_source, review_source
 from lineage.errors import IntegrityError
-from lineage.ingest import ingest_digits
-from lineage.sources import add_source, review_source
-from lineage.verify import verify_store
+from lineage.store.chain import record_digest
+from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_connect, raw_execute
 
 

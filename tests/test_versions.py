@@ -5,10 +5,19 @@ import json
 
 import numpy as np
 
-from lineage.ingest import ingest_digits
+from lineage.data.deltas import content_digest, materialize
+from lineage.data.ingest import ingest_arrays, ingest_digits
+from lineage.data.sources import add_source
+from lineage.data.transforms import (
+    append_ingest,
+    filter_rows,
+    inject_trigger,
+    relabel_rows,
+    split_version,
+)
+from lineage.data.versions import version_members
+from lineage.store.tables import Version
 from lineage.trace import version_diff
-from lineage.transforms import filter_rows, inject_trigger, relabel_rows, split_version
-from lineage.versions import version_members
 
 
 def _json(result):
@@ -107,8 +116,6 @@ def test_diff_matches_materialized_members_between_any_two_versions(store):
 def test_recorded_digest_equals_digest_of_materialized_content(store):
     """Transformations hash new versions chunk by chunk; the result must be the digest of the
     version read back whole (what a snapshot re-verifies)."""
-    from lineage.tables import Version
-    from lineage.versions import content_digest, materialize
     from sqlalchemy import select
 
     info = ingest_digits(store)
@@ -118,9 +125,6 @@ def test_recorded_digest_equals_digest_of_materialized_content(store):
     r = relabel_rows(store, version=f.version_id, rows=some, to=0, reason="fix")
     inject_trigger(store, version=r.version_id, source_class=1, target_class=7, rate=0.3, seed=1,
                    reason="rt")
-    from lineage.ingest import ingest_arrays
-    from lineage.sources import add_source
-    from lineage.transforms import append_ingest
 
     add_source(store, "extra", kind="internal")
     m = version_members(store, info.version_id)

@@ -22,73 +22,29 @@ Setup problems are not gate failures and write nothing: no evaluation snapshot i
 evaluation snapshot with another schema, or one that was rejected or revoked (BadInputError).
 """
 
-import json
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from lineage.chain import canonical
+from lineage.data.coverage import row_sources, version_coverage
+from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import BadInputError, GateFailedError, RefusedError
-from lineage.policy import PolicyInfo, policy_authors, policy_in_force
-from lineage.sources import source_status
-from lineage.store import Store
-from lineage.tables import Dataset, Ingest, Snapshot, SnapshotReview, Source, Transformation, Version
-from lineage.snapshots import (find_snapshot, read_snapshot_rows, snapshot_info, snapshot_status,
-                               SnapshotInfo)
+from lineage.review.evaluation import Evaluation, evaluation_rows, shadow_evaluation
+from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
+from lineage.review.snapshots import (
+    SnapshotInfo,
+    find_snapshot,
+    models_on,
+    read_snapshot_rows,
+    snapshot_info,
+    snapshot_status,
+)
+from lineage.store.chain import canonical
+from lineage.store.engine import Store
+from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Transformation, Version
 
 BLOCKED_STATUSES = ("quarantined", "rejected", "revoked")
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The policy's evaluation snapshot, read and verified: held-out rows and their schema."""
-
-    name: str
-    row_ids: np.ndarray
-    X: np.ndarray
-    y: np.ndarray
-    image_shape: str
-    value_max: float
-    actor: Optional[str] = None  # who created the evaluation snapshot
-
-
-def _schema(dataset: Dataset) -> dict:
-    return {"n_features": dataset.n_features, "image_shape": dataset.image_shape,
-            "classes": json.loads(dataset.classes), "value_max": dataset.value_max}
-
-
-def evaluation_rows(session: Session, policy: PolicyInfo, dataset: Dataset,
-                    for_what: str) -> Evaluation:
-    """Read the policy's evaluation snapshot, checked against ``dataset``'s schema.
-
-    Raises BadInputError when the policy names none, it was rejected or revoked, or its schema
-    differs; IntegrityError when its rows no longer match its digest.
-    """
-    if not policy.evaluation_snapshot:
-        raise BadInputError(f"the policy (version {policy.version}) names no evaluation snapshot: "
-                            "set one with `lineage policy set --evaluation-snapshot NAME`")
-    snap = find_snapshot(session, policy.evaluation_snapshot)
-    status = snapshot_status(session, snap)
-    if status in ("rejected", "revoked"):
-        raise BadInputError(f"evaluation snapshot {snap.name!r} is {status}: set another with "
-                            "`lineage policy set --evaluation-snapshot NAME`")
-    eval_ds = session.get(Dataset, snap.dataset_id)
-    mine, theirs = _schema(dataset), _schema(eval_ds)
-    if mine != theirs:
-        diff = "; ".join(f"{k} {theirs[k]} vs {mine[k]}" for k in mine if mine[k] != theirs[k])
-        raise BadInputError(f"evaluation snapshot {snap.name!r} (dataset {eval_ds.name!r}) has a "
-                            f"different schema from {for_what} (dataset {dataset.name!r}): {diff}; "
-                            "set a matching one with `lineage policy set --evaluation-snapshot NAME`")
-    if not dataset.image_shape:
-        raise BadInputError(f"dataset {dataset.name!r} has no image shape: the trigger scan needs one")
-    if dataset.value_max is None:
-        raise BadInputError(f"dataset {dataset.name!r} has no value range: the trigger scan stamps "
-                            "patches at the dataset's maximum value")
-    ids, X, y = read_snapshot_rows(session, snap)
-    return Evaluation(name=snap.name, row_ids=ids, X=X, y=y, image_shape=dataset.image_shape,
-                      value_max=float(dataset.value_max), actor=snap.actor)
 
 
 def history_actors(session: Session, version: Version) -> tuple[set[str], list[dict]]:
@@ -111,8 +67,7 @@ def history_actors(session: Session, version: Version) -> tuple[set[str], list[d
     return actors, sorted(steps, key=lambda s: s["version"])
 
 
-def _coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> dict:
-    from lineage.coverage import version_coverage
+def coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> dict:
 
     report = version_coverage(session, version)
     passed = report.coverage >= policy.min_coverage
@@ -126,24 +81,7 @@ def _coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> di
                         f"{report.n_rows} rows uncovered: {reasons})")}
 
 
-def row_sources(session: Session, dataset_id: int, ids: np.ndarray) -> list[dict]:
-    """Rows per source (derived rows count for their raw row's source), with the source's status."""
-    from lineage.coverage import origins
-
-    ingest_of, _ = origins(session, dataset_id, ids)
-    out = []
-    for ingest_id, count in zip(*np.unique(ingest_of, return_counts=True)):
-        if ingest_id < 0:
-            out.append({"source": None, "ingest": None, "status": "outside the store", "rows": int(count)})
-            continue
-        ingest = session.get(Ingest, int(ingest_id))
-        source = session.get(Source, ingest.source_id)
-        out.append({"source": source.name, "ingest": ingest.id, "kind": source.kind,
-                    "status": source_status(session, source), "rows": int(count)})
-    return out
-
-
-def _sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict:
+def sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict:
     per_ingest = row_sources(session, snapshot.dataset_id, ids)
     by_source: dict = {}
     for entry in per_ingest:
@@ -159,7 +97,7 @@ def _sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict
                             f"{s['source']} ({s['status']}, {s['rows']} rows)" for s in blocked))}
 
 
-def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
+def four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
                     policy: Optional[PolicyInfo] = None,
                     evaluation: Optional[Evaluation] = None) -> dict:
     version = session.get(Version, snapshot.version_id)
@@ -187,34 +125,6 @@ def _four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
             "message": "; ".join(problems) if problems else
             f"reviewer {reviewer!r} is neither the creator nor a transformation actor; the people "
             "under review set no policy setting in force and did not create the evaluation snapshot"}
-
-
-def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, estimator: str,
-                      seed: int, sizes, params: Optional[dict] = None):
-    """Train ``estimator`` on (X, y) and measure it on the evaluation rows.
-
-    Returns (model, clean accuracy, TriggerScanResult with baseline-corrected rates).
-    """
-    from lineage.scan import baseline_rates, scan_triggers
-    from lineage.training import fit_estimator
-
-    model = fit_estimator(estimator, X, y, seed=seed, value_max=evaluation.value_max, params=params)
-    Xe = evaluation.X.astype(np.float64)
-    accuracy = float((model.predict(Xe) == evaluation.y).mean()) if len(Xe) else 0.0
-    classes = sorted(set(np.unique(evaluation.y).tolist()) | set(model.classes_.tolist()))
-
-    def fit_reference(Xr, yr):
-        # Same estimator, regularized as if it saw as many rows as the model under test.
-        return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
-                             params=params, n_equivalent=len(X))
-
-    baseline = baseline_rates(fit_reference, Xe, evaluation.y, image_shape=evaluation.image_shape,
-                              value=evaluation.value_max, sizes=sizes, classes=classes,
-                              random_state=seed)
-    scan = scan_triggers(model, Xe, evaluation.y, image_shape=evaluation.image_shape,
-                         value=evaluation.value_max, sizes=sizes, target_classes=classes,
-                         baseline=baseline)
-    return model, accuracy, scan
 
 
 def _shadow_gate(X, y, ids, evaluation: Evaluation, policy: PolicyInfo) -> dict:
@@ -265,8 +175,8 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         version = session.get(Version, snapshot.version_id)
         digests = {"content_digest": snapshot.content_digest,
                    "manifest_digest": snapshot.manifest_digest}
-        gates = [_coverage_gate(session, version, policy), _sources_gate(session, snapshot, ids),
-                 _four_eyes_gate(session, snapshot, reviewer, policy=policy, evaluation=evaluation)]
+        gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids),
+                 four_eyes_gate(session, snapshot, reviewer, policy=policy, evaluation=evaluation)]
     gates.append(_shadow_gate(X, y, ids, evaluation, policy))
     passed = all(g["passed"] for g in gates)
     report = {"snapshot": name, "reviewer": reviewer, "passed": passed,
@@ -293,3 +203,50 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
             f"{review.id} recorded, policy version {policy.version}): "
             + "; ".join(f"{g['gate']}: {g['message']}" for g in failed))
     return info
+
+
+def decide_snapshot(store: Store, name: str, decision: str, reason: Optional[str]) -> SnapshotInfo:
+    if not (reason or "").strip():
+        raise BadInputError(f"--reason is required to {decision} a snapshot")
+    with store.write() as tx:
+        session = tx.session
+        snapshot = find_snapshot(session, name)
+        status = snapshot_status(session, snapshot)
+        allowed = {"reject": "pending", "revoke": "approved"}[decision]
+        if status != allowed:
+            hint = ("only an approved snapshot can be revoked" if decision == "revoke"
+                    else "only a pending snapshot can be rejected"
+                    + ("; revoke an approved one" if status == "approved" else ""))
+            raise RefusedError(f"snapshot {name!r} is {status}: {hint}")
+        affected = models_on(session, snapshot)
+        report = {"content_digest": snapshot.content_digest,
+                  "manifest_digest": snapshot.manifest_digest}
+        if decision == "revoke":
+            report["affected_models"] = affected
+
+        policy = policy_in_force(session)
+        tx.add(SnapshotReview(snapshot_id=snapshot.id, decision=decision, passed=True,
+                              reason=reason, policy_id=policy.version or None,
+                              content_digest=snapshot.content_digest, report=canonical(report)))
+        tx.event(f"snapshot.{decision}", f"snapshot {name} {STATUS_OF_DECISION[decision]}"
+                 + (f"; model versions affected: {', '.join(affected)}" if decision == "revoke"
+                    and affected else ""), snapshot=name, reason=reason,
+                 **({"affected_models": affected} if decision == "revoke" else {}))
+        return snapshot_info(session, snapshot, detail=True)
+
+
+def reject_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
+    """Reject a pending snapshot (final: a new snapshot must be made).
+
+    Example: ``reject_snapshot(store, "digits-train-2026w48", reason="labels unchecked")``
+    """
+    return decide_snapshot(store, name, "reject", reason)
+
+
+def revoke_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
+    """Revoke an approved snapshot: it can no longer be loaded, and every model version trained
+    on it becomes affected (``models`` of the result lists them).
+
+    Example: ``revoke_snapshot(store, "digits-train-2026w48", reason="poisoned rows found")``
+    """
+    return decide_snapshot(store, name, "revoke", reason)

@@ -5,29 +5,34 @@ Readers turn a file into (X, y) or raise BadInputError naming the file, line and
 it), then writes the ingest record, the row chunks and a root version in one transaction.
 """
 
-import csv
 import hashlib
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from lineage.chain import canonical
+from lineage.data.datasets import check_image_shape, dataset_classes, find_dataset
+from lineage.data.deltas import Members, content_digest, new_version
+from lineage.data.readers import Locate, digits_file, read_csv_located, read_npz
+from lineage.data.sources import SourceKind, add_source, find_source, source_status
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
-from lineage.sources import SourceKind, find_source, source_status
-from lineage.storage import (LABEL_DTYPE, Progress, _write_chunks, blob_digests, feature_dtype,
-                             next_row_id)
-from lineage.store import Store
-from lineage.tables import Dataset, Ingest, Source
-from lineage.versions import Members, content_digest, new_version
+from lineage.store.chain import canonical
+from lineage.store.chunks import (
+    LABEL_DTYPE,
+    Progress,
+    blob_digests,
+    feature_dtype,
+    next_row_id,
+    write_chunks,
+)
+from lineage.store.engine import Store
+from lineage.store.files import file_sha256
+from lineage.store.tables import Dataset, Ingest, Source, Version
 
 DIGITS_SOURCE = "sklearn-digits"
 
@@ -48,166 +53,6 @@ class IngestInfo:
     @property
     def row_ids(self) -> range:
         return range(self.first_row_id, self.first_row_id + self.n_rows)
-
-
-# ----------------------------------------------------------------------------- readers
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise BadInputError(f"{path}: is a folder, not a file")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"{path}: the file is empty")
-
-
-def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
-    """Read a CSV with a header line; every column but ``label_column`` is a feature.
-
-    Returns X of shape (n_samples, n_features) float64 and y of shape (n_samples,) float64.
-    """
-    X, y, _ = _read_csv(path, label_column=label_column)
-    return X, y
-
-
-@dataclass(frozen=True)
-class CsvTable:
-    """A CSV file read and checked cell by cell (``read_csv_table``)."""
-
-    path: Path
-    header: list  # column names, stripped
-    values: np.ndarray  # (n_rows, len(header)) float64; NaN in text columns
-    text: dict  # text column name -> its cells, stripped, one per row
-    lines: list  # the file line of each row (blank lines are skipped)
-
-
-def read_csv_table(path: str | os.PathLike, *, label_column: str = "label",
-                   text_columns: Sequence[str] = ()) -> CsvTable:
-    """Read a CSV with a header line that must name ``label_column``: every cell a finite
-    number, except in ``text_columns`` (kept as text, e.g. row ids that may be blank).
-
-    The one CSV reader: ``read_csv`` (ingest) and external edits (``lineage.transforms``) use
-    it. Raises BadInputError naming the file, line and column of the first bad cell.
-    """
-    path = Path(path)
-    _check_file(path)
-    lines: list[int] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (Excel)
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or not any(h.strip() for h in header):
-                raise BadInputError(f"{path}: the file is empty (no header line)")
-            header = [h.strip() for h in header]
-            if label_column not in header:
-                raise BadInputError(f"{path} line 1: no label column {label_column!r} in the header "
-                                    f"(columns: {', '.join(header[:8])}{' ...' if len(header) > 8 else ''}); "
-                                    "name it with --label-column")
-            text_at = {header.index(c): c for c in text_columns if c in header}
-            text: dict = {c: [] for c in text_at.values()}
-            rows = []
-            for record in reader:
-                line_no = reader.line_num
-                if not record or (len(record) == 1 and not record[0].strip()):
-                    continue  # blank line
-                if len(record) != len(header):
-                    raise BadInputError(f"{path} line {line_no}: {len(record)} columns, the header "
-                                        f"has {len(header)}")
-                values = []
-                for col, cell in enumerate(record):
-                    if col in text_at:
-                        text[text_at[col]].append(cell.strip())
-                        values.append(math.nan)
-                        continue
-                    try:
-                        value = float(cell)
-                    except ValueError:
-                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
-                                            f"{cell.strip()!r} is not a number") from None
-                    if not math.isfinite(value):
-                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
-                                            f"{cell.strip()!r} is not a finite number")
-                    values.append(value)
-                rows.append(values)
-                lines.append(line_no)
-    except UnicodeDecodeError:
-        raise BadInputError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as exc:
-        raise BadInputError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows:
-        raise BadInputError(f"{path}: no data rows after the header")
-    return CsvTable(path=path, header=header, values=np.array(rows, dtype=np.float64), text=text,
-                    lines=lines)
-
-
-def _read_csv(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
-    table = read_csv_table(path, label_column=label_column)
-    path, header, lines, data = table.path, table.header, table.lines, table.values
-    label_at = header.index(label_column)
-    y = data[:, label_at]
-    X = np.delete(data, label_at, axis=1)
-    if X.shape[1] == 0:
-        raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
-    features = header[:label_at] + header[label_at + 1:]
-
-    def locate(row: int, feature: Optional[int]) -> str:
-        column = label_column if feature is None else features[feature]
-        return f"{path} line {lines[row]}, column {column!r}"
-
-    return X, y, locate
-
-
-def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read arrays ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples,)."""
-    path = Path(path)
-    _check_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("X", "y") if k not in npz.files]
-            if missing:
-                raise BadInputError(f"{path}: no array {' or '.join(missing)} (found: "
-                                    f"{', '.join(npz.files) or 'none'}); save with np.savez(f, X=X, y=y)")
-            X, y = npz["X"], npz["y"]
-    except BadInputError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc):  # object arrays: numpy's advice to enable pickles is unsafe here
-            raise BadInputError(f"{path}: holds object arrays; lineage reads numeric arrays only "
-                                "(np.savez(f, X=X, y=y) with numeric X and y)") from None
-        raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
-    except Exception as exc:  # zipfile/format errors all mean: not an npz we can read
-        raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
-    if X.ndim == 3:
-        X = X.reshape(len(X), -1)
-    if X.ndim != 2:
-        raise BadInputError(f"{path}: X must have shape (n_samples, n_features), got {X.shape}")
-    if y.ndim != 1 or len(y) != len(X):
-        raise BadInputError(f"{path}: y must have shape ({len(X)},), got {y.shape}")
-    if len(X) == 0:
-        raise BadInputError(f"{path}: no rows")
-    if not (np.issubdtype(X.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
-        raise BadInputError(f"{path}: X and y must be numeric (got {X.dtype}, {y.dtype})")
-    return X, y
-
-
-def digits_file() -> Path:
-    return Path(str(resources.files("sklearn.datasets") / "data" / "digits.csv.gz"))
-
-
-# ----------------------------------------------------------------------------- validation
-
-# Where a bad value is, for messages: (row index, feature index or None for the label) -> text.
-Locate = Callable[[int, Optional[int]], str]
 
 
 def _array_locator(where: str) -> Locate:
@@ -276,7 +121,7 @@ def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], wher
                 bad = (X != np.round(X)) | (X < info.min) | (X > info.max)
                 raise _bad(locate, bad, X, f"does not fit dataset {dataset.name!r}, which stores "
                            f"whole numbers {info.min}..{info.max}")
-        classes = _classes(dataset)
+        classes = dataset_classes(dataset)
         unknown = ~np.isin(y, classes)
         if unknown.any():
             shown = (f"{classes[0]}..{classes[-1]}" if classes == list(range(classes[0], classes[-1] + 1))
@@ -284,12 +129,6 @@ def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], wher
             raise _bad(locate, unknown, y, f"is not one of the classes of dataset "
                        f"{dataset.name!r} ({shown})")
     return X, y
-
-
-def _classes(dataset: Dataset) -> list[int]:
-    import json
-
-    return json.loads(dataset.classes)
 
 
 def _whole(X: np.ndarray) -> bool:
@@ -313,35 +152,6 @@ def _infer_dtype(X: np.ndarray) -> str:
         return "uint8"
     return "float64"
 
-
-def _parse_shape(image_shape: Optional[str], n_features: int) -> Optional[str]:
-    if image_shape is None:
-        side = int(round(math.sqrt(n_features)))
-        return f"{side}x{side}" if side * side == n_features else None
-    try:
-        h, w = (int(p) for p in image_shape.lower().split("x"))
-    except ValueError:
-        raise BadInputError(f"image shape {image_shape!r}: write it as HxW, e.g. 8x8") from None
-    if h * w != n_features:
-        raise BadInputError(f"image shape {image_shape} holds {h * w} values, rows have {n_features}")
-    return f"{h}x{w}"
-
-
-def find_dataset(session: Session, name: Optional[str]) -> Dataset:
-    """The dataset ``name``, or the store's only dataset when ``name`` is None."""
-    if name is not None:
-        dataset = session.scalars(select(Dataset).where(Dataset.name == name)).first()
-        if dataset is None:
-            raise NotFoundError(f"no dataset named {name!r}")
-        return dataset
-    datasets = session.scalars(select(Dataset).limit(2)).all()
-    if len(datasets) != 1:
-        raise BadInputError("the store has " + ("no datasets" if not datasets else "several datasets")
-                            + ": name one with --dataset")
-    return datasets[0]
-
-
-# ----------------------------------------------------------------------------- ingest
 
 def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
                   dataset: Optional[str] = None, file_name: str = "<arrays>",
@@ -395,9 +205,9 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
                 name=dataset, n_features=int(X.shape[1]), dtype=_infer_dtype(X),
                 value_min=None if value_range is None else float(value_range[0]),
                 value_max=None if value_range is None else float(value_range[1]),
-                image_shape=_parse_shape(image_shape, int(X.shape[1])),
+                image_shape=check_image_shape(image_shape, int(X.shape[1])),
                 classes=canonical(class_list)))
-        elif image_shape is not None and _parse_shape(image_shape, ds.n_features) != ds.image_shape:
+        elif image_shape is not None and check_image_shape(image_shape, ds.n_features) != ds.image_shape:
             raise BadInputError(f"image shape {image_shape} disagrees with dataset {ds.name!r} "
                                 f"({ds.image_shape})")
         # One contiguous copy at most (none for contiguous input in the dataset's dtype), shared
@@ -416,7 +226,7 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
             digest = file_digest or digest_job.result()
             ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
                                    file_sha256=digest, n_rows=len(X), first_row_id=first))
-            _write_chunks(tx, ds, X, y, ingest_id=ingest.id, transformation_id=None,
+            write_chunks(tx, ds, X, y, ingest_id=ingest.id, transformation_id=None,
                           progress=progress, digests=blobs)
             root = new_version(tx, ds, Members(row_ids=row_ids, X=X, y=y), ingest_id=ingest.id,
                                added=row_ids, digest=content_job.result())
@@ -439,7 +249,7 @@ def _arrays_sha256(X: np.ndarray, y: np.ndarray) -> str:
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",
                dataset: Optional[str] = None, **schema) -> IngestInfo:
     """Ingest a CSV file (header line; ``label_column`` holds the class label)."""
-    X, y, locate = _read_csv(path, label_column=label_column)
+    X, y, locate = read_csv_located(path, label_column=label_column)
     return _ingest(store, X, y, source=source, dataset=dataset, file_name=str(path),
                    file_digest=file_sha256(Path(path)), locate=locate, **schema)
 
@@ -457,8 +267,6 @@ def ingest_digits(store: Store, *, dataset: str = "digits", source: str = DIGITS
     """Ingest scikit-learn's ``load_digits`` (1797 rows, 8x8 images, values 0..16) as rows of
     ``source``, registering the internal source sklearn-digits first if it is not there yet."""
     from sklearn.datasets import load_digits
-
-    from lineage.sources import add_source
 
     with store.read() as session:
         exists = session.scalars(select(Source).where(Source.name == source)).first() is not None
@@ -480,7 +288,6 @@ def ingest_digits(store: Store, *, dataset: str = "digits", source: str = DIGITS
 
 def list_ingests(store: Store) -> list[IngestInfo]:
     """Every ingest, oldest first."""
-    from lineage.tables import Version
 
     with store.read() as session:
         rows = session.execute(

@@ -21,11 +21,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.sources import source_status
-from lineage.tables import Chunk, Ingest, RowEffect, Source, Transformation, Version
-from lineage.store import Store
-from lineage.storage import ids_from_bytes
-from lineage.versions import _chain, find_version, in_sorted, member_labels
+from lineage.data.datasets import find_version
+from lineage.data.deltas import in_sorted, member_labels, version_chain
+from lineage.data.sources import source_status
+from lineage.store.chunks import ids_from_bytes
+from lineage.store.engine import Store
+from lineage.store.tables import Chunk, Ingest, RowEffect, Source, Transformation, Version
 
 EXTERNAL_EDIT = "external_edit"
 NO_INGEST = -1
@@ -159,7 +160,7 @@ def version_coverage(session: Session, version: Version) -> CoverageReport:
             flag("ingest without actor", mask)
 
     # Transformations on the path.
-    chain = _chain(session, version)
+    chain = version_chain(session, version)
     for v in chain:
         if v.transformation_id is None:
             continue
@@ -201,3 +202,19 @@ def get_coverage(store: Store, version: str | int):
     """Provenance coverage of a version (see ``lineage.coverage``)."""
     with store.read() as session:
         return version_coverage(session, find_version(session, version))
+
+
+def row_sources(session: Session, dataset_id: int, ids: np.ndarray) -> list[dict]:
+    """Rows per source (derived rows count for their raw row's source), with the source's status."""
+
+    ingest_of, _ = origins(session, dataset_id, ids)
+    out = []
+    for ingest_id, count in zip(*np.unique(ingest_of, return_counts=True)):
+        if ingest_id < 0:
+            out.append({"source": None, "ingest": None, "status": "outside the store", "rows": int(count)})
+            continue
+        ingest = session.get(Ingest, int(ingest_id))
+        source = session.get(Source, ingest.source_id)
+        out.append({"source": source.name, "ingest": ingest.id, "kind": source.kind,
+                    "status": source_status(session, source), "rows": int(count)})
+    return out

@@ -1,28 +1,26 @@
-"""Dataset versions: immutable states stored as deltas, read back whole.
-
-A version holds its parent's members minus ``removed_ids``, plus ``added_ids`` (with
-``added_labels``, or the rows' own stored labels), with labels of ``relabel_ids`` replaced by
-``relabel_labels``. Members are kept sorted by row id, so a version's content digest is
-deterministic: sha256 over the member row ids, their labels and their feature bytes.
-
-Also here: the one parser of user-typed ids (``parse_id``), the set helpers on sorted id arrays
-that trace and transforms share, and reading versions (list, show, members, CSV export).
-"""
+"""A version's state from its deltas: the chain of parent versions, member ids and label overrides
+composed root first, the whole rows read back (``materialize``), a new version recorded as a delta,
+and the version content digest (the one definition; ``stream_digests`` computes the same value
+chunk by chunk). Also the set helpers on sorted id arrays that trace and transforms share."""
 
 import hashlib
-import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Optional
 
 import numpy as np
 from sqlalchemy import literal, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
-from lineage.errors import BadInputError, NotFoundError
-from lineage.storage import LABEL_DTYPE, ID_DTYPE, ids_from_bytes, ids_to_bytes, gather_rows
-from lineage.store import Store
-from lineage.tables import Dataset, Transformation, Version
+from lineage.errors import NotFoundError
+from lineage.store.chunks import (
+    ID_DTYPE,
+    LABEL_DTYPE,
+    feature_dtype,
+    gather_rows,
+    ids_from_bytes,
+    ids_to_bytes,
+)
+from lineage.store.tables import Chunk, Dataset, Version
 
 EMPTY = np.empty(0, dtype=ID_DTYPE)
 
@@ -45,43 +43,7 @@ def content_digest(row_ids: np.ndarray, X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-_LAZY_BLOBS = [defer(Version.removed_ids), defer(Version.added_ids), defer(Version.added_labels),
-               defer(Version.relabel_ids), defer(Version.relabel_labels)]
-
-
-ID_MAX = int(np.iinfo(np.int64).max)
-
-
-def parse_id(value, what: str) -> int:
-    """One id typed by a user (``"5"``, ``5``; ``prefix`` letters are the caller's business) as
-    an int, or a one-line BadInputError: not a whole number, negative, or beyond int64 (ids are
-    stored as 64-bit integers, so a larger number can never name anything)."""
-    text = str(value).strip()
-    try:
-        number = int(text)
-    except ValueError:
-        raise BadInputError(f"{what} {text!r} is not a whole number") from None
-    if number < 0 or number > ID_MAX:
-        raise BadInputError(f"{what} {text} is out of range: ids are whole numbers from 0 to "
-                            f"{ID_MAX}")
-    return number
-
-
-def find_version(session: Session, ref: str | int) -> Version:
-    """A version by id (``5`` or ``v5``) or by name."""
-    text_ref = str(ref).strip()
-    digits = text_ref[1:] if text_ref[:1] in ("v", "V") else text_ref
-    # Delta blobs load on first access: finding a version never reads a root's id array.
-    version = session.scalars(select(Version).options(*_LAZY_BLOBS)
-                              .where(Version.name == text_ref)).first()
-    if version is None and digits.isdigit():
-        version = session.get(Version, parse_id(digits, "version id"), options=_LAZY_BLOBS)
-    if version is None:
-        raise NotFoundError(f"no version {text_ref!r} (see `lineage version list`)")
-    return version
-
-
-def _chain(session: Session, version: Version) -> list[Version]:
+def version_chain(session: Session, version: Version) -> list[Version]:
     chain = [version]
     while chain[-1].parent_id is not None:
         chain.append(session.get(Version, chain[-1].parent_id))
@@ -131,7 +93,7 @@ def _chain_deltas(session: Session, version: Version) -> list[tuple]:
                            .join(walk, Version.id == walk.c.id)).all()
     rows.sort(key=lambda r: r[0], reverse=True)
     if not rows or rows[0][1] is not None or len(rows) != rows[0][0] + 1:
-        return [tuple(getattr(v, c.key) for c in _DELTAS) for v in _chain(session, version)]
+        return [tuple(getattr(v, c.key) for c in _DELTAS) for v in version_chain(session, version)]
     return [tuple(r[2:]) for r in rows]
 
 
@@ -141,10 +103,10 @@ def _increasing(a: np.ndarray) -> bool:
 
 def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row ids, label overrides' ids, override labels) of a version, from its deltas alone."""
-    return _member_state(session, version)[:3]
+    return member_state(session, version)[:3]
 
 
-def _member_state(session: Session, version: Version) -> tuple:
+def member_state(session: Session, version: Version) -> tuple:
     """member_labels' three arrays, then (lo, membership mask by id - lo) when the ids were
     dense enough for one (see _members), else None."""
     deltas = []
@@ -221,7 +183,7 @@ def _members(deltas: list[tuple]) -> tuple:
 def materialize(session: Session, version: Version, *, verify: bool = False) -> Members:
     """Read a version back whole: members sorted by row id, with their current labels."""
     dataset = session.get(Dataset, version.dataset_id)
-    ids, over_ids, over_labels, dense = _member_state(session, version)
+    ids, over_ids, over_labels, dense = member_state(session, version)
     X, y = gather_rows(session, dataset, ids, verify=verify)
     if len(over_ids) and len(ids):
         if dense is not None:
@@ -264,155 +226,65 @@ def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Vers
     ))
 
 
-# ----------------------------------------------------------------------------- reading versions
-
-@dataclass(frozen=True)
-class VersionSummary:
-    id: int
-    name: Optional[str]
-    dataset: str
-    parent_id: Optional[int]
-    kind: str  # "ingest" for a root version, else the transformation's kind
-    transformation_id: Optional[int]
-    ingest_id: Optional[int]
-    n_rows: int
-    content_digest: str
-    actor: str
-    created_at: datetime
+def chunk_blobs(session: Session, dataset: Dataset, column):
+    """(first row id, n rows, blob) of the dataset's chunks in row order, 16 chunks a query.
+    The order comes from the blob-free index: ORDER BY on the blob query itself makes SQLite
+    sort every blob through a temporary B-tree (5x slower)."""
+    index = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
+                            .where(Chunk.dataset_id == dataset.id)
+                            .order_by(Chunk.first_row_id)).all()
+    for start in range(0, len(index), 16):
+        part = index[start:start + 16]
+        blobs = dict(session.execute(select(Chunk.id, column)
+                                     .where(Chunk.id.in_([c.id for c in part]))).all())
+        for c in part:
+            yield c.first_row_id, c.n_rows, blobs[c.id]
 
 
-@dataclass(frozen=True)
-class VersionDetail:
-    """A version with the transformation that made it, its delta counts and its coverage."""
-
-    id: int
-    name: Optional[str]
-    dataset: str
-    parent_ids: tuple
-    kind: str
-    transformation_id: Optional[int]
-    ingest_id: Optional[int]
-    actor: str
-    reason: Optional[str]
-    params: dict
-    code_identity: Optional[str]
-    n_rows: int
-    n_removed: int
-    n_added: int
-    n_relabelled: int
-    content_digest: str
-    created_at: datetime
-    coverage: object  # CoverageReport
+def stored_labels(session: Session, dataset: Dataset, ids: np.ndarray) -> np.ndarray:
+    """Stored labels of sorted row ids, reading only the chunks' label blobs."""
+    if len(ids) == 0:
+        return np.empty(0, dtype=LABEL_DTYPE)
+    rows = [r for r in chunk_blobs(session, dataset, Chunk.labels)
+            if r[0] + r[1] > int(ids[0]) and r[0] <= int(ids[-1])]
+    firsts = np.array([r[0] for r in rows], dtype=np.int64)
+    counts = np.array([r[1] for r in rows], dtype=np.int64)
+    all_y = np.concatenate([np.frombuffer(r[2], dtype=LABEL_DTYPE) for r in rows])
+    # ids are sorted: one mask over the concatenated chunks, set chunk by chunk.
+    keep = np.zeros(len(all_y), dtype=bool)
+    bounds = np.searchsorted(ids, np.concatenate([firsts, [firsts[-1] + counts[-1]]]))
+    base = np.concatenate([[0], np.cumsum(counts)])
+    for i in range(len(firsts)):
+        lo, hi = bounds[i], bounds[i + 1]
+        if hi > lo:
+            keep[base[i] + ids[lo:hi] - firsts[i]] = True
+    if int(keep.sum()) != len(ids):
+        raise NotFoundError("some member rows have no stored chunk")
+    return all_y[keep]
 
 
-def list_versions(store: Store) -> list[VersionSummary]:
-    """Every version, newest first: the version DAG (each names its parent)."""
-    with store.read() as session:
-        rows = session.execute(
-            select(Version.id, Version.name, Dataset.name, Version.parent_id, Transformation.kind,
-                   Version.transformation_id, Version.ingest_id, Version.n_rows,
-                   Version.content_digest, Version.actor, Version.created_at)
-            .join(Dataset, Dataset.id == Version.dataset_id)
-            .outerjoin(Transformation, Transformation.id == Version.transformation_id)
-            .order_by(Version.id.desc())).all()
-        return [VersionSummary(id=r[0], name=r[1], dataset=r[2], parent_id=r[3],
-                               kind=r[4] or ("ingest" if r[6] is not None else "-"),
-                               transformation_id=r[5], ingest_id=r[6], n_rows=r[7],
-                               content_digest=r[8], actor=r[9], created_at=r[10]) for r in rows]
-
-
-def show_version(store: Store, version: str | int) -> VersionDetail:
-    """One version: parent, transformation (actor, reason, params, code identity), counts,
-    content digest and provenance coverage."""
-    from lineage.coverage import version_coverage  # coverage imports this module
-
-    with store.read() as session:
-        v = find_version(session, version)
-        ds = session.get(Dataset, v.dataset_id)
-        t = session.get(Transformation, v.transformation_id) if v.transformation_id else None
-        params = json.loads(t.params) if t else {}
-        return VersionDetail(
-            id=v.id, name=v.name, dataset=ds.name,
-            parent_ids=(v.parent_id,) if v.parent_id is not None else (),
-            kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
-            ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
-            params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
-            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(ids_from_bytes(v.added_ids)),
-            n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
-            created_at=v.created_at, coverage=version_coverage(session, v))
-
-
-def version_members(store: Store, version: str | int) -> Members:
-    """A version read back whole, for inspection and audit: (row_ids, X, y) sorted by row id.
-    Training reads approved snapshots, not this."""
-    with store.read() as session:
-        return materialize(session, find_version(session, version))
-
-
-@dataclass(frozen=True)
-class ExportInfo:
-    """A version written to a CSV file: ``row_id``, one column per feature, ``label``."""
-
-    version_id: int
-    version_name: Optional[str]
-    path: str
-    n_rows: int
-    columns: tuple
-    file_sha256: str
-
-
-def export_version(store: Store, version: str | int, path, *, force: bool = False) -> ExportInfo:
-    """Write a version to a CSV file that ``lineage ingest csv FILE --as-version-of V`` reads
-    back: header ``row_id,f0,...,f{n-1},label``, one line per member in row-id order. Integer
-    features are written as integers, float features exactly (shortest round-trip form).
-
-    Refuses an existing file unless ``force``; the file appears whole or not at all (written
-    to a temporary file beside it, then renamed). Writes nothing to the store.
-
-    Example: ``export_version(store, "v5", "v5.csv")``
-    """
-    import csv
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    if path.is_dir():
-        raise BadInputError(f"{path}: is a folder; give a file name, e.g. {path / 'version.csv'}")
-    if path.exists() and not force:
-        raise BadInputError(f"{path} exists: pass --force to overwrite it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise BadInputError(f"{path}: no folder {folder}; create it first")
-    with store.read() as session:
-        v = find_version(session, version)
-        ds = session.get(Dataset, v.dataset_id)
-        m = materialize(session, v)
-        columns = ("row_id", *[f"f{i}" for i in range(ds.n_features)], "label")
-        version_id, version_name = v.id, v.name
-    X = m.X if m.X.dtype.kind in "iu" else m.X.astype(np.float64)
-    h = hashlib.sha256()
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(columns)
-            for row_id, x, label in zip(m.row_ids.tolist(), X.tolist(), m.y.tolist()):
-                writer.writerow([row_id, *x, label])
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return ExportInfo(version_id=version_id, version_name=version_name, path=str(path),
-                      n_rows=len(m.row_ids),
-                      columns=columns, file_sha256=h.hexdigest())
+def stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) -> list[str]:
+    """Content digests (as ``versions.content_digest``) of members given by sorted row ids and
+    labels, hashing their features chunk by chunk instead of building X."""
+    dtype = feature_dtype(dataset)
+    hashers = []
+    for m in outputs:
+        h = hashlib.sha256(b"lineage-version-v1\0")
+        h.update(np.ascontiguousarray(m.row_ids, dtype=ID_DTYPE))
+        h.update(np.ascontiguousarray(m.y, dtype=LABEL_DTYPE))
+        hashers.append(h)
+    for first, n, blob in chunk_blobs(session, dataset, Chunk.features):
+        X = None
+        for m, h in zip(outputs, hashers):
+            lo, hi = np.searchsorted(m.row_ids, [first, first + n])
+            if hi == lo:
+                continue
+            if hi - lo == n:
+                h.update(blob)
+                continue
+            if X is None:
+                X = np.frombuffer(blob, dtype=dtype).reshape(n, dataset.n_features)
+            keep = np.zeros(n, dtype=bool)
+            keep[m.row_ids[lo:hi] - first] = True
+            h.update(np.ascontiguousarray(np.compress(keep, X, axis=0)))
+    return [h.hexdigest() for h in hashers]

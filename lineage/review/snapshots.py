@@ -23,16 +23,21 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.chain import GENESIS, canonical, event_digest, record_digest
-from lineage.errors import (AlreadyExistsError, BadInputError, IntegrityError, NotFoundError,
-                            RefusedError, SnapshotNotApprovedError)
-from lineage.sources import STATUS_OF_DECISION
-from lineage.storage import (HASH_THREADS, ID_DTYPE, LABEL_DTYPE, _chunk_digest, feature_dtype,
-                             gather_rows)
-from lineage.store import Store, open_store
-from lineage.tables import (Chunk, Dataset, Event, ModelVersion, Snapshot, SnapshotReview, Source,
-                            Version)
-from lineage.versions import content_digest, find_version, member_labels
+from lineage.data.datasets import find_version
+from lineage.data.deltas import content_digest, member_labels
+from lineage.data.sources import STATUS_OF_DECISION
+from lineage.errors import AlreadyExistsError, BadInputError, IntegrityError, NotFoundError
+from lineage.store.chain import canonical
+from lineage.store.chunks import (
+    HASH_THREADS,
+    ID_DTYPE,
+    LABEL_DTYPE,
+    chunk_digest,
+    feature_dtype,
+    gather_rows,
+)
+from lineage.store.engine import Store
+from lineage.store.tables import Chunk, Dataset, ModelVersion, Snapshot, SnapshotReview, Version
 
 SQLITE_MMAP_BYTES = 1 << 30
 
@@ -69,8 +74,6 @@ class SnapshotInfo:
     reviews: tuple[ReviewInfo, ...] = ()
     models: tuple[str, ...] = ()  # model versions trained on it ("name:number")
 
-
-# ----------------------------------------------------------------------------- records
 
 def find_snapshot(session: Session, name: str) -> Snapshot:
     snapshot = session.scalars(select(Snapshot).where(Snapshot.name == name)).first()
@@ -135,8 +138,6 @@ def snapshot_info(session: Session, snapshot: Snapshot, *, detail: bool = False)
         models=tuple(models_on(session, snapshot)) if detail else ())
 
 
-# ----------------------------------------------------------------------------- manifest
-
 def _runs(ids: np.ndarray) -> np.ndarray:
     """Sorted ids as (first, count) runs of consecutive ids, shape (n_runs, 2)."""
     if len(ids) == 0:
@@ -180,7 +181,7 @@ def manifest_digest(*, dataset_id: int, n_rows: int, content: str, runs: bytes, 
     return h.hexdigest()
 
 
-def _snapshot_manifest_digest(s: Snapshot) -> str:
+def snapshot_manifest_digest(s: Snapshot) -> str:
     return manifest_digest(dataset_id=s.dataset_id, n_rows=s.n_rows, content=s.content_digest,
                            runs=bytes(s.row_runs), override_ids=bytes(s.override_ids),
                            override_labels=bytes(s.override_labels), chunks=s.chunk_digests)
@@ -197,8 +198,6 @@ def _chunks_of(session: Session, dataset_id: int, ids: np.ndarray) -> list[list]
     held = np.searchsorted(ids, ends, side="left") - np.searchsorted(ids, firsts, side="left")
     return [[int(rows[i][0]), rows[i][3]] for i in np.flatnonzero(held)]
 
-
-# ----------------------------------------------------------------------------- create
 
 def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotInfo:
     """Freeze ``version`` as snapshot ``name`` (pending review), its rows verified first.
@@ -245,8 +244,6 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
         return snapshot_info(session, snap)
 
 
-# ----------------------------------------------------------------------------- read back
-
 def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                        expect_manifest: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row_ids, X, y) of a snapshot, every chunk read checked against the manifest's digest.
@@ -259,7 +256,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     digest column where a snapshot must check the digest its manifest froze.
     """
     where = f"snapshot {snapshot.name!r}"
-    recomputed = _snapshot_manifest_digest(snapshot)
+    recomputed = snapshot_manifest_digest(snapshot)
     if recomputed != snapshot.manifest_digest or (expect_manifest and recomputed != expect_manifest):
         raise IntegrityError(f"{where}: its manifest no longer matches the digest it was "
                              "approved with: run `lineage verify`")
@@ -315,7 +312,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                     y[lo:hi] = labs
                     checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
                 else:
-                    checks.append([row, pool.submit(_chunk_digest, row, feats_blob, labs_blob)])
+                    checks.append([row, pool.submit(chunk_digest, row, feats_blob, labs_blob)])
                     # One take of whole rows at the in-chunk offsets (mode="clip": in range by
                     # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
                     offsets = ids[lo:hi] - first
@@ -325,7 +322,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
             rows = row = feats = labs = feats_blob = labs_blob = None  # free this batch's blobs
         for check in checks:
             if not hasattr(check[1], "result"):
-                check[1] = pool.submit(_chunk_digest, check[0], *check[1])
+                check[1] = pool.submit(chunk_digest, check[0], *check[1])
         for row, future in checks:
             chunk_id, first, n = row["id"], int(row["first_row_id"]), int(row["n_rows"])
             if future.result() != expected[chunk_id] or row["record_digest"] != expected[chunk_id]:
@@ -338,246 +335,6 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     if len(o_ids):
         y[np.searchsorted(ids, o_ids)] = np.frombuffer(bytes(snapshot.override_labels), dtype=LABEL_DTYPE)
     return ids, X, y
-
-
-# ----------------------------------------------------------------------------- chain anchors
-
-def recomputed_digest(record) -> str:
-    """chain.record_digest of an ORM record's columns as stored now (not its digest column)."""
-    table = record.__table__
-    return record_digest(table.name, {c.name: getattr(record, c.key) for c in table.columns})
-
-
-def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str, ...]] = None,
-                   what: Optional[dict] = None) -> dict:
-    """Require that the event chain anchors each record as it is stored now.
-
-    A record is anchored when an event lists ``[id, digest]`` for its table in its payload's
-    ``records`` (``store.Tx._finish``), that digest equals the record's recomputed digest (and its
-    ``record_digest`` column), and the event's own digest recomputes and follows its predecessor.
-    ``kinds`` limits the events searched (cheap: e.g. only ``snapshot.approve`` events); ``what``
-    maps ``(table, id)`` to the name used in errors. Returns ``{(table, id): event id}``; raises
-    IntegrityError naming the first record that is not anchored (inserted or changed behind the
-    store's back).
-
-    The chain has no secret: this refuses a record inserted or edited through the database, not
-    one written together with a well-formed event appended at the chain's head; for that, compare
-    the head with one noted elsewhere (``lineage verify --expect``).
-    """
-    what = what or {}
-    wanted, columns = {}, {}
-    for record in records:
-        table = record.__table__.name
-        key = (table, int(record.id))
-        wanted[key] = recomputed_digest(record)
-        columns[key] = record.record_digest
-    found: dict = {}
-    query = select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
-                   Event.created_at, Event.payload)
-    if kinds:
-        query = query.where(Event.kind.in_(kinds))
-    digests = set(wanted.values())
-    for ev in session.execute(query.order_by(Event.id)):
-        if not any(d in ev.payload for d in digests):  # cheap substring test before parsing
-            continue
-        try:
-            listed = json.loads(ev.payload).get("records", {})
-        except ValueError:
-            continue
-        hits = [(t, int(i)) for t, entries in listed.items() for i, d in entries
-                if wanted.get((t, int(i))) == d]
-        if not hits:
-            continue
-        if event_digest(id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
-                        created_at=ev.created_at, payload=ev.payload) != ev.digest:
-            raise IntegrityError(f"event {ev.id} ({ev.kind}), which records "
-                                 f"{what.get(hits[0], f'{hits[0][0]} record {hits[0][1]}')}, does "
-                                 "not match its digest: run `lineage verify`")
-        before = (session.scalar(select(Event.digest).where(Event.id == ev.id - 1)) if ev.id > 1
-                  else GENESIS)
-        if before != ev.prev_digest:
-            raise IntegrityError(f"event {ev.id} ({ev.kind}) does not follow the event before it: "
-                                 "run `lineage verify`")
-        for key in hits:
-            found.setdefault(key, ev.id)
-        if len(found) == len(wanted):
-            break
-    for key in wanted:
-        if key not in found:
-            name = what.get(key, f"{key[0]} record {key[1]}")
-            raise IntegrityError(f"{name} is not recorded in the event chain as stored (inserted "
-                                 "or changed behind the store's back): run `lineage verify`")
-        if columns[key] != wanted[key]:
-            raise IntegrityError(f"{what.get(key, f'{key[0]} record {key[1]}')} does not match its "
-                                 "digest column: run `lineage verify`")
-    return found
-
-
-def _check_approval(session: Session, snapshot: Snapshot, review: SnapshotReview) -> None:
-    """The approval in force and the snapshot it approves must be what the chain recorded, and
-    the review must say that every gate passed."""
-    label = f"review {review.id} (the approval of snapshot {snapshot.name!r})"
-    try:
-        report = json.loads(review.report)
-    except ValueError:
-        report = None
-    anchor_records(session, [review, snapshot], kinds=("snapshot.approve", "snapshot.create"),
-                   what={("snapshot_reviews", review.id): label,
-                         ("snapshots", snapshot.id): f"snapshot {snapshot.name!r}"})
-    gates = report.get("gates") if isinstance(report, dict) else None
-    if (report.get("passed") is not True if isinstance(report, dict) else True) or not gates or not all(
-            isinstance(g, dict) and g.get("passed") is True for g in gates):
-        raise IntegrityError(f"{label} does not record passed gates: run `lineage verify`")
-
-
-def blocked_sources(session: Session, review: SnapshotReview) -> list[tuple]:
-    """Sources of an approved snapshot's rows (as its approval's sources gate listed them) that
-    are rejected or revoked now: [(Source, status, its newest SourceReview, rows)]."""
-    from lineage.sources import _latest_review, source_status
-
-    try:
-        report = json.loads(review.report)
-    except ValueError:
-        return []
-    gate = next((g for g in report.get("gates", []) if isinstance(g, dict)
-                 and g.get("gate") == "sources"), None)
-    out = []
-    for entry in (gate or {}).get("sources", []):
-        if not entry.get("source"):
-            continue
-        source = session.scalars(select(Source).where(Source.name == entry["source"])).first()
-        if source is None:
-            continue
-        status = source_status(session, source)
-        if status in ("rejected", "revoked"):
-            out.append((source, status, _latest_review(session, source.id), entry.get("rows")))
-    return out
-
-
-def _check_sources(session: Session, snapshot: Snapshot, review: SnapshotReview) -> None:
-    """Refuse a snapshot holding rows of a source rejected or revoked since its approval."""
-    for source, status, latest, rows in blocked_sources(session, review)[:1]:
-        why = (f" (by {latest.actor}: {latest.reason})" if latest is not None and latest.reason
-               else "")
-        raise SnapshotNotApprovedError(
-            f"snapshot {snapshot.name!r} holds {rows} rows from source {source.name!r}, now "
-            f"{status}{why}: training reads only approved snapshots whose sources are still "
-            "approved (revoke the snapshot and create one without them)")
-
-
-def approved_rows(session: Session, snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of an approved, unrevoked snapshot, verified against the approval's digests.
-
-    Raises SnapshotNotApprovedError for a pending, rejected or revoked snapshot, or one holding
-    rows of a source rejected or revoked since; IntegrityError when the approval or the snapshot
-    is not the one the event chain recorded, or the rows no longer match.
-    """
-    review = approval_in_force(session, snapshot)
-    bound = json.loads(review.report).get("manifest_digest")
-    return read_snapshot_rows(session, snapshot, expect_manifest=bound)
-
-
-def approval_in_force(session: Session, snapshot: Snapshot) -> SnapshotReview:
-    """The snapshot's approval, checked: approved now, anchored in the event chain, its sources
-    still approved. Raises SnapshotNotApprovedError or IntegrityError (see ``approved_rows``)."""
-    reviews = snapshot_reviews(session, snapshot)
-    status = status_of(reviews)
-    if status != "approved":
-        hint = {"pending": "approve it first with `lineage snapshot approve`",
-                "rejected": "it was rejected; create and review a new snapshot",
-                "revoked": "its approval was revoked; create and review a new snapshot"}[status]
-        raise SnapshotNotApprovedError(f"snapshot {snapshot.name!r} is {status}: training reads "
-                                       f"only approved snapshots ({hint})")
-    review = approving_review(reviews)
-    _check_approval(session, snapshot, review)
-    if review.content_digest != snapshot.content_digest:
-        raise IntegrityError(f"snapshot {snapshot.name!r}: its content digest is not the one "
-                             f"review {review.id} approved: run `lineage verify`")
-    _check_sources(session, snapshot, review)
-    return review
-
-
-def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store] = None,
-                  return_X_y: bool = False):
-    """Training data from an approved snapshot: the only public way to get training arrays.
-
-    Returns a ``sklearn.utils.Bunch`` with ``data`` of shape (n_samples, n_features) in the
-    dataset's stored dtype, ``target`` of shape (n_samples,) int64, ``row_ids`` of shape
-    (n_samples,), ``digest`` (the approved content digest), ``name``, ``feature_names``,
-    ``image_shape`` and ``dataset``; or ``(data, target)`` with ``return_X_y=True``.
-    Raises SnapshotNotApprovedError (pending, rejected or revoked) and IntegrityError (stored
-    rows no longer match the approved digest).
-
-    Example: ``X, y = load_snapshot("digits-train-2026w48", db="sqlite:///lineage.db", return_X_y=True)``
-    """
-    from sklearn.utils import Bunch
-
-    own = store is None
-    store = store or open_store(db)
-    try:
-        with store.read() as session:
-            snapshot = find_snapshot(session, name)
-            ids, X, y = approved_rows(session, snapshot)
-            dataset = session.get(Dataset, snapshot.dataset_id)
-            digest, dataset_name, image_shape = snapshot.content_digest, dataset.name, dataset.image_shape
-    finally:
-        if own:
-            store.close()
-    if return_X_y:
-        return X, y
-    return Bunch(data=X, target=y, row_ids=ids, digest=digest, name=name, dataset=dataset_name,
-                 image_shape=image_shape,
-                 feature_names=[f"pixel_{i}" for i in range(X.shape[1])])
-
-
-# ----------------------------------------------------------------------------- reviews
-
-def _decide(store: Store, name: str, decision: str, reason: Optional[str]) -> SnapshotInfo:
-    if not (reason or "").strip():
-        raise BadInputError(f"--reason is required to {decision} a snapshot")
-    with store.write() as tx:
-        session = tx.session
-        snapshot = find_snapshot(session, name)
-        status = snapshot_status(session, snapshot)
-        allowed = {"reject": "pending", "revoke": "approved"}[decision]
-        if status != allowed:
-            hint = ("only an approved snapshot can be revoked" if decision == "revoke"
-                    else "only a pending snapshot can be rejected"
-                    + ("; revoke an approved one" if status == "approved" else ""))
-            raise RefusedError(f"snapshot {name!r} is {status}: {hint}")
-        affected = models_on(session, snapshot)
-        report = {"content_digest": snapshot.content_digest,
-                  "manifest_digest": snapshot.manifest_digest}
-        if decision == "revoke":
-            report["affected_models"] = affected
-        from lineage.policy import policy_in_force
-
-        policy = policy_in_force(session)
-        tx.add(SnapshotReview(snapshot_id=snapshot.id, decision=decision, passed=True,
-                              reason=reason, policy_id=policy.version or None,
-                              content_digest=snapshot.content_digest, report=canonical(report)))
-        tx.event(f"snapshot.{decision}", f"snapshot {name} {STATUS_OF_DECISION[decision]}"
-                 + (f"; model versions affected: {', '.join(affected)}" if decision == "revoke"
-                    and affected else ""), snapshot=name, reason=reason,
-                 **({"affected_models": affected} if decision == "revoke" else {}))
-        return snapshot_info(session, snapshot, detail=True)
-
-
-def reject_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
-    """Reject a pending snapshot (final: a new snapshot must be made).
-
-    Example: ``reject_snapshot(store, "digits-train-2026w48", reason="labels unchecked")``
-    """
-    return _decide(store, name, "reject", reason)
-
-
-def revoke_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:
-    """Revoke an approved snapshot: it can no longer be loaded, and every model version trained
-    on it becomes affected (``models`` of the result lists them).
-
-    Example: ``revoke_snapshot(store, "digits-train-2026w48", reason="poisoned rows found")``
-    """
-    return _decide(store, name, "revoke", reason)
 
 
 def list_snapshots(store: Store) -> list[SnapshotInfo]:

@@ -15,9 +15,9 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lineage.chain import record_digest
 from lineage.errors import IntegrityError, NotFoundError
-from lineage.tables import Chunk, Dataset
+from lineage.store.chain import record_digest
+from lineage.store.tables import Chunk, Dataset
 
 CHUNK_ROWS = 8192
 LABEL_DTYPE = np.dtype("<i8")
@@ -54,7 +54,7 @@ def write_rows(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *,
     X : ndarray of shape (n_samples, n_features), already validated for the dataset.
     y : ndarray of shape (n_samples,)
     """
-    return _write_chunks(tx, dataset, X, y, ingest_id=ingest_id,
+    return write_chunks(tx, dataset, X, y, ingest_id=ingest_id,
                          transformation_id=transformation_id, progress=progress)
 
 
@@ -74,7 +74,7 @@ def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
             for f, lab in _chunk_views(dataset, X, y)]
 
 
-def _write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
+def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
                   transformation_id: Optional[int], progress: Progress,
                   digests: Optional[list[dict]] = None) -> int:
     first = next_row_id(tx.session)
@@ -191,7 +191,7 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     def settle():
         for check in checks:
             if not hasattr(check[1], "result"):
-                check[1] = pool.submit(_chunk_digest, check[0], *check[1])
+                check[1] = pool.submit(chunk_digest, check[0], *check[1])
         for values, future in checks:
             if future.result() != values["record_digest"]:
                 raise IntegrityError(f"chunk {values['id']} (rows {values['first_row_id']}.."
@@ -220,7 +220,7 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
                 if verify and copied is not None:  # hashed from the result, after the reads
                     checks.append([values, copied])
                 elif verify:  # hashed now, so the blob is freed soon
-                    checks.append([values, pool.submit(_chunk_digest, values, feats, labs)])
+                    checks.append([values, pool.submit(chunk_digest, values, feats, labs)])
             rows = row = feats = labs = None  # free the blobs before the next batch
         settle()
     finally:
@@ -228,7 +228,7 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _chunk_digest(values: dict, feats, labs) -> str:
+def chunk_digest(values: dict, feats, labs) -> str:
     """chain.record_digest of a chunk row, its blobs' bytes given as any contiguous buffers:
     each is hashed once, in place, into the {"sha256", "len"} form record_digest gives a blob."""
     blobs = {}
@@ -258,28 +258,3 @@ def verify_chunk(chunk: Chunk) -> None:
     if record_digest("chunks", values) != chunk.record_digest:
         raise IntegrityError(f"chunk {chunk.id} (rows {chunk.first_row_id}.."
                              f"{chunk.first_row_id + chunk.n_rows - 1}) does not match its digest")
-
-
-def read_rows(store, row_ids=None, *, dataset: Optional[str] = None,
-              verify: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stored rows as numpy arrays, for inspection and audit (training reads approved snapshots).
-
-    ``row_ids`` : sequence of ints, or None for every row of the dataset (the store's only dataset
-    unless ``dataset`` names one). Returns (row_ids, X, y): row_ids of shape (n_samples,), X of shape
-    (n_samples, n_features) and y of shape (n_samples,) with the labels the rows were stored with.
-    Chunks read are checked against their digests unless ``verify`` is False.
-    """
-    from lineage.ingest import find_dataset
-
-    with store.read() as session:
-        ds = find_dataset(session, dataset)
-        if row_ids is None:
-            chunks = session.execute(select(Chunk.first_row_id, Chunk.n_rows)
-                                     .where(Chunk.dataset_id == ds.id)
-                                     .order_by(Chunk.first_row_id)).all()
-            ids = (np.concatenate([np.arange(f, f + n, dtype=np.int64) for f, n in chunks])
-                   if chunks else np.empty(0, dtype=np.int64))
-        else:
-            ids = np.asarray(list(row_ids) if not hasattr(row_ids, "dtype") else row_ids, dtype=np.int64)
-        X, y = gather_rows(session, ds, ids, verify=verify)
-        return ids, X, y

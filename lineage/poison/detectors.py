@@ -47,7 +47,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from lineage.errors import BadInputError
-from lineage.triggers import Trigger, parse_image_shape
+from lineage.poison.estimators import fit_estimator
+from lineage.poison.trigger_scan import scan_triggers
+from lineage.poison.triggers import Trigger, parse_image_shape
 
 ImageShape = Optional[str | tuple[int, int]]
 CHUNK_ROWS = 65536  # rows scored at once: bounded memory on big versions
@@ -90,8 +92,6 @@ class ScanReport:
     params: dict = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------- helpers
-
 def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -133,8 +133,6 @@ def _result(name: str, scores: np.ndarray, flagged: np.ndarray, evidence: dict[i
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
-
-# ----------------------------------------------------------------------------- pixel blocks
 
 def block_scores(X: np.ndarray, y: np.ndarray, *, image_shape: ImageShape = None,
                  sizes: Sequence[int] = (1, 2, 3), floor: float = 0.125
@@ -217,8 +215,6 @@ def trigger_visibility(X, y, poisoned, *, image_shape: ImageShape = None,
     cut = np.quantile(scores[~poisoned], 1.0 - fpr, method="higher")
     return float((scores[poisoned] > cut).mean())
 
-
-# ----------------------------------------------------------------------------- shared patch
 
 def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
@@ -355,8 +351,6 @@ def _majority(labels: np.ndarray):
     return vals[counts.argmax()]
 
 
-# ----------------------------------------------------------------------------- label disagreement
-
 def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
                               value: Optional[float] = None, random_state: int = 0,
                               n_neighbors: int = 10, max_agree: float = 0.1,
@@ -405,8 +399,6 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
     return _result("label_disagreement", scores, flagged, evidence, n_neighbors=k,
                    max_agree=max_agree, min_other=min_other)
 
-
-# ----------------------------------------------------------------------------- duplicates
 
 def detect_duplicates(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                       random_state: int = 0, tolerance: float = 0.05,
@@ -474,8 +466,6 @@ def _unique_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return A[first], inverse.ravel()
 
 
-# ----------------------------------------------------------------------------- spectral signatures
-
 def detect_spectral(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                     random_state: int = 0, threshold: float = 6.0,
                     min_rows: int = 10) -> DetectorResult:
@@ -512,8 +502,6 @@ def detect_spectral(X, y, *, image_shape: ImageShape = None, value: Optional[flo
     return _result("spectral", scores, flagged, evidence, threshold=threshold)
 
 
-# ----------------------------------------------------------------------------- trigger scan
-
 def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                         random_state: int = 0, sizes: Sequence[int] = (1, 2, 3),
                         min_flip: float = 0.5, max_rows: int = 20000) -> DetectorResult:
@@ -527,7 +515,6 @@ def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional
     at the patch value are flagged: they carry the pattern the model learned to obey.
     Score: the worst flip share, on the rows that carry its patch.
     """
-    from lineage.scan import scan_triggers
 
     X, y = _check(X, y)
     h, w = _shape(image_shape, X.shape[1])
@@ -538,7 +525,6 @@ def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional
     if len(np.unique(y[rows])) < 2:
         return _result("trigger_scan", scores, np.empty(0, np.int64), {},
                        skipped="needs at least two labels")
-    from lineage.training import fit_estimator
 
     model = fit_estimator("logistic", X[rows], y[rows], seed=random_state,
                           value_max=max(float(np.abs(X).max()), 1e-12))
@@ -567,8 +553,6 @@ def _worst_candidate(scan) -> Optional[tuple[Trigger, int, float]]:
     worst = scan.worst
     return None if worst is None else (worst.trigger, worst.target, float(worst.asr))
 
-
-# ----------------------------------------------------------------------------- combining
 
 DETECTORS: dict[str, Callable[..., DetectorResult]] = {
     "pixel_blocks": detect_pixel_blocks,

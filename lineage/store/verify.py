@@ -9,12 +9,21 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from lineage.chain import GENESIS, event_digest, record_digest
 from lineage.errors import BadInputError, IntegrityError
-from lineage.store import Store
-from lineage.tables import RECORD_TABLES, Event
+from lineage.store.chain import (
+    EFFECT_CODES,
+    GENESIS,
+    NONE,
+    effects_rows_digest,
+    event_digest,
+    record_digest,
+)
+from lineage.store.engine import Store
+from lineage.store.tables import RECORD_TABLES, Event, RowEffect, Transformation, Version
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,45 @@ def verify_store(store: Store, *, progress: Optional[Callable[[int, int], None]]
             raise IntegrityError(f"{table} record {record_id}, recorded by event {event_id}, "
                                  "is missing (deleted behind the store's back)")
         # Row effects are anchored through their transformation's params (effects digest).
-        from lineage.transforms import check_effects
 
         check_effects(session)
     return VerifyReport(events=expected_id - 1, records=seen, head_digest=prev)
+
+
+def effects_digest(session: Session, transformation_id: int) -> tuple[int, str]:
+    """Recompute (count, sha256) of a transformation's stored effects, for ``verify``."""
+    outputs = session.scalars(select(Version.id).where(Version.transformation_id == transformation_id)
+                              .order_by(Version.id)).all()
+    index = {vid: i for i, vid in enumerate(outputs)}
+    t = RowEffect.__table__
+    result = session.execute(select(t.c.version_id, t.c.row_id, t.c.effect, t.c.old_label,
+                                    t.c.new_label, t.c.parent_row_id)
+                             .where(t.c.transformation_id == transformation_id).order_by(t.c.id))
+    none = int(NONE)
+    rows = [(index.get(v, -1), r, EFFECT_CODES.get(e, -1), none if o is None else o,
+             none if n is None else n, none if p is None else p) for v, r, e, o, n, p in result]
+    return effects_rows_digest(np.array(rows, dtype=np.int64).reshape(-1, 6))
+
+
+def check_effects(session: Session) -> None:
+    """Raise IntegrityError when any transformation's stored effects differ from the digest in
+    its (chain-anchored) params, or effects exist for a transformation that records none."""
+
+    with_effects = set(session.scalars(select(RowEffect.transformation_id).distinct()).all())
+    for t in session.scalars(select(Transformation).order_by(Transformation.id)):
+        try:
+            recorded = json.loads(t.params).get("effects")
+        except ValueError:
+            recorded = None
+        if recorded is None:
+            if t.id in with_effects:
+                raise IntegrityError(f"row effects of transformation {t.id} are not recorded in "
+                                     "its params (inserted behind the store's back)")
+            continue
+        n, digest = effects_digest(session, t.id)
+        if n != recorded.get("rows") or digest != recorded.get("sha256"):
+            raise IntegrityError(f"row effects of transformation {t.id} ({t.kind}) were changed: "
+                                 f"{n} stored, {recorded.get('rows')} recorded, digest differs"
+                                 if n != recorded.get("rows") else
+                                 f"row effects of transformation {t.id} ({t.kind}) were changed "
+                                 "after it recorded them")

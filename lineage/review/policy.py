@@ -22,12 +22,11 @@ from typing import Optional, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.chain import canonical
 from lineage.errors import BadInputError, NotFoundError
-from lineage.store import Store
-from lineage.tables import Policy, Snapshot
-
-ESTIMATORS = ("logistic", "mlp")
+from lineage.poison.estimators import ESTIMATORS
+from lineage.store.chain import canonical
+from lineage.store.engine import Store
+from lineage.store.tables import Policy, Snapshot
 
 
 @dataclass(frozen=True)

@@ -180,9 +180,6 @@ class Version(Base):
     record_digest: Mapped[str] = mapped_column(String(64))
 
 
-# ---- issue 3: row-level lineage (migration 0002) -------------------------------------------
-
-
 class RowEffect(Base):
     """One row-level change made by a transformation in the version it produced: ``removed``,
     ``added``, ``relabelled`` (``old_label`` -> ``new_label``, same row) or ``modified`` (content
@@ -201,10 +198,6 @@ class RowEffect(Base):
     old_label: Mapped[Optional[int]] = mapped_column(BigInteger)
     new_label: Mapped[Optional[int]] = mapped_column(BigInteger)
     parent_row_id: Mapped[Optional[int]] = mapped_column(BigInteger, index=True)
-
-
-
-# ---- issue 4: snapshots, reviews, policy, model versions (migration 0003) -------------------
 
 
 class Policy(Base):

@@ -18,7 +18,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from lineage.triggers import Trigger, candidate_triggers, parse_image_shape, stamp
+from lineage.errors import BadInputError
+from lineage.poison.triggers import Trigger, candidate_triggers, parse_image_shape, stamp
 
 BATCH_ROWS = 1 << 18  # stamped rows predicted at once: bounded memory on big evaluation sets
 
@@ -103,8 +104,6 @@ def baseline_rates(fit: Callable[[np.ndarray, np.ndarray], object], X: np.ndarra
     each fold's complement and the rates on the fold are averaged. Returns (n_candidates,
     n_classes), the ``baseline`` for ``scan_triggers``."""
     from sklearn.model_selection import StratifiedKFold
-
-    from lineage.errors import BadInputError
 
     if len(np.unique(y)) < 2 or np.bincount(np.unique(y, return_inverse=True)[1]).min() < 2:
         raise BadInputError(f"the evaluation rows ({len(y)}) need at least 2 rows of each of at "

@@ -22,11 +22,32 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.detectors import DETECTORS, scan_rows
+from lineage.data.coverage import origins
+from lineage.data.datasets import find_version
+from lineage.data.deltas import materialize, version_chain
+from lineage.data.sources import source_status
 from lineage.errors import BadInputError, NotFoundError
-from lineage.store import Store
-from lineage.tables import (Dataset, Event, Ingest, RowEffect, Snapshot, SnapshotReview, Source,
-                            SourceReview, Transformation, Version)
+from lineage.models.registry import find_model_version
+from lineage.poison.detectors import DETECTORS, scan_rows
+from lineage.poison.estimators import fit_estimator, make_estimator
+from lineage.poison.trigger_scan import baseline_rates, scan_triggers
+from lineage.poison.triggers import candidate_triggers
+from lineage.review.evaluation import evaluation_rows
+from lineage.review.policy import policy_in_force
+from lineage.review.snapshots import read_snapshot_rows
+from lineage.store.engine import Store
+from lineage.store.tables import (
+    Dataset,
+    Event,
+    Ingest,
+    RowEffect,
+    Snapshot,
+    SnapshotReview,
+    Source,
+    SourceReview,
+    Transformation,
+    Version,
+)
 
 MAX_EVIDENCE = 2000  # flagged rows whose evidence text goes into the scan event
 
@@ -73,7 +94,6 @@ def _jsonable(value):
 
 def _resolve(session: Session, ref: str) -> tuple[Optional[Snapshot], Version]:
     """A snapshot by name, else a version by id or name."""
-    from lineage.versions import find_version
 
     text = str(ref).strip()
     snap = session.scalars(select(Snapshot).where(Snapshot.name == text)).first()
@@ -87,8 +107,6 @@ def _resolve(session: Session, ref: str) -> tuple[Optional[Snapshot], Version]:
 
 
 def _rows_of(session: Session, snap: Optional[Snapshot], version: Version):
-    from lineage.snapshots import read_snapshot_rows
-    from lineage.versions import materialize
 
     if snap is not None:
         return read_snapshot_rows(session, snap)
@@ -169,8 +187,6 @@ def list_scans(store: Store, *, snapshot: Optional[str] = None,
     return out
 
 
-# ----------------------------------------------------------------------------- poisoned rows
-
 @dataclass(frozen=True)
 class AuditedRow:
     """A row behind a model that the records or the detectors implicate."""
@@ -206,11 +222,10 @@ def _reviewers(session: Session) -> set[str]:
 
 def record_implicated(session: Session, version: Version, members: np.ndarray) -> dict[int, list[str]]:
     """Row id -> why the records implicate it, for the members of ``version``."""
-    from lineage.versions import _chain
 
     reviewers = _reviewers(session)
     out: dict[int, list[str]] = {}
-    for v in _chain(session, version):
+    for v in version_chain(session, version):
         if v.transformation_id is None:
             continue
         t = session.get(Transformation, v.transformation_id)
@@ -245,8 +260,6 @@ def audit_poisoned(store: Store, model: str, *, scan: bool = True, seed: int = 0
     Answers through the model's snapshot: rows the records implicate, and (``scan=True``) rows
     the detectors flag; the scan is recorded. Example: ``audit_poisoned(store, "digits-clf:3")``
     """
-    from lineage.snapshots import read_snapshot_rows
-    from lineage.training import find_model_version
 
     with store.read() as session:
         mv = find_model_version(session, model)
@@ -273,8 +286,6 @@ def audit_poisoned(store: Store, model: str, *, scan: bool = True, seed: int = 0
                        rows=rows, from_records=sorted(records), from_detectors=sorted(found),
                        scan_event=record.event_id if record else None, earlier_scans=earlier)
 
-
-# ----------------------------------------------------------------------------- sources
 
 @dataclass(frozen=True)
 class SourceFigures:
@@ -323,13 +334,6 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
     retrainings). The audit is recorded as an event.
     Example: ``audit_sources(store, "v7")``
     """
-    from lineage.coverage import origins
-    from lineage.gates import evaluation_rows
-    from lineage.policy import policy_in_force
-    from lineage.scan import baseline_rates, scan_triggers
-    from lineage.sources import source_status
-    from lineage.training import fit_estimator, make_estimator
-    from lineage.triggers import candidate_triggers
 
     with store.read() as session:
         snap, version = _resolve(session, ref)

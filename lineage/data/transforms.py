@@ -16,32 +16,43 @@ recomputes it.
 
 import hashlib
 import inspect
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lineage.chain import canonical
-from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
-from lineage.storage import ID_DTYPE, LABEL_DTYPE, feature_dtype, next_row_id, write_rows
-from lineage.store import Store
-from lineage.tables import Chunk, Dataset, Ingest, RowEffect, Transformation, Version
-from lineage.versions import (EMPTY, Members, find_version, in_sorted, materialize, member_labels,
-                              new_version, parse_id)
+from lineage._version import __version__
+from lineage.data.datasets import (
+    check_label,
+    check_seed,
+    check_version_name,
+    find_version,
+    parse_id,
+    parse_row_ids,
+)
+from lineage.data.deltas import (
+    EMPTY,
+    Members,
+    in_sorted,
+    materialize,
+    member_labels,
+    new_version,
+    stored_labels,
+    stream_digests,
+)
+from lineage.errors import BadInputError, NotFoundError
+from lineage.poison.triggers import make_trigger, stamp
+from lineage.store.chain import EFFECT_CODES, EFFECTS, NONE, canonical, effects_rows_digest
+from lineage.store.chunks import LABEL_DTYPE, feature_dtype, gather_rows, next_row_id, write_rows
+from lineage.store.engine import Store
+from lineage.store.tables import Dataset, Ingest, RowEffect, Transformation, Version
 
-EFFECTS = ("removed", "added", "relabelled", "modified")
-_CODE = {name: i for i, name in enumerate(EFFECTS)}
-NONE = np.iinfo(np.int64).min  # "no value" in the effects digest
 REASON_REQUIRED = ("filter", "relabel", "inject_trigger")
 EXTERNAL_EDIT_REASON = "external edit, unattributed"
 
-
-# ----------------------------------------------------------------------------- results
 
 @dataclass(frozen=True)
 class TransformResult:
@@ -84,11 +95,8 @@ class SplitResult:
     test_size: float
 
 
-# ----------------------------------------------------------------------------- helpers
-
 def code_identity(fn) -> str:
     """``lineage <version> <name> <sha256 of the function's source, 12 hex>``."""
-    from lineage import __version__  # at call time: lineage/__init__ imports this module
 
     try:
         source = inspect.getsource(fn)
@@ -105,126 +113,10 @@ def _reason(reason: Optional[str], kind: str) -> Optional[str]:
     return reason
 
 
-def _check_name(session: Session, name: Optional[str]) -> Optional[str]:
-    if name is None:
-        return None
-    name = name.strip()
-    if not name:
-        raise BadInputError("a version name may not be empty")
-    digits = name[1:] if name[:1] in ("v", "V") else name
-    if digits.isdigit():
-        raise BadInputError(f"version name {name!r} looks like a version id: choose another name")
-    if session.scalars(select(Version.id).where(Version.name == name)).first() is not None:
-        raise AlreadyExistsError(f"a version named {name!r} already exists")
-    return name
-
-
-def _classes(dataset: Dataset) -> list[int]:
-    return json.loads(dataset.classes)
-
-
-def _check_label(dataset: Dataset, label: int, what: str) -> int:
-    classes = _classes(dataset)
-    if int(label) not in classes:
-        raise BadInputError(f"{what} {label} is not one of the classes of dataset "
-                            f"{dataset.name!r}: {classes}")
-    return int(label)
-
-
-MAX_ROW_IDS = 10_000_000  # ids one --rows may list (ranges expanded): a guard on memory
-
-
-def parse_row_ids(text: str | Sequence[int]) -> np.ndarray:
-    """``"10,11,12"`` or ``"10-12"`` (or a sequence of ints) -> sorted unique int64 ids.
-    Each id goes through ``versions.parse_id`` (whole, 0..2**63-1)."""
-    if not isinstance(text, str):
-        try:
-            ids = [parse_id(int(x), "row id") for x in text]
-        except (TypeError, ValueError):
-            raise BadInputError(f"row ids must be whole numbers, got {text!r}") from None
-        parts = np.asarray(ids, dtype=np.int64)
-    else:
-        singles, ranges, total = [], [], 0
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            lo, sep, hi = part.partition("-")
-            if not all(x.strip().isdigit() for x in ((lo, hi) if sep else (part,))):
-                raise BadInputError(f"row ids {text!r}: {part!r} is not a row id or a range "
-                                    "A-B; write e.g. 10,11,12 or 10-12")
-            if sep:
-                a, b = parse_id(lo, "row id"), parse_id(hi, "row id")
-                if b < a:
-                    raise BadInputError(f"row ids {text!r}: {part!r} is not a row id or a range "
-                                        "A-B; write e.g. 10,11,12 or 10-12")
-                ranges.append((a, b))
-                total += b - a + 1
-            else:
-                singles.append(parse_id(part, "row id"))
-                total += 1
-            if total > MAX_ROW_IDS:
-                raise BadInputError(f"row ids {text!r} name more than {MAX_ROW_IDS:,} rows: "
-                                    "filter by --label, or in several steps")
-        parts = np.concatenate([np.asarray(singles, dtype=np.int64),
-                                *[np.arange(a, b + 1, dtype=np.int64) for a, b in ranges]])
-    if not len(parts):
-        raise BadInputError("no row ids given; write e.g. --rows 10,11,12")
-    return np.unique(parts)
-
-
-def check_seed(seed) -> int:
-    """A random seed: a whole number, 0 or more (numpy's generators refuse negative seeds)."""
-    try:
-        value = int(seed)
-    except (TypeError, ValueError):
-        raise BadInputError(f"--seed {seed!r} is not a whole number") from None
-    if value < 0:
-        raise BadInputError(f"--seed {value} is negative: give a whole number, 0 or more")
-    return value
-
-
-def _members_of(session: Session, ref) -> tuple[Version, Dataset, Members]:
+def members_of(session: Session, ref) -> tuple[Version, Dataset, Members]:
     version = find_version(session, ref)
     dataset = session.get(Dataset, version.dataset_id)
     return version, dataset, materialize(session, version)
-
-
-def _chunk_blobs(session: Session, dataset: Dataset, column):
-    """(first row id, n rows, blob) of the dataset's chunks in row order, 16 chunks a query.
-    The order comes from the blob-free index: ORDER BY on the blob query itself makes SQLite
-    sort every blob through a temporary B-tree (5x slower)."""
-    index = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
-                            .where(Chunk.dataset_id == dataset.id)
-                            .order_by(Chunk.first_row_id)).all()
-    for start in range(0, len(index), 16):
-        part = index[start:start + 16]
-        blobs = dict(session.execute(select(Chunk.id, column)
-                                     .where(Chunk.id.in_([c.id for c in part]))).all())
-        for c in part:
-            yield c.first_row_id, c.n_rows, blobs[c.id]
-
-
-def _labels_of(session: Session, dataset: Dataset, ids: np.ndarray) -> np.ndarray:
-    """Stored labels of sorted row ids, reading only the chunks' label blobs."""
-    if len(ids) == 0:
-        return np.empty(0, dtype=LABEL_DTYPE)
-    rows = [r for r in _chunk_blobs(session, dataset, Chunk.labels)
-            if r[0] + r[1] > int(ids[0]) and r[0] <= int(ids[-1])]
-    firsts = np.array([r[0] for r in rows], dtype=np.int64)
-    counts = np.array([r[1] for r in rows], dtype=np.int64)
-    all_y = np.concatenate([np.frombuffer(r[2], dtype=LABEL_DTYPE) for r in rows])
-    # ids are sorted: one mask over the concatenated chunks, set chunk by chunk.
-    keep = np.zeros(len(all_y), dtype=bool)
-    bounds = np.searchsorted(ids, np.concatenate([firsts, [firsts[-1] + counts[-1]]]))
-    base = np.concatenate([[0], np.cumsum(counts)])
-    for i in range(len(firsts)):
-        lo, hi = bounds[i], bounds[i + 1]
-        if hi > lo:
-            keep[base[i] + ids[lo:hi] - firsts[i]] = True
-    if int(keep.sum()) != len(ids):
-        raise NotFoundError("some member rows have no stored chunk")
-    return all_y[keep]
 
 
 def _labels_only(session: Session, ref) -> tuple[Version, Dataset, Members]:
@@ -233,38 +125,11 @@ def _labels_only(session: Session, ref) -> tuple[Version, Dataset, Members]:
     version = find_version(session, ref)
     dataset = session.get(Dataset, version.dataset_id)
     ids, over_ids, over_labels = member_labels(session, version)
-    y = _labels_of(session, dataset, ids).copy()
+    y = stored_labels(session, dataset, ids).copy()
     if len(over_ids):
         inside = in_sorted(ids, over_ids)
         y[np.searchsorted(ids, over_ids[inside])] = over_labels[inside]
     return version, dataset, Members(row_ids=ids, X=None, y=y)
-
-
-def _stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) -> list[str]:
-    """Content digests (as ``versions.content_digest``) of members given by sorted row ids and
-    labels, hashing their features chunk by chunk instead of building X."""
-    dtype = feature_dtype(dataset)
-    hashers = []
-    for m in outputs:
-        h = hashlib.sha256(b"lineage-version-v1\0")
-        h.update(np.ascontiguousarray(m.row_ids, dtype=ID_DTYPE))
-        h.update(np.ascontiguousarray(m.y, dtype=LABEL_DTYPE))
-        hashers.append(h)
-    for first, n, blob in _chunk_blobs(session, dataset, Chunk.features):
-        X = None
-        for m, h in zip(outputs, hashers):
-            lo, hi = np.searchsorted(m.row_ids, [first, first + n])
-            if hi == lo:
-                continue
-            if hi - lo == n:
-                h.update(blob)
-                continue
-            if X is None:
-                X = np.frombuffer(blob, dtype=dtype).reshape(n, dataset.n_features)
-            keep = np.zeros(n, dtype=bool)
-            keep[m.row_ids[lo:hi] - first] = True
-            h.update(np.ascontiguousarray(np.compress(keep, X, axis=0)))
-    return [h.hexdigest() for h in hashers]
 
 
 def _require_members(version: Version, members: Members, ids: np.ndarray) -> np.ndarray:
@@ -278,7 +143,7 @@ def _require_members(version: Version, members: Members, ids: np.ndarray) -> np.
 
 
 @dataclass
-class _Effects:
+class Effects:
     """Row-level effects of one output version, as parallel arrays."""
 
     row_id: list = field(default_factory=list)
@@ -293,7 +158,7 @@ class _Effects:
             return
         full = lambda v: np.full(n, NONE, dtype=np.int64) if v is None else np.asarray(v, dtype=np.int64)
         self.row_id.append(np.asarray(row_id, dtype=np.int64))
-        self.effect.append(np.full(n, _CODE[effect], dtype=np.int64))
+        self.effect.append(np.full(n, EFFECT_CODES[effect], dtype=np.int64))
         self.old.append(full(old))
         self.new.append(full(new))
         self.parent.append(full(parent))
@@ -305,62 +170,14 @@ class _Effects:
         return np.stack([np.concatenate(c) for c in cols], axis=1)
 
 
-def _digest_rows(rows: np.ndarray) -> tuple[int, str]:
-    """(count, sha256) over effect rows of shape (n, 6): output index, row id, effect code,
-    old label, new label, parent row id (NONE for no value), in stored order."""
-    h = hashlib.sha256(b"lineage-effects-v1\0")
-    h.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
-    return len(rows), h.hexdigest()
-
-
-def effects_digest(session: Session, transformation_id: int) -> tuple[int, str]:
-    """Recompute (count, sha256) of a transformation's stored effects, for ``verify``."""
-    outputs = session.scalars(select(Version.id).where(Version.transformation_id == transformation_id)
-                              .order_by(Version.id)).all()
-    index = {vid: i for i, vid in enumerate(outputs)}
-    t = RowEffect.__table__
-    result = session.execute(select(t.c.version_id, t.c.row_id, t.c.effect, t.c.old_label,
-                                    t.c.new_label, t.c.parent_row_id)
-                             .where(t.c.transformation_id == transformation_id).order_by(t.c.id))
-    none = int(NONE)
-    rows = [(index.get(v, -1), r, _CODE.get(e, -1), none if o is None else o,
-             none if n is None else n, none if p is None else p) for v, r, e, o, n, p in result]
-    return _digest_rows(np.array(rows, dtype=np.int64).reshape(-1, 6))
-
-
-def check_effects(session: Session) -> None:
-    """Raise IntegrityError when any transformation's stored effects differ from the digest in
-    its (chain-anchored) params, or effects exist for a transformation that records none."""
-    from lineage.errors import IntegrityError
-
-    with_effects = set(session.scalars(select(RowEffect.transformation_id).distinct()).all())
-    for t in session.scalars(select(Transformation).order_by(Transformation.id)):
-        try:
-            recorded = json.loads(t.params).get("effects")
-        except ValueError:
-            recorded = None
-        if recorded is None:
-            if t.id in with_effects:
-                raise IntegrityError(f"row effects of transformation {t.id} are not recorded in "
-                                     "its params (inserted behind the store's back)")
-            continue
-        n, digest = effects_digest(session, t.id)
-        if n != recorded.get("rows") or digest != recorded.get("sha256"):
-            raise IntegrityError(f"row effects of transformation {t.id} ({t.kind}) were changed: "
-                                 f"{n} stored, {recorded.get('rows')} recorded, digest differs"
-                                 if n != recorded.get("rows") else
-                                 f"row effects of transformation {t.id} ({t.kind}) were changed "
-                                 "after it recorded them")
-
-
 @dataclass
-class _Output:
+class Output:
     members: Members
     removed: np.ndarray = field(default_factory=lambda: EMPTY)
     added: np.ndarray = field(default_factory=lambda: EMPTY)
     relabel_ids: np.ndarray = field(default_factory=lambda: EMPTY)
     relabel_labels: np.ndarray = field(default_factory=lambda: EMPTY)
-    effects: _Effects = field(default_factory=_Effects)
+    effects: Effects = field(default_factory=Effects)
     name: Optional[str] = None
     digest: Optional[str] = None
 
@@ -403,14 +220,14 @@ def _insert_effects(tx, transformation_id: int, version_ids: list[int], per_outp
         cursor.close()
 
 
-def _record(tx, *, kind: str, fn, dataset: Dataset, parent: Version, params: dict,
-            reason: Optional[str], outputs: list[_Output], new_rows=None,
+def record_transformation(tx, *, kind: str, fn, dataset: Dataset, parent: Version, params: dict,
+            reason: Optional[str], outputs: list[Output], new_rows=None,
             summary: str) -> tuple[Transformation, list[Version]]:
     """Write the transformation, its new rows, its versions and effects, and the event."""
     per_output = [o.effects.arrays() for o in outputs]
     stacked = np.concatenate([np.column_stack([np.full(len(a), i, dtype=np.int64), a])
                               for i, a in enumerate(per_output)]) if per_output else np.empty((0, 6))
-    n_effects, digest = _digest_rows(stacked.reshape(-1, 6))
+    n_effects, digest = effects_rows_digest(stacked.reshape(-1, 6))
     params = {**params, "parent": parent.id, "effects": {"rows": n_effects, "sha256": digest}}
     t = tx.add(Transformation(dataset_id=dataset.id, kind=kind, params=canonical(params),
                               reason=reason, code_identity=code_identity(fn)))
@@ -422,7 +239,7 @@ def _record(tx, *, kind: str, fn, dataset: Dataset, parent: Version, params: dic
     lazy = [o for o in outputs if o.members.X is None]
     if lazy:
         tx.session.flush()  # new rows are in their chunks: the digests read them from there
-        for o, d in zip(lazy, _stream_digests(tx.session, dataset, [o.members for o in lazy])):
+        for o, d in zip(lazy, stream_digests(tx.session, dataset, [o.members for o in lazy])):
             o.digest = d
     versions = []
     for o in outputs:
@@ -436,9 +253,9 @@ def _record(tx, *, kind: str, fn, dataset: Dataset, parent: Version, params: dic
     return t, versions
 
 
-def _result(t: Transformation, v: Version, parent: Version, o: _Output, **extra) -> TransformResult:
+def transform_result(t: Transformation, v: Version, parent: Version, o: Output, **extra) -> TransformResult:
     codes = np.concatenate(o.effects.effect) if o.effects.effect else np.empty(0, dtype=np.int64)
-    count = lambda e: int((codes == _CODE[e]).sum())
+    count = lambda e: int((codes == EFFECT_CODES[e]).sum())
     return TransformResult(transformation_id=t.id, kind=t.kind, version_id=v.id, version_name=v.name,
                            parent_id=parent.id, n_rows=v.n_rows, content_digest=v.content_digest,
                            n_removed=max(count("removed"), len(o.removed) - count("modified")),
@@ -459,8 +276,6 @@ def _refuse_empty(version: Version, members: Members, kind: str) -> None:
                             "other rows): nothing was recorded")
 
 
-# ----------------------------------------------------------------------------- transformations
-
 def filter_rows(store: Store, *, version: str | int, label: Optional[int] = None,
                 rows: Optional[str | Sequence[int]] = None, reason: Optional[str] = None,
                 name: Optional[str] = None) -> TransformResult:
@@ -474,12 +289,12 @@ def filter_rows(store: Store, *, version: str | int, label: Optional[int] = None
     ids = parse_row_ids(rows) if rows is not None else None
     with store.write() as tx:
         parent, ds, m = _labels_only(tx.session, version)
-        name = _check_name(tx.session, name)
+        name = check_version_name(tx.session, name)
         drop = np.zeros(len(m.row_ids), dtype=bool)
         if ids is not None:
             drop[_require_members(parent, m, ids)] = True
         if label is not None:
-            label = _check_label(ds, label, "label")
+            label = check_label(ds, label, "label")
             by_label = m.y == label
             if not by_label.any() and ids is None:
                 raise BadInputError(f"version v{parent.id} has no rows with label {label}: "
@@ -488,13 +303,13 @@ def filter_rows(store: Store, *, version: str | int, label: Optional[int] = None
         pos = np.flatnonzero(drop)
         kept = _without(m, pos)
         _refuse_empty(parent, kept, "filter")
-        out = _Output(members=kept, removed=m.row_ids[pos], name=name)
+        out = Output(members=kept, removed=m.row_ids[pos], name=name)
         out.effects.extend("removed", m.row_ids[pos], old=m.y[pos])
         params = {"label": label, "rows": None if ids is None else [int(i) for i in ids]}
-        t, (v,) = _record(tx, kind="filter", fn=filter_rows, dataset=ds, parent=parent,
+        t, (v,) = record_transformation(tx, kind="filter", fn=filter_rows, dataset=ds, parent=parent,
                           params=params, reason=reason, outputs=[out],
                           summary=f"filter v{parent.id}: {len(pos)} rows removed")
-        return _result(t, v, parent, out)
+        return transform_result(t, v, parent, out)
 
 
 def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int], to: int,
@@ -507,8 +322,8 @@ def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int],
     ids = parse_row_ids(rows)
     with store.write() as tx:
         parent, ds, m = _labels_only(tx.session, version)
-        name = _check_name(tx.session, name)
-        to = _check_label(ds, to, "label")
+        name = check_version_name(tx.session, name)
+        to = check_label(ds, to, "label")
         pos = _require_members(parent, m, ids)
         change = pos[m.y[pos] != to]
         unchanged = m.row_ids[pos[m.y[pos] == to]]
@@ -520,13 +335,13 @@ def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int],
         y = m.y.copy()
         y[change] = to
         changed_ids = m.row_ids[change]
-        out = _Output(members=Members(row_ids=m.row_ids, X=None, y=y), relabel_ids=changed_ids,
+        out = Output(members=Members(row_ids=m.row_ids, X=None, y=y), relabel_ids=changed_ids,
                       relabel_labels=np.full(len(change), to, dtype=LABEL_DTYPE), name=name)
         out.effects.extend("relabelled", changed_ids, old=m.y[change], new=y[change])
-        t, (v,) = _record(tx, kind="relabel", fn=relabel_rows, dataset=ds, parent=parent,
+        t, (v,) = record_transformation(tx, kind="relabel", fn=relabel_rows, dataset=ds, parent=parent,
                           params={"rows": [int(i) for i in ids], "to": to}, reason=reason,
                           outputs=[out], summary=f"relabel v{parent.id}: {len(change)} rows -> {to}")
-        return _result(t, v, parent, out, unchanged_row_ids=tuple(int(i) for i in unchanged))
+        return transform_result(t, v, parent, out, unchanged_row_ids=tuple(int(i) for i in unchanged))
 
 
 def inject_trigger(store: Store, *, version: str | int, source_class: int, target_class: int,
@@ -541,7 +356,6 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
     Example: ``inject_trigger(store, version="v2", source_class=1, target_class=7, rate=0.1,
     size=2, position="lower-right", value=16, seed=0, reason="red-team exercise")``
     """
-    from lineage.triggers import make_trigger, stamp
 
     reason = _reason(reason, "inject_trigger")
     if pattern != "square":
@@ -556,9 +370,9 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
                             "class's rows to poison, e.g. 0.1")
     with store.write() as tx:
         parent, ds, m = _labels_only(tx.session, version)
-        name = _check_name(tx.session, name)
-        source_class = _check_label(ds, source_class, "source class")
-        target_class = _check_label(ds, target_class, "target class")
+        name = check_version_name(tx.session, name)
+        source_class = check_label(ds, source_class, "source class")
+        target_class = check_label(ds, target_class, "target class")
         if source_class == target_class:
             raise BadInputError(f"source and target class are both {source_class}: a trigger "
                                 "must move rows to another class")
@@ -580,7 +394,6 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.choice(src_pos, size=n_poison, replace=False))
         parents = m.row_ids[chosen]
-        from lineage.storage import gather_rows
 
         X_parents, _ = gather_rows(tx.session, ds, parents)
         X_new = stamp(X_parents, trigger, ds.image_shape).astype(X_parents.dtype)
@@ -590,18 +403,18 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         rest = _without(m, chosen)
         members = Members(row_ids=np.concatenate([rest.row_ids, children]), X=None,
                           y=np.concatenate([rest.y, y_new]))
-        out = _Output(members=members, removed=parents, added=children, name=name)
+        out = Output(members=members, removed=parents, added=children, name=name)
         out.effects.extend("modified", children, old=m.y[chosen], new=y_new, parent=parents)
         params = {"source_class": source_class, "target_class": target_class, "rate": rate,
                   "pattern": pattern, "size": trigger.size, "position": [trigger.row, trigger.col],
                   "value": trigger.value, "seed": seed, "n_source_rows": int(len(src_pos)),
                   "n_poisoned": n_poison}
-        t, (v,) = _record(tx, kind="inject_trigger", fn=inject_trigger, dataset=ds, parent=parent,
+        t, (v,) = record_transformation(tx, kind="inject_trigger", fn=inject_trigger, dataset=ds, parent=parent,
                           params=params, reason=reason, outputs=[out],
                           new_rows=(X_new, y_new, first),
                           summary=f"inject-trigger v{parent.id}: {n_poison} rows of class "
                                   f"{source_class} stamped {trigger.describe()} -> {target_class}")
-        return _result(t, v, parent, out, poisoned_row_ids=tuple(int(c) for c in children),
+        return transform_result(t, v, parent, out, poisoned_row_ids=tuple(int(c) for c in children),
                        parent_row_ids=tuple(int(p) for p in parents))
 
 
@@ -614,8 +427,8 @@ def dedupe_rows(store: Store, *, version: str | int, reason: Optional[str] = Non
     """
     reason = _reason(reason, "dedupe")
     with store.write() as tx:
-        parent, ds, m = _members_of(tx.session, version)
-        name = _check_name(tx.session, name)
+        parent, ds, m = members_of(tx.session, version)
+        name = check_version_name(tx.session, name)
         whole = np.concatenate([np.ascontiguousarray(m.X).view(np.uint8).reshape(len(m.X), -1),
                                 m.y.astype("<i8").view(np.uint8).reshape(len(m.y), -1)], axis=1)
         keys = np.ascontiguousarray(whole).view(np.dtype((np.void, whole.shape[1]))).ravel()
@@ -624,12 +437,12 @@ def dedupe_rows(store: Store, *, version: str | int, reason: Optional[str] = Non
         drop[first] = False
         pos = np.flatnonzero(drop)
         kept = _without(m, pos)
-        out = _Output(members=kept, removed=m.row_ids[pos], name=name)
+        out = Output(members=kept, removed=m.row_ids[pos], name=name)
         out.effects.extend("removed", m.row_ids[pos], old=m.y[pos])
-        t, (v,) = _record(tx, kind="dedupe", fn=dedupe_rows, dataset=ds, parent=parent,
+        t, (v,) = record_transformation(tx, kind="dedupe", fn=dedupe_rows, dataset=ds, parent=parent,
                           params={"key": "features+label", "keep": "lowest row id"}, reason=reason,
                           outputs=[out], summary=f"dedupe v{parent.id}: {len(pos)} duplicates removed")
-        return _result(t, v, parent, out)
+        return transform_result(t, v, parent, out)
 
 
 def append_ingest(store: Store, *, version: str | int, ingest: int | str,
@@ -645,7 +458,7 @@ def append_ingest(store: Store, *, version: str | int, ingest: int | str,
         raise BadInputError(f"--ingest: {exc}; give an ingest id (see `lineage ingest list`)") from None
     with store.write() as tx:
         parent, ds, m = _labels_only(tx.session, version)
-        name = _check_name(tx.session, name)
+        name = check_version_name(tx.session, name)
         ing = tx.session.get(Ingest, ingest_id)
         if ing is None:
             raise NotFoundError(f"no ingest {ingest_id} (see `lineage ingest list`)")
@@ -656,16 +469,16 @@ def append_ingest(store: Store, *, version: str | int, ingest: int | str,
         if len(new) == 0:
             raise BadInputError(f"the rows of ingest {ingest_id} are all in v{parent.id} already: "
                                 "nothing to append")
-        y_new = _labels_of(tx.session, ds, new)
+        y_new = stored_labels(tx.session, ds, new)
         row_ids = np.concatenate([m.row_ids, new])
         order = np.argsort(row_ids, kind="stable")
         members = Members(row_ids=row_ids[order], X=None, y=np.concatenate([m.y, y_new])[order])
-        out = _Output(members=members, added=new, name=name)
+        out = Output(members=members, added=new, name=name)
         out.effects.extend("added", new, new=y_new)
-        t, (v,) = _record(tx, kind="append", fn=append_ingest, dataset=ds, parent=parent,
+        t, (v,) = record_transformation(tx, kind="append", fn=append_ingest, dataset=ds, parent=parent,
                           params={"ingest": ingest_id}, reason=reason, outputs=[out],
                           summary=f"append ingest {ingest_id} to v{parent.id}: {len(new)} rows")
-        return _result(t, v, parent, out)
+        return transform_result(t, v, parent, out)
 
 
 def split_version(store: Store, *, version: str | int, test_size: float, seed: int = 0,
@@ -690,7 +503,7 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
         parent, ds, m = _labels_only(tx.session, version)
         names = [None, None]
         if name is not None:
-            names = [_check_name(tx.session, f"{name}-train"), _check_name(tx.session, f"{name}-test")]
+            names = [check_version_name(tx.session, f"{name}-train"), check_version_name(tx.session, f"{name}-test")]
         n = len(m.row_ids)
         n_test = int(math.ceil(test_size * n))
         if n_test < 1 or n_test >= n:
@@ -701,146 +514,14 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
         is_test[rng.permutation(n)[:n_test]] = True
         train = Members(row_ids=m.row_ids[~is_test], X=None, y=m.y[~is_test])
         test = Members(row_ids=m.row_ids[is_test], X=None, y=m.y[is_test])
-        outputs = [_Output(members=train, removed=test.row_ids, name=names[0]),
-                   _Output(members=test, removed=train.row_ids, name=names[1])]
+        outputs = [Output(members=train, removed=test.row_ids, name=names[0]),
+                   Output(members=test, removed=train.row_ids, name=names[1])]
         params = {"test_size": test_size, "seed": seed, "n_train": n - n_test, "n_test": n_test,
                   "outputs": ["train", "test"]}
-        t, (vtr, vte) = _record(tx, kind="split", fn=split_version, dataset=ds, parent=parent,
+        t, (vtr, vte) = record_transformation(tx, kind="split", fn=split_version, dataset=ds, parent=parent,
                                 params=params, reason=reason, outputs=outputs,
                                 summary=f"split v{parent.id}: {n - n_test} train, {n_test} test")
         return SplitResult(transformation_id=t.id, kind="split", parent_id=parent.id,
                            train_version_id=vtr.id, train_name=vtr.name, n_train=vtr.n_rows,
                            test_version_id=vte.id, test_name=vte.name, n_test=vte.n_rows,
                            seed=seed, test_size=test_size)
-
-
-# ----------------------------------------------------------------------------- external edits
-
-def _read_edit_csv(path: Path, label_column: str, row_id_column: str):
-    """(row ids or None, X, y, line numbers) of an edited CSV, read by ingest's CSV reader; a
-    blank row id marks a new row (-1)."""
-    from lineage.ingest import read_csv_table
-
-    table = read_csv_table(path, label_column=label_column, text_columns=(row_id_column,))
-    ids = None
-    if row_id_column in table.text:
-        ids = np.empty(len(table.lines), dtype=np.int64)
-        for i, (text, line) in enumerate(zip(table.text[row_id_column], table.lines)):
-            if not text:
-                ids[i] = -1
-                continue
-            try:
-                ids[i] = parse_id(text, "row id")
-            except BadInputError as exc:
-                raise BadInputError(f"{path} line {line}, column {row_id_column!r}: {exc} (leave "
-                                    "it blank for a new row)") from None
-    label_at = table.header.index(label_column)
-    y = table.values[:, label_at]
-    drop = [label_at] + ([table.header.index(row_id_column)] if ids is not None else [])
-    X = np.delete(table.values, drop, axis=1)
-    if X.shape[1] == 0:
-        raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
-    features = [c for i, c in enumerate(table.header) if i not in drop]
-
-    def locate(row: int, feature: Optional[int]) -> str:  # for ingest's value checks
-        column = label_column if feature is None else features[feature]
-        return f"{path} line {table.lines[row]}, column {column!r}"
-
-    return ids, X, y, table.lines, locate
-
-
-def import_external_edit(store: Store, path, *, as_version_of: str | int, source: str,
-                         label_column: str = "label", row_id_column: str = "row_id",
-                         name: Optional[str] = None) -> TransformResult:
-    """Record a copy of a version edited outside the store as an unattributed "external edit".
-
-    The CSV is diffed against the version. Rows are matched by the ``row_id_column`` when the
-    header has one (a blank id marks a new row; members missing from the file are removed),
-    otherwise by position: the file's i-th row against the version's i-th row in row-id order
-    (extra file rows are added, missing trailing rows removed). Changed features make new rows
-    (parent -> child); a changed label alone is a relabel. The import's actor is recorded with
-    the reason "external edit, unattributed"; rows it changed are never provenance-covered.
-
-    Example: ``import_external_edit(store, "edited.csv", as_version_of="v5", source="crowd-batch-7")``
-    """
-    from lineage.ingest import file_sha256, validate_rows
-    from lineage.sources import find_source, source_status
-
-    path = Path(path)
-    file_ids, X_file, y_file, file_lines, locate = _read_edit_csv(path, label_column,
-                                                                  row_id_column)
-    digest = file_sha256(path)
-    with store.write() as tx:
-        src = find_source(tx.session, source)
-        status = source_status(tx.session, src)
-        if status in ("rejected", "revoked"):
-            raise QuarantineError(f"source {source!r} is {status}: its rows may not be imported")
-        parent, ds, m = _members_of(tx.session, as_version_of)
-        name = _check_name(tx.session, name)
-        X_file, y_file = validate_rows(X_file, y_file, ds, str(path), None, locate)
-        X_file = X_file.astype(m.X.dtype)
-        n = len(m.row_ids)
-        if file_ids is not None:
-            known = file_ids[file_ids >= 0]
-            uniq, counts = np.unique(known, return_counts=True)
-            if (counts > 1).any():
-                raise BadInputError(f"{path}: row id {int(uniq[counts > 1][0])} appears twice")
-            pos_in_m = np.searchsorted(m.row_ids, known)
-            ok = in_sorted(m.row_ids, known)
-            if not ok.all():
-                bad = int(known[~ok][0])
-                line = file_lines[int(np.flatnonzero(file_ids == bad)[0])]
-                raise BadInputError(f"{path} line {line}: row {bad} is not in version "
-                                    f"v{parent.id}; leave {row_id_column} blank for a new row")
-            matched_file = np.flatnonzero(file_ids >= 0)
-            matched_m = pos_in_m
-            new_file = np.flatnonzero(file_ids < 0)
-            matched_by = row_id_column
-        else:
-            k = min(n, len(X_file))
-            matched_file = np.arange(k)
-            matched_m = np.arange(k)
-            new_file = np.arange(k, len(X_file))
-            matched_by = "row order"
-        gone = np.ones(n, dtype=bool)
-        gone[matched_m] = False
-        removed_pos = np.flatnonzero(gone)
-        same_X = (X_file[matched_file] == m.X[matched_m]).all(axis=1)
-        same_y = y_file[matched_file] == m.y[matched_m]
-        relabel_pos, relabel_f = matched_m[same_X & ~same_y], matched_file[same_X & ~same_y]
-        mod_pos, mod_f = matched_m[~same_X], matched_file[~same_X]
-        if not (len(removed_pos) or len(new_file) or len(relabel_pos) or len(mod_pos)):
-            raise BadInputError(f"{path} matches v{parent.id} exactly: no external edit to record")
-        first = next_row_id(tx.session)
-        n_new_rows = len(mod_pos) + len(new_file)
-        new_ids = np.arange(first, first + n_new_rows, dtype=np.int64)
-        children, added = new_ids[:len(mod_pos)], new_ids[len(mod_pos):]
-        X_new = np.concatenate([X_file[mod_f], X_file[new_file]])
-        y_new = np.concatenate([y_file[mod_f], y_file[new_file]]).astype(LABEL_DTYPE)
-
-        keep = np.ones(n, dtype=bool)
-        keep[removed_pos] = False
-        keep[mod_pos] = False
-        y_kept = m.y.copy()
-        y_kept[relabel_pos] = y_file[relabel_f]
-        members = Members(row_ids=np.concatenate([m.row_ids[keep], new_ids]),
-                          X=np.concatenate([m.X[keep], X_new]),
-                          y=np.concatenate([y_kept[keep], y_new]))
-        out = _Output(members=members, removed=np.concatenate([m.row_ids[removed_pos], m.row_ids[mod_pos]]),
-                      added=new_ids, relabel_ids=m.row_ids[relabel_pos],
-                      relabel_labels=y_file[relabel_f].astype(LABEL_DTYPE), name=name)
-        out.effects.extend("removed", m.row_ids[removed_pos], old=m.y[removed_pos])
-        out.effects.extend("relabelled", m.row_ids[relabel_pos], old=m.y[relabel_pos],
-                           new=y_file[relabel_f])
-        out.effects.extend("modified", children, old=m.y[mod_pos], new=y_file[mod_f],
-                           parent=m.row_ids[mod_pos])
-        out.effects.extend("added", added, new=y_file[new_file])
-        params = {"file": str(path), "file_sha256": digest, "source": src.name,
-                  "matched_by": matched_by, "label_column": label_column}
-        t, (v,) = _record(tx, kind="external_edit", fn=import_external_edit, dataset=ds,
-                          parent=parent, params=params, reason=EXTERNAL_EDIT_REASON,
-                          outputs=[out], new_rows=(X_new, y_new, first) if n_new_rows else None,
-                          summary=f"external edit of v{parent.id} from {path.name}: "
-                                  f"{len(removed_pos)} removed, {len(new_file)} added, "
-                                  f"{len(relabel_pos)} relabelled, {len(mod_pos)} modified")
-        return _result(t, v, parent, out)

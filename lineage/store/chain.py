@@ -10,6 +10,8 @@ import json
 from datetime import datetime
 from typing import Any, Mapping
 
+import numpy as np
+
 GENESIS = "0" * 64
 
 
@@ -46,3 +48,16 @@ def event_digest(*, id: int, prev_digest: str, kind: str, actor: str, created_at
     content = {"id": id, "prev": prev_digest, "kind": kind, "actor": actor,
                "at": iso(created_at), "payload": payload}
     return sha256_hex(canonical(content).encode())
+
+
+EFFECTS = ("removed", "added", "relabelled", "modified")
+EFFECT_CODES = {name: i for i, name in enumerate(EFFECTS)}
+NONE = np.iinfo(np.int64).min  # "no value" in the effects digest
+
+
+def effects_rows_digest(rows: np.ndarray) -> tuple[int, str]:
+    """(count, sha256) over effect rows of shape (n, 6): output index, row id, effect code,
+    old label, new label, parent row id (NONE for no value), in stored order."""
+    h = hashlib.sha256(b"lineage-effects-v1\0")
+    h.update(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+    return len(rows), h.hexdigest()

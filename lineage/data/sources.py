@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, RefusedError
-from lineage.store import Store
-from lineage.tables import Source, SourceReview
+from lineage.store.engine import Store
+from lineage.store.tables import Source, SourceReview
 
 
 class SourceKind(str, Enum):
@@ -60,13 +60,13 @@ def _status(source: Source, review: Optional[SourceReview]) -> str:
     return "quarantined" if source.kind in EXTERNAL_KINDS else "unreviewed"
 
 
-def _latest_review(session: Session, source_id: int) -> Optional[SourceReview]:
+def latest_review(session: Session, source_id: int) -> Optional[SourceReview]:
     return session.scalars(select(SourceReview).where(SourceReview.source_id == source_id)
                            .order_by(SourceReview.id.desc()).limit(1)).first()
 
 
 def _info(session: Session, source: Source) -> SourceInfo:
-    review = _latest_review(session, source.id)
+    review = latest_review(session, source.id)
     return SourceInfo(id=source.id, name=source.name, kind=source.kind, uri=source.uri,
                       license=source.license, owner=source.owner, status=_status(source, review),
                       actor=source.actor, created_at=source.created_at,
@@ -113,7 +113,7 @@ def review_source(store: Store, name: str, *, decision: str,
         raise BadInputError(f"--reason is required to {decision} a source")
     with store.write() as tx:
         source = find_source(tx.session, name)
-        current = _status(source, _latest_review(tx.session, source.id))
+        current = _status(source, latest_review(tx.session, source.id))
         if decision == "revoke" and current != "approved":
             raise RefusedError(f"source {name!r} is {current}: only an approved source can be revoked")
         tx.add(SourceReview(source_id=source.id, decision=decision, reason=reason))
@@ -134,4 +134,4 @@ def get_source(store: Store, name: str) -> SourceInfo:
 
 
 def source_status(session: Session, source: Source) -> str:
-    return _status(source, _latest_review(session, source.id))
+    return _status(source, latest_review(session, source.id))

@@ -15,19 +15,14 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Iterator, Optional
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, insert, select, text
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from lineage.chain import GENESIS, canonical, event_digest, record_digest
-from lineage.errors import (
-    AppendOnlyError,
-    BadInputError,
-    LineageError,
-    SchemaOutdatedError,
-)
-from lineage.tables import Base, Event
+from lineage.errors import AppendOnlyError, BadInputError, LineageError, SchemaOutdatedError
+from lineage.store.chain import GENESIS, canonical, event_digest, record_digest
+from lineage.store.tables import Base, Event
 
 DEFAULT_DB = "sqlite:///lineage.db"
 PG_LOCK_KEY = 0x6C696E65  # "line": the advisory lock that serializes writers on PostgreSQL
@@ -71,7 +66,7 @@ def _make_engine(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn, _record):
+        def _sqlite_connect(dbapi_conn, record_transformation):
             # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own handling defers it).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()

@@ -1,0 +1,161 @@
+"""Reading input files (CSV, npz, the bundled digits) into arrays, with positions for errors."""
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from lineage.errors import BadInputError
+
+
+def check_file(path: Path) -> None:
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{path}: the file is empty")
+
+
+def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[np.ndarray, np.ndarray]:
+    """Read a CSV with a header line; every column but ``label_column`` is a feature.
+
+    Returns X of shape (n_samples, n_features) float64 and y of shape (n_samples,) float64.
+    """
+    X, y, _ = read_csv_located(path, label_column=label_column)
+    return X, y
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV file read and checked cell by cell (``read_csv_table``)."""
+
+    path: Path
+    header: list  # column names, stripped
+    values: np.ndarray  # (n_rows, len(header)) float64; NaN in text columns
+    text: dict  # text column name -> its cells, stripped, one per row
+    lines: list  # the file line of each row (blank lines are skipped)
+
+
+def read_csv_table(path: str | os.PathLike, *, label_column: str = "label",
+                   text_columns: Sequence[str] = ()) -> CsvTable:
+    """Read a CSV with a header line that must name ``label_column``: every cell a finite
+    number, except in ``text_columns`` (kept as text, e.g. row ids that may be blank).
+
+    The one CSV reader: ``read_csv`` (ingest) and external edits (``lineage.transforms``) use
+    it. Raises BadInputError naming the file, line and column of the first bad cell.
+    """
+    path = Path(path)
+    check_file(path)
+    lines: list[int] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (Excel)
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or not any(h.strip() for h in header):
+                raise BadInputError(f"{path}: the file is empty (no header line)")
+            header = [h.strip() for h in header]
+            if label_column not in header:
+                raise BadInputError(f"{path} line 1: no label column {label_column!r} in the header "
+                                    f"(columns: {', '.join(header[:8])}{' ...' if len(header) > 8 else ''}); "
+                                    "name it with --label-column")
+            text_at = {header.index(c): c for c in text_columns if c in header}
+            text: dict = {c: [] for c in text_at.values()}
+            rows = []
+            for record in reader:
+                line_no = reader.line_num
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # blank line
+                if len(record) != len(header):
+                    raise BadInputError(f"{path} line {line_no}: {len(record)} columns, the header "
+                                        f"has {len(header)}")
+                values = []
+                for col, cell in enumerate(record):
+                    if col in text_at:
+                        text[text_at[col]].append(cell.strip())
+                        values.append(math.nan)
+                        continue
+                    try:
+                        value = float(cell)
+                    except ValueError:
+                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
+                                            f"{cell.strip()!r} is not a number") from None
+                    if not math.isfinite(value):
+                        raise BadInputError(f"{path} line {line_no}, column {header[col]!r}: "
+                                            f"{cell.strip()!r} is not a finite number")
+                    values.append(value)
+                rows.append(values)
+                lines.append(line_no)
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as exc:
+        raise BadInputError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not rows:
+        raise BadInputError(f"{path}: no data rows after the header")
+    return CsvTable(path=path, header=header, values=np.array(rows, dtype=np.float64), text=text,
+                    lines=lines)
+
+
+def read_csv_located(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
+    table = read_csv_table(path, label_column=label_column)
+    path, header, lines, data = table.path, table.header, table.lines, table.values
+    label_at = header.index(label_column)
+    y = data[:, label_at]
+    X = np.delete(data, label_at, axis=1)
+    if X.shape[1] == 0:
+        raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
+    features = header[:label_at] + header[label_at + 1:]
+
+    def locate(row: int, feature: Optional[int]) -> str:
+        column = label_column if feature is None else features[feature]
+        return f"{path} line {lines[row]}, column {column!r}"
+
+    return X, y, locate
+
+
+def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read arrays ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples,)."""
+    path = Path(path)
+    check_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("X", "y") if k not in npz.files]
+            if missing:
+                raise BadInputError(f"{path}: no array {' or '.join(missing)} (found: "
+                                    f"{', '.join(npz.files) or 'none'}); save with np.savez(f, X=X, y=y)")
+            X, y = npz["X"], npz["y"]
+    except BadInputError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):  # object arrays: numpy's advice to enable pickles is unsafe here
+            raise BadInputError(f"{path}: holds object arrays; lineage reads numeric arrays only "
+                                "(np.savez(f, X=X, y=y) with numeric X and y)") from None
+        raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # zipfile/format errors all mean: not an npz we can read
+        raise BadInputError(f"{path}: not a readable .npz file ({exc})") from None
+    if X.ndim == 3:
+        X = X.reshape(len(X), -1)
+    if X.ndim != 2:
+        raise BadInputError(f"{path}: X must have shape (n_samples, n_features), got {X.shape}")
+    if y.ndim != 1 or len(y) != len(X):
+        raise BadInputError(f"{path}: y must have shape ({len(X)},), got {y.shape}")
+    if len(X) == 0:
+        raise BadInputError(f"{path}: no rows")
+    if not (np.issubdtype(X.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
+        raise BadInputError(f"{path}: X and y must be numeric (got {X.dtype}, {y.dtype})")
+    return X, y
+
+
+def digits_file() -> Path:
+    return Path(str(resources.files("sklearn.datasets") / "data" / "digits.csv.gz"))
+
+
+# Where a bad value is, for messages: (row index, feature index or None for the label) -> text.
+Locate = Callable[[int, Optional[int]], str]

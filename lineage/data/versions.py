@@ -1,0 +1,178 @@
+"""Dataset versions: immutable states stored as deltas, read back whole.
+
+A version holds its parent's members minus ``removed_ids``, plus ``added_ids`` (with
+``added_labels``, or the rows' own stored labels), with labels of ``relabel_ids`` replaced by
+``relabel_labels``. Members are kept sorted by row id, so a version's content digest is
+deterministic: sha256 over the member row ids, their labels and their feature bytes.
+
+Also here: the one parser of user-typed ids (``parse_id``), the set helpers on sorted id arrays
+that trace and transforms share, and reading versions (list, show, members, CSV export).
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+import numpy as np
+from sqlalchemy import select
+
+from lineage.data.coverage import version_coverage
+from lineage.data.datasets import find_version
+from lineage.data.deltas import Members, materialize
+from lineage.errors import BadInputError
+from lineage.store.chunks import ids_from_bytes
+from lineage.store.engine import Store
+from lineage.store.tables import Dataset, Transformation, Version
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    id: int
+    name: Optional[str]
+    dataset: str
+    parent_id: Optional[int]
+    kind: str  # "ingest" for a root version, else the transformation's kind
+    transformation_id: Optional[int]
+    ingest_id: Optional[int]
+    n_rows: int
+    content_digest: str
+    actor: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionDetail:
+    """A version with the transformation that made it, its delta counts and its coverage."""
+
+    id: int
+    name: Optional[str]
+    dataset: str
+    parent_ids: tuple
+    kind: str
+    transformation_id: Optional[int]
+    ingest_id: Optional[int]
+    actor: str
+    reason: Optional[str]
+    params: dict
+    code_identity: Optional[str]
+    n_rows: int
+    n_removed: int
+    n_added: int
+    n_relabelled: int
+    content_digest: str
+    created_at: datetime
+    coverage: object  # CoverageReport
+
+
+def list_versions(store: Store) -> list[VersionSummary]:
+    """Every version, newest first: the version DAG (each names its parent)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(Version.id, Version.name, Dataset.name, Version.parent_id, Transformation.kind,
+                   Version.transformation_id, Version.ingest_id, Version.n_rows,
+                   Version.content_digest, Version.actor, Version.created_at)
+            .join(Dataset, Dataset.id == Version.dataset_id)
+            .outerjoin(Transformation, Transformation.id == Version.transformation_id)
+            .order_by(Version.id.desc())).all()
+        return [VersionSummary(id=r[0], name=r[1], dataset=r[2], parent_id=r[3],
+                               kind=r[4] or ("ingest" if r[6] is not None else "-"),
+                               transformation_id=r[5], ingest_id=r[6], n_rows=r[7],
+                               content_digest=r[8], actor=r[9], created_at=r[10]) for r in rows]
+
+
+def show_version(store: Store, version: str | int) -> VersionDetail:
+    """One version: parent, transformation (actor, reason, params, code identity), counts,
+    content digest and provenance coverage."""
+
+    with store.read() as session:
+        v = find_version(session, version)
+        ds = session.get(Dataset, v.dataset_id)
+        t = session.get(Transformation, v.transformation_id) if v.transformation_id else None
+        params = json.loads(t.params) if t else {}
+        return VersionDetail(
+            id=v.id, name=v.name, dataset=ds.name,
+            parent_ids=(v.parent_id,) if v.parent_id is not None else (),
+            kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
+            ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
+            params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
+            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(ids_from_bytes(v.added_ids)),
+            n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
+            created_at=v.created_at, coverage=version_coverage(session, v))
+
+
+def version_members(store: Store, version: str | int) -> Members:
+    """A version read back whole, for inspection and audit: (row_ids, X, y) sorted by row id.
+    Training reads approved snapshots, not this."""
+    with store.read() as session:
+        return materialize(session, find_version(session, version))
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """A version written to a CSV file: ``row_id``, one column per feature, ``label``."""
+
+    version_id: int
+    version_name: Optional[str]
+    path: str
+    n_rows: int
+    columns: tuple
+    file_sha256: str
+
+
+def export_version(store: Store, version: str | int, path, *, force: bool = False) -> ExportInfo:
+    """Write a version to a CSV file that ``lineage ingest csv FILE --as-version-of V`` reads
+    back: header ``row_id,f0,...,f{n-1},label``, one line per member in row-id order. Integer
+    features are written as integers, float features exactly (shortest round-trip form).
+
+    Refuses an existing file unless ``force``; the file appears whole or not at all (written
+    to a temporary file beside it, then renamed). Writes nothing to the store.
+
+    Example: ``export_version(store, "v5", "v5.csv")``
+    """
+    import csv
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a folder; give a file name, e.g. {path / 'version.csv'}")
+    if path.exists() and not force:
+        raise BadInputError(f"{path} exists: pass --force to overwrite it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise BadInputError(f"{path}: no folder {folder}; create it first")
+    with store.read() as session:
+        v = find_version(session, version)
+        ds = session.get(Dataset, v.dataset_id)
+        m = materialize(session, v)
+        columns = ("row_id", *[f"f{i}" for i in range(ds.n_features)], "label")
+        version_id, version_name = v.id, v.name
+    X = m.X if m.X.dtype.kind in "iu" else m.X.astype(np.float64)
+    h = hashlib.sha256()
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(columns)
+            for row_id, x, label in zip(m.row_ids.tolist(), X.tolist(), m.y.tolist()):
+                writer.writerow([row_id, *x, label])
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return ExportInfo(version_id=version_id, version_name=version_name, path=str(path),
+                      n_rows=len(m.row_ids),
+                      columns=columns, file_sha256=h.hexdigest())
