@@ -133,3 +133,35 @@ def test_raw_sql_through_a_session_hits_the_database_guard(filled):
     with filled.read() as session:
         with pytest.raises(DBAPIError, match=r"lineage: sources is append-only \(UPDATE refused\)"):
             session.execute(text("UPDATE sources SET license = 'stolen'"))
+
+
+def test_guard_leaves_the_hosts_own_sessions_alone(tmp_path, filled):
+    """The ORM guard listens on lineage's own sessions only: after `import lineage` (and a store
+    in use in the same process), a user's unrelated SQLAlchemy code can update its own tables."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Note(Base):
+        __tablename__ = "notes"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str]
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'host.db'}")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        session.add(Note(id=1, text="draft"))
+    with Session(engine) as session, session.begin():
+        session.get(Note, 1).text = "final"  # an ORM update in the host's own session
+    with Session(engine) as session, session.begin():
+        session.execute(update(Note).where(Note.id == 1).values(text="bulk"))
+        session.execute(delete(Note).where(Note.id == 2))
+    with Session(engine) as session:
+        assert session.get(Note, 1).text == "bulk"
+    engine.dispose()
+    # ...while lineage's own sessions still refuse.
+    with pytest.raises(AppendOnlyError, match="append-only"):
+        with filled.write() as tx:
+            tx.session.execute(update(Source).values(uri="x"))

@@ -130,6 +130,26 @@ def _current_revision(conn) -> Optional[str]:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+class StoreSession(Session):
+    """The sessions lineage opens: the only ones its append-only guard listens on. Registering
+    on SQLAlchemy's own ``Session`` would refuse UPDATE and DELETE in a host application's
+    unrelated code after ``import lineage``."""
+
+
+@event.listens_for(StoreSession, "before_flush")
+def _refuse_changes(session, _flush_context, _instances):
+    for obj in list(session.deleted) + [o for o in session.dirty if session.is_modified(o)]:
+        if isinstance(obj, Base):
+            raise AppendOnlyError(f"{obj.__tablename__} is append-only: "
+                                  "records are never updated or deleted")
+
+
+@event.listens_for(StoreSession, "do_orm_execute")
+def _refuse_bulk_changes(state):
+    if state.is_update or state.is_delete:
+        raise AppendOnlyError("the store is append-only: UPDATE and DELETE are refused")
+
+
 @dataclass
 class Store:
     """An open lineage store: a database engine and the actor that writes."""
@@ -141,7 +161,7 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only session (one consistent transaction)."""
-        with Session(self.engine) as session, session.begin():
+        with StoreSession(self.engine) as session, session.begin():
             yield session
 
     @contextmanager
@@ -152,7 +172,7 @@ class Store:
             with conn.begin():
                 if self.engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-                with Session(bind=conn) as session:
+                with StoreSession(bind=conn) as session:
                     tx = Tx(session=session, actor=self.actor, now=utcnow())
                     yield tx
                     tx._finish()
@@ -247,20 +267,6 @@ class Tx:
         self.session.add(Event(id=event_id, prev_digest=prev, digest=digest, kind=kind,
                                actor=self.actor, created_at=self.now, payload=payload))
         self.session.flush()  # the caller's ``conn.begin()`` commits
-
-
-@event.listens_for(Session, "before_flush")
-def _refuse_changes(session, _flush_context, _instances):
-    for obj in list(session.deleted) + [o for o in session.dirty if session.is_modified(o)]:
-        if isinstance(obj, Base):
-            raise AppendOnlyError(f"{obj.__tablename__} is append-only: "
-                                  "records are never updated or deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_changes(state):
-    if state.is_update or state.is_delete:
-        raise AppendOnlyError("the store is append-only: UPDATE and DELETE are refused")
 
 
 def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
