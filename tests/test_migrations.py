@@ -10,14 +10,14 @@ from sqlalchemy import create_engine, text
 
 from lineage.data.sources import add_source, list_sources
 from lineage.errors import LineageError, SchemaOutdatedError
-from lineage.store.engine import _alembic_config, head_revision, open_for_upgrade, open_store
+from lineage.store.engine import alembic_config, head_revision, open_for_upgrade, open_store
 from lineage.store.log import list_events
 from lineage.store.tables import Base
 from lineage.store.verify import verify_store
 
 
 def test_exactly_one_head():
-    heads = ScriptDirectory.from_config(_alembic_config()).get_heads()
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert heads == [head_revision()]
 
 
@@ -38,7 +38,7 @@ def _migrate_to(url: str, revision: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), revision)
+            command.upgrade(alembic_config(conn), revision)
     finally:
         engine.dispose()
 

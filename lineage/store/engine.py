@@ -98,7 +98,7 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
-def _alembic_config(connection=None):
+def alembic_config(connection=None):
     from alembic.config import Config
 
     cfg = Config()
@@ -111,7 +111,7 @@ def _alembic_config(connection=None):
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _known_revision(revision: str) -> bool:
@@ -119,7 +119,7 @@ def _known_revision(revision: str) -> bool:
     from alembic.util import CommandError
 
     try:
-        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
     except CommandError:
         return False
 
@@ -322,7 +322,7 @@ def upgrade_store(store: Store) -> tuple[Optional[str], str]:
             if before is not None and not _known_revision(before):
                 raise SchemaOutdatedError(f"the store at {store.url} has schema {before}, newer "
                                           "than this lineage knows: upgrade lineage")
-            command.upgrade(_alembic_config(conn), "head")
+            command.upgrade(alembic_config(conn), "head")
             after = _current_revision(conn)
     finally:
         conn.close()
