@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources
 from lineage.data.datasets import find_version, parse_id
-from lineage.data.deltas import in_sorted, minus_sorted, union_sorted
+from lineage.data.deltas import chain_ids, in_sorted, minus_sorted, union_sorted, version_chain
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
 from lineage.models.registry import find_model_version, model_artifact, model_info
@@ -294,15 +294,6 @@ def _compose(session: Session, path: list[int]):
     return R, A, ever
 
 
-def _chain_ids(session: Session, version: Version) -> list[int]:
-    parents = dict(session.execute(select(Version.id, Version.parent_id)
-                                   .where(Version.dataset_id == version.dataset_id)).all())
-    chain = [version.id]
-    while parents.get(chain[-1]) is not None:
-        chain.append(parents[chain[-1]])
-    return chain[::-1]
-
-
 def _last_per_id(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique ids and, for each, the value of its last occurrence."""
     if len(ids) == 0:
@@ -371,7 +362,7 @@ def version_diff(store: Store, a: str | int, b: str | int) -> VersionDiff:
         va, vb = find_version(session, a), find_version(session, b)
         if va.dataset_id != vb.dataset_id:
             raise BadInputError(f"v{va.id} and v{vb.id} belong to different datasets")
-        chain_a, chain_b = _chain_ids(session, va), _chain_ids(session, vb)
+        chain_a, chain_b = chain_ids(session, va), chain_ids(session, vb)
         common = 0
         while common < min(len(chain_a), len(chain_b)) and chain_a[common] == chain_b[common]:
             common += 1
@@ -479,8 +470,7 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                    f"review {approval.id} (the approval of snapshot {snap.name!r})")
         ids = snapshot_row_ids(snap)
         versions, transformations = [], []
-        v = session.get(Version, snap.version_id)
-        while v is not None:
+        for v in reversed(version_chain(session, session.get(Version, snap.version_id))):
             _check(v, f"version v{v.id}" + (f" ({v.name})" if v.name else ""))
             versions.append({"id": v.id, "name": v.name, "n_rows": v.n_rows,
                              "content_digest": v.content_digest, "parent_id": v.parent_id,
@@ -493,7 +483,6 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                                         "reason": t.reason, "code_identity": t.code_identity,
                                         "params": json.loads(t.params), "version": v.id,
                                         "created_at": t.created_at})
-            v = session.get(Version, v.parent_id) if v.parent_id is not None else None
         per_ingest = row_sources(session, snap.dataset_id, ids)
         ingests, sources = [], {}
         for entry in per_ingest:

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from lineage.data.datasets import find_version
 from lineage.data.deltas import in_sorted, member_labels, version_chain
 from lineage.data.sources import source_status
-from lineage.store.chunks import ids_from_bytes
+from lineage.store.chunks import chunk_index, ids_from_bytes
 from lineage.store.engine import Store
-from lineage.store.tables import Chunk, Ingest, RowEffect, Source, Transformation, Version
+from lineage.store.tables import Ingest, RowEffect, Source, Transformation, Version
 
 EXTERNAL_EDIT = "external_edit"
 NO_INGEST = -1
@@ -55,22 +55,14 @@ class CoverageReport:
     examples: dict = field(default_factory=dict)
 
 
-def _chunk_table(session: Session, dataset_id: int) -> np.ndarray:
-    rows = session.execute(
-        select(Chunk.first_row_id, Chunk.n_rows, Chunk.ingest_id, Chunk.transformation_id)
-        .where(Chunk.dataset_id == dataset_id).order_by(Chunk.first_row_id)).all()
-    return np.array([(f, n, -1 if i is None else i, -1 if t is None else t) for f, n, i, t in rows],
-                    dtype=np.int64).reshape(-1, 4)
-
-
 def row_makers(session: Session, dataset_id: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each row id: the ingest that stored it (or -1) and the transformation that stored it
     (or -1)."""
-    table = _chunk_table(session, dataset_id)
-    if len(ids) == 0 or len(table) == 0:
+    index = chunk_index(session, dataset_id)
+    if len(ids) == 0 or len(index) == 0:
         return np.full(len(ids), NO_INGEST), np.full(len(ids), -1)
-    pos = np.searchsorted(table[:, 0], ids, side="right") - 1
-    return table[pos, 2], table[pos, 3]
+    pos = np.searchsorted(index.firsts, ids, side="right") - 1
+    return index.ingest_ids[pos], index.transformation_ids[pos]
 
 
 def derived_parents(session: Session, child_ids: np.ndarray) -> dict[int, int]:

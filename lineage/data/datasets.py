@@ -2,7 +2,6 @@
 lists, seeds and image shapes, checking labels and version names; ``read_rows`` for inspection."""
 
 import json
-import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -10,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError
-from lineage.store.chunks import gather_rows
-from lineage.store.tables import Chunk, Dataset, Version
+from lineage.poison.triggers import image_shape_for
+from lineage.store.chunks import chunk_index, gather_rows
+from lineage.store.tables import Dataset, Version
 
 
 def dataset_classes(dataset: Dataset) -> list[int]:
@@ -19,15 +19,15 @@ def dataset_classes(dataset: Dataset) -> list[int]:
 
 
 def check_image_shape(image_shape: Optional[str], n_features: int) -> Optional[str]:
+    """A dataset's image shape as stored ("HxW"): the one given, checked, or square when none is
+    given and the rows are square; None for rows that are not images."""
     if image_shape is None:
-        side = int(round(math.sqrt(n_features)))
-        return f"{side}x{side}" if side * side == n_features else None
-    try:
-        h, w = (int(p) for p in image_shape.lower().split("x"))
-    except ValueError:
-        raise BadInputError(f"image shape {image_shape!r}: write it as HxW, e.g. 8x8") from None
-    if h * w != n_features:
-        raise BadInputError(f"image shape {image_shape} holds {h * w} values, rows have {n_features}")
+        try:
+            h, w = image_shape_for(None, n_features)
+        except BadInputError:
+            return None
+    else:
+        h, w = image_shape_for(image_shape, n_features)
     return f"{h}x{w}"
 
 
@@ -169,11 +169,10 @@ def read_rows(store, row_ids=None, *, dataset: Optional[str] = None,
     with store.read() as session:
         ds = find_dataset(session, dataset)
         if row_ids is None:
-            chunks = session.execute(select(Chunk.first_row_id, Chunk.n_rows)
-                                     .where(Chunk.dataset_id == ds.id)
-                                     .order_by(Chunk.first_row_id)).all()
-            ids = (np.concatenate([np.arange(f, f + n, dtype=np.int64) for f, n in chunks])
-                   if chunks else np.empty(0, dtype=np.int64))
+            index = chunk_index(session, ds.id)
+            ids = (np.concatenate([np.arange(f, f + n, dtype=np.int64)
+                                   for f, n in zip(index.firsts, index.counts)])
+                   if len(index) else np.empty(0, dtype=np.int64))
         else:
             ids = np.asarray(list(row_ids) if not hasattr(row_ids, "dtype") else row_ids, dtype=np.int64)
         X, y = gather_rows(session, ds, ids, verify=verify)

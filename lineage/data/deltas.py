@@ -11,10 +11,12 @@ import numpy as np
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
+from lineage.data.datasets import LAZY_BLOBS
 from lineage.errors import NotFoundError
 from lineage.store.chunks import (
     ID_DTYPE,
     LABEL_DTYPE,
+    chunk_blobs,
     feature_dtype,
     gather_rows,
     ids_from_bytes,
@@ -34,20 +36,39 @@ class Members:
     y: np.ndarray  # (n_samples,) int64
 
 
-def content_digest(row_ids: np.ndarray, X: np.ndarray, y: np.ndarray) -> str:
+def content_hasher(row_ids: np.ndarray, y: np.ndarray):
+    """The version content digest's sha256, fed its ids and labels; its feature bytes follow, in
+    row-id order (``content_digest`` at once, ``stream_digests`` chunk by chunk)."""
     # hashlib reads the contiguous arrays' buffers in place: the same bytes as .tobytes(), no copy.
     h = hashlib.sha256(b"lineage-version-v1\0")
     h.update(np.ascontiguousarray(row_ids, dtype=ID_DTYPE))
     h.update(np.ascontiguousarray(y, dtype=LABEL_DTYPE))
+    return h
+
+
+def content_digest(row_ids: np.ndarray, X: np.ndarray, y: np.ndarray) -> str:
+    """A version's content digest: sha256 over its sorted member ids, their labels, their features."""
+    h = content_hasher(row_ids, y)
     h.update(np.ascontiguousarray(X))
     return h.hexdigest()
 
 
-def version_chain(session: Session, version: Version) -> list[Version]:
-    chain = [version]
-    while chain[-1].parent_id is not None:
-        chain.append(session.get(Version, chain[-1].parent_id))
+def chain_ids(session: Session, version: Version) -> list[int]:
+    """The ids of ``version`` and its ancestors, root first: the one walk up the parent links,
+    over one query of the dataset's (id, parent) pairs."""
+    parents = dict(session.execute(select(Version.id, Version.parent_id)
+                                   .where(Version.dataset_id == version.dataset_id)).all())
+    chain = [version.id]
+    while parents.get(chain[-1]) is not None and len(chain) <= len(parents):
+        chain.append(parents[chain[-1]])
     return chain[::-1]
+
+
+def version_chain(session: Session, version: Version) -> list[Version]:
+    """``version`` and its ancestors, root first (delta blobs deferred: walking never reads a
+    root's id array)."""
+    return [version if vid == version.id else session.get(Version, vid, options=LAZY_BLOBS)
+            for vid in chain_ids(session, version)]
 
 
 # Set operations on sorted unique id arrays by binary search and merge: O(k log n) for a delta
@@ -226,21 +247,6 @@ def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Vers
     ))
 
 
-def chunk_blobs(session: Session, dataset: Dataset, column):
-    """(first row id, n rows, blob) of the dataset's chunks in row order, 16 chunks a query.
-    The order comes from the blob-free index: ORDER BY on the blob query itself makes SQLite
-    sort every blob through a temporary B-tree (5x slower)."""
-    index = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
-                            .where(Chunk.dataset_id == dataset.id)
-                            .order_by(Chunk.first_row_id)).all()
-    for start in range(0, len(index), 16):
-        part = index[start:start + 16]
-        blobs = dict(session.execute(select(Chunk.id, column)
-                                     .where(Chunk.id.in_([c.id for c in part]))).all())
-        for c in part:
-            yield c.first_row_id, c.n_rows, blobs[c.id]
-
-
 def stored_labels(session: Session, dataset: Dataset, ids: np.ndarray) -> np.ndarray:
     """Stored labels of sorted row ids, reading only the chunks' label blobs."""
     if len(ids) == 0:
@@ -267,12 +273,7 @@ def stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) -
     """Content digests (as ``versions.content_digest``) of members given by sorted row ids and
     labels, hashing their features chunk by chunk instead of building X."""
     dtype = feature_dtype(dataset)
-    hashers = []
-    for m in outputs:
-        h = hashlib.sha256(b"lineage-version-v1\0")
-        h.update(np.ascontiguousarray(m.row_ids, dtype=ID_DTYPE))
-        h.update(np.ascontiguousarray(m.y, dtype=LABEL_DTYPE))
-        hashers.append(h)
+    hashers = [content_hasher(m.row_ids, m.y) for m in outputs]
     for first, n, blob in chunk_blobs(session, dataset, Chunk.features):
         X = None
         for m, h in zip(outputs, hashers):

@@ -9,10 +9,10 @@ Also here: the one parser of user-typed ids (``parse_id``), the set helpers on s
 that trace and transforms share, and reading versions (list, show, members, CSV export).
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -24,6 +24,7 @@ from lineage.data.deltas import Members, materialize
 from lineage.errors import BadInputError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
+from lineage.store.files import file_sha256, write_atomically
 from lineage.store.tables import Dataset, Transformation, Version
 
 
@@ -132,9 +133,6 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
     Example: ``export_version(store, "v5", "v5.csv")``
     """
     import csv
-    import os
-    import tempfile
-    from pathlib import Path
 
     path = Path(path)
     if path.is_dir():
@@ -151,28 +149,14 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
         columns = ("row_id", *[f"f{i}" for i in range(ds.n_features)], "label")
         version_id, version_name = v.id, v.name
     X = m.X if m.X.dtype.kind in "iu" else m.X.astype(np.float64)
-    h = hashlib.sha256()
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(columns)
             for row_id, x, label in zip(m.row_ids.tolist(), X.tolist(), m.y.tolist()):
                 writer.writerow([row_id, *x, label])
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+
+    write_atomically(path, write)
     return ExportInfo(version_id=version_id, version_name=version_name, path=str(path),
-                      n_rows=len(m.row_ids),
-                      columns=columns, file_sha256=h.hexdigest())
+                      n_rows=len(m.row_ids), columns=columns, file_sha256=file_sha256(path))

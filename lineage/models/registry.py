@@ -25,6 +25,7 @@ from lineage.review.policy import policy_in_force
 from lineage.review.snapshots import approving_review, snapshot_reviews, status_of
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
+from lineage.store.files import write_atomically
 from lineage.store.tables import ArtifactChunk, ModelReview, ModelVersion, Snapshot
 
 ARTIFACT_PIECE = 1 << 20
@@ -162,7 +163,7 @@ def export_model(store: Store, ref: str, path: str | Path, *, overwrite: bool = 
         mv = find_model_version(session, ref)
         data = model_artifact(session, mv)
         info = model_info(session, mv)
-    path.write_bytes(data)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
     return info
 
 

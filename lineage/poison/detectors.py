@@ -49,7 +49,7 @@ import numpy as np
 from lineage.errors import BadInputError
 from lineage.poison.estimators import fit_estimator
 from lineage.poison.trigger_scan import scan_triggers
-from lineage.poison.triggers import Trigger, parse_image_shape
+from lineage.poison.triggers import Trigger, image_shape_for
 
 ImageShape = Optional[str | tuple[int, int]]
 CHUNK_ROWS = 65536  # rows scored at once: bounded memory on big versions
@@ -102,19 +102,6 @@ def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _shape(image_shape: ImageShape, n_features: int) -> tuple[int, int]:
-    if image_shape is None:
-        side = int(round(math.sqrt(n_features)))
-        if side * side != n_features:
-            raise BadInputError(f"rows of {n_features} features are not square images: "
-                                "give the image shape, e.g. 8x8")
-        return side, side
-    h, w = parse_image_shape(image_shape) if isinstance(image_shape, str) else tuple(image_shape)
-    if h * w != n_features:
-        raise BadInputError(f"image shape {h}x{w} holds {h * w} values, rows have {n_features}")
-    return int(h), int(w)
-
-
 def _blocks(h: int, w: int, sizes: Sequence[int]) -> list[tuple[int, int, int, np.ndarray]]:
     """(size, row, col, feature indices) for every square block of the given sizes."""
     grid = np.arange(h * w).reshape(h, w)
@@ -145,7 +132,7 @@ def block_scores(X: np.ndarray, y: np.ndarray, *, image_shape: ImageShape = None
     off counts more than one speck. The row's score is its largest absolute block deviation.
     """
     X, y = _check(X, y)
-    h, w = _shape(image_shape, X.shape[1])
+    h, w = image_shape_for(image_shape, X.shape[1])
     spread_floor = floor * max(float(X.max() - X.min()), 1e-12)
     labels, y_idx = np.unique(y, return_inverse=True)
     centre = np.empty((len(labels), X.shape[1]))
@@ -182,7 +169,7 @@ def detect_pixel_blocks(X, y, *, image_shape: ImageShape = None, value: Optional
         (sum of robust z-scores over sqrt(block pixels)); see ``block_scores``.
     """
     X, y = _check(X, y)
-    h, w = _shape(image_shape, X.shape[1])
+    h, w = image_shape_for(image_shape, X.shape[1])
     scores, best = block_scores(X, y, image_shape=(h, w), sizes=sizes)
     blocks = _blocks(h, w, sizes)
     flagged = np.flatnonzero(scores > threshold)
@@ -253,7 +240,7 @@ def detect_shared_patch(X, y, *, image_shape: ImageShape = None, value: Optional
     is not a trigger: its carriers' lookalikes share the style, so the patch explains little.
     """
     X, y = _check(X, y)
-    h, w = _shape(image_shape, X.shape[1])
+    h, w = image_shape_for(image_shape, X.shape[1])
     n = len(X)
     v = float(X.max()) if value is None else float(value)
     rng = np.random.default_rng(random_state)
@@ -517,7 +504,7 @@ def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional
     """
 
     X, y = _check(X, y)
-    h, w = _shape(image_shape, X.shape[1])
+    h, w = image_shape_for(image_shape, X.shape[1])
     v = float(X.max()) if value is None else float(value)
     rng = np.random.default_rng(random_state)
     rows = np.arange(len(X)) if len(X) <= max_rows else np.sort(rng.choice(len(X), max_rows, replace=False))

@@ -76,7 +76,7 @@ def flip_rates(model, X: np.ndarray, y: np.ndarray, candidates: Sequence[Trigger
 
 
 def _flip_rates(model, X, y, candidates, *, image_shape, classes):
-    shape = parse_image_shape(image_shape) if isinstance(image_shape, str) else image_shape
+    shape = parse_image_shape(image_shape)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     classes = np.asarray(classes)

@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources, version_coverage
+from lineage.data.deltas import version_chain
 from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import BadInputError, GateFailedError, RefusedError
 from lineage.review.evaluation import Evaluation, evaluation_rows, shadow_evaluation
@@ -51,19 +52,11 @@ def history_actors(session: Session, version: Version) -> tuple[set[str], list[d
     """Actors of every transformation (and derived version) in ``version``'s history."""
     actors: set[str] = set()
     steps = []
-    seen: set[int] = set()
-    todo = [version]
-    while todo:
-        v = todo.pop()
-        if v.id in seen:
-            continue
-        seen.add(v.id)
+    for v in version_chain(session, version):
         if v.transformation_id is not None:
             t = session.get(Transformation, v.transformation_id)
             actors.update({t.actor, v.actor})
             steps.append({"version": v.id, "transformation": t.id, "kind": t.kind, "actor": t.actor})
-        if v.parent_id is not None:
-            todo.append(session.get(Version, v.parent_id))
     return actors, sorted(steps, key=lambda s: s["version"])
 
 

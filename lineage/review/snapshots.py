@@ -33,6 +33,7 @@ from lineage.store.chunks import (
     ID_DTYPE,
     LABEL_DTYPE,
     chunk_digest,
+    chunk_index,
     feature_dtype,
     gather_rows,
 )
@@ -188,15 +189,10 @@ def snapshot_manifest_digest(s: Snapshot) -> str:
 
 
 def _chunks_of(session: Session, dataset_id: int, ids: np.ndarray) -> list[list]:
-    rows = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows, Chunk.record_digest)
-                           .where(Chunk.dataset_id == dataset_id)
-                           .order_by(Chunk.first_row_id)).all()
-    if not rows or len(ids) == 0:
+    index = chunk_index(session, dataset_id)
+    if not len(index) or len(ids) == 0:
         return []
-    firsts = np.array([r[1] for r in rows], dtype=np.int64)
-    ends = firsts + np.array([r[2] for r in rows], dtype=np.int64)
-    held = np.searchsorted(ids, ends, side="left") - np.searchsorted(ids, firsts, side="left")
-    return [[int(rows[i][0]), rows[i][3]] for i in np.flatnonzero(held)]
+    return [[int(index.ids[i]), index.digests[i]] for i in np.flatnonzero(index.holding(ids))]
 
 
 def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotInfo:

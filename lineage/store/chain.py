@@ -28,10 +28,18 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def blob_digest(buf) -> dict:
+    """The form every digest gives a blob, ``{"sha256", "len"}``: hashed in place from any
+    contiguous buffer (bytes, a memoryview, a numpy array), with no copy."""
+    view = memoryview(buf)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
+
+
 def _canonical_value(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        return {"sha256": sha256_hex(raw), "len": len(raw)}
+        return blob_digest(value)
     if isinstance(value, datetime):
         return iso(value)
     return value

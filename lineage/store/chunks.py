@@ -6,9 +6,9 @@ global and contiguous within a chunk, so a row is still addressable one by one: 
 by binary search over the chunks' first row ids.
 """
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lineage.errors import IntegrityError, NotFoundError
-from lineage.store.chain import record_digest
+from lineage.store.chain import blob_digest, record_digest
 from lineage.store.tables import Chunk, Dataset
 
 CHUNK_ROWS = 8192
@@ -69,8 +69,7 @@ def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
 def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
     """Each chunk's blobs hashed as chain.record_digest hashes a blob ({"sha256", "len"}), so a
     caller can hash them before the write (e.g. while another thread hashes something else)."""
-    return [{name: {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
-             for name, view in (("features", f), ("labels", lab))}
+    return [{"features": blob_digest(f), "labels": blob_digest(lab)}
             for f, lab in _chunk_views(dataset, X, y)]
 
 
@@ -99,12 +98,53 @@ def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_i
     return first
 
 
-def _chunk_index(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = session.execute(select(Chunk.id, Chunk.first_row_id, Chunk.n_rows)
-                           .order_by(Chunk.first_row_id)).all()
+@dataclass(frozen=True)
+class ChunkIndex:
+    """The chunks of one dataset (or of the whole store) in row order, as parallel arrays; the
+    one query of chunk metadata (no blobs). ``ingest_ids`` and ``transformation_ids`` hold -1
+    where a chunk has none."""
+
+    ids: np.ndarray
+    firsts: np.ndarray
+    counts: np.ndarray
+    ingest_ids: np.ndarray
+    transformation_ids: np.ndarray
+    digests: list
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def holding(self, sorted_ids: np.ndarray) -> np.ndarray:
+        """How many of ``sorted_ids`` fall in each chunk."""
+        ends = self.firsts + self.counts
+        return (np.searchsorted(sorted_ids, ends, side="left")
+                - np.searchsorted(sorted_ids, self.firsts, side="left"))
+
+
+def chunk_index(session: Session, dataset_id: Optional[int] = None) -> ChunkIndex:
+    """Every chunk of ``dataset_id`` (None: of the store), ordered by first row id."""
+    query = select(Chunk.id, Chunk.first_row_id, Chunk.n_rows, Chunk.ingest_id,
+                   Chunk.transformation_id, Chunk.record_digest).order_by(Chunk.first_row_id)
+    if dataset_id is not None:
+        query = query.where(Chunk.dataset_id == dataset_id)
+    rows = session.execute(query).all()
     # Plain tuples: numpy probing each Row for array interfaces costs more than the query.
-    arr = np.array([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 3)
-    return arr[:, 0], arr[:, 1], arr[:, 2]
+    arr = np.array([(r[0], r[1], r[2], -1 if r[3] is None else r[3], -1 if r[4] is None else r[4])
+                    for r in rows], dtype=np.int64).reshape(-1, 5)
+    return ChunkIndex(ids=arr[:, 0], firsts=arr[:, 1], counts=arr[:, 2], ingest_ids=arr[:, 3],
+                      transformation_ids=arr[:, 4], digests=[r[5] for r in rows])
+
+
+def chunk_blobs(session: Session, dataset: Dataset, column):
+    """(first row id, n rows, blob) of the dataset's chunks in row order, READ_BATCH chunks a
+    query. The order comes from the blob-free index: ORDER BY on the blob query itself makes
+    SQLite sort every blob through a temporary B-tree (5x slower)."""
+    index = chunk_index(session, dataset.id)
+    for start in range(0, len(index), READ_BATCH):
+        part = [int(i) for i in index.ids[start:start + READ_BATCH]]
+        blobs = dict(session.execute(select(Chunk.id, column).where(Chunk.id.in_(part))).all())
+        for k, chunk_id in enumerate(part):
+            yield int(index.firsts[start + k]), int(index.counts[start + k]), blobs[chunk_id]
 
 
 def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
@@ -119,7 +159,8 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
     dtype = feature_dtype(dataset)
     if len(row_ids) == 0:
         return np.empty((0, n_features), dtype=dtype), np.empty(0, dtype=LABEL_DTYPE)
-    chunk_ids, firsts, counts = _chunk_index(session)
+    index = chunk_index(session)
+    chunk_ids, firsts, counts = index.ids, index.firsts, index.counts
     per_chunk = _count_sorted(row_ids, firsts, counts)
     if per_chunk is None:  # ids in any order (or some missing): locate each id on its own
         pos = np.searchsorted(firsts, row_ids, side="right") - 1
@@ -231,11 +272,8 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
 def chunk_digest(values: dict, feats, labs) -> str:
     """chain.record_digest of a chunk row, its blobs' bytes given as any contiguous buffers:
     each is hashed once, in place, into the {"sha256", "len"} form record_digest gives a blob."""
-    blobs = {}
-    for name, buf in (("features", feats), ("labels", labs)):
-        view = memoryview(buf).cast("B")
-        blobs[name] = {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
-    return record_digest("chunks", {**values, **blobs})
+    return record_digest("chunks", {**values, "features": blob_digest(feats),
+                                    "labels": blob_digest(labs)})
 
 
 def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,

@@ -7,7 +7,6 @@ raised inside leaves nothing behind.
 """
 
 import getpass
-import hashlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from lineage.errors import AppendOnlyError, BadInputError, LineageError, SchemaOutdatedError
-from lineage.store.chain import GENESIS, canonical, event_digest, record_digest
+from lineage.store.chain import GENESIS, blob_digest, canonical, event_digest, record_digest
 from lineage.store.tables import Base, Event
 
 DEFAULT_DB = "sqlite:///lineage.db"
@@ -235,10 +234,8 @@ class Tx:
             for name, value in values.items():
                 if name in hashed:  # a view's digest computed ahead (storage.blob_digests)
                     values[name] = hashed[name]
-                elif isinstance(value, memoryview):  # a blob given as a view (no bytes copy):
-                    # hashed in place into the form chain.record_digest gives any blob
-                    view = value.cast("B") if value.format != "B" or value.ndim != 1 else value
-                    values[name] = {"sha256": hashlib.sha256(view).hexdigest(), "len": view.nbytes}
+                elif isinstance(value, memoryview):  # a blob given as a view: no bytes copy
+                    values[name] = blob_digest(value)
             row["record_digest"] = record_digest(table.name, values)
             self._records.setdefault(table.name, []).append([row["id"], row["record_digest"]])
             ids.append(row["id"])
