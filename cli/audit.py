@@ -15,7 +15,6 @@ from lineage.cli.common import (
     print_json,
     print_table,
 )
-from lineage.lab.audit import audit_poisoned, audit_sources
 
 audit_app = typer.Typer(help="Audit poisoning: the poisoned rows behind a model, the source "
                              "behind a backdoor.", no_args_is_help=True)
@@ -34,6 +33,8 @@ def poisoned(model: Annotated[str, typer.Option("--model", help="A model version
 
     Example: lineage audit poisoned --model digits-clf:3
     """
+    from lineage.lab.audit import audit_poisoned
+
     with opened(db, actor) as store:
         audit = audit_poisoned(store, model, scan=scan, seed=seed)
     if as_json:
@@ -67,6 +68,8 @@ def sources(version: Annotated[str, typer.Option("--version", help="A version (v
 
     Example: lineage audit sources --version v7
     """
+    from lineage.lab.audit import audit_sources
+
     with opened(db, actor) as store:
         audit = audit_sources(store, version, estimator=estimator, seed=seed)
     if as_json:

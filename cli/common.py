@@ -1,5 +1,9 @@
 """What every command shares: the --db/--as/--json options, one table from exception class to
-exit code, and output as rich tables or JSON."""
+exit code, and output as rich tables or JSON.
+
+Start-up stays cheap (`lineage --help` must not load SQLAlchemy, numpy or scikit-learn): command
+modules import library functions inside the command bodies, and this module imports nothing of
+the database layer at the top."""
 
 import dataclasses
 import functools
@@ -8,16 +12,17 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from lineage.errors import LineageError
-from lineage.store.engine import Store, open_store
+
+if TYPE_CHECKING:
+    from lineage.store.engine import Store
 
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Database URL [default: $LINEAGE_DB or sqlite:///lineage.db].", show_default=False)]
@@ -36,6 +41,13 @@ def one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+def is_operational_error(exc: BaseException) -> bool:
+    """Whether `exc` is SQLAlchemy's OperationalError, without importing SQLAlchemy: if nothing
+    has imported it, no database was opened and nothing can have raised it."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.OperationalError)
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn library exceptions into one `Error: ...` line and the class's exit code."""
 
@@ -46,7 +58,9 @@ def handle_errors(fn: Callable) -> Callable:
         except LineageError as exc:
             err.print(f"Error: {one_line(exc)}", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from None
-        except OperationalError as exc:
+        except Exception as exc:
+            if not is_operational_error(exc):
+                raise
             # The database went away or stayed locked mid-command: not a bug, and the open
             # transaction was rolled back, so nothing partial is left.
             reason = str(exc.orig or exc).strip().splitlines()[0]
@@ -92,8 +106,27 @@ class OneLineErrors(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def deferred_help(**fills: Callable[[], str]) -> type[TyperCommand]:
+    """A command class whose option help may name values that live in heavy modules (the detector
+    names, the demo's default rates): each `{name}` in a help text is replaced by `fills[name]()`
+    only when the help is shown, so start-up never imports those modules."""
+
+    class DeferredHelpCommand(TyperCommand):
+        def format_help(self, ctx, formatter):
+            values = {f"{{{name}}}": fill() for name, fill in fills.items()}
+            for param in self.params:
+                for placeholder, value in values.items():
+                    if param.help and placeholder in param.help:
+                        param.help = param.help.replace(placeholder, value)
+            return super().format_help(ctx, formatter)
+
+    return DeferredHelpCommand
+
+
 @contextmanager
-def opened(db: Optional[str], actor: Optional[str] = None) -> Iterator[Store]:
+def opened(db: Optional[str], actor: Optional[str] = None) -> Iterator["Store"]:
+    from lineage.store.engine import open_store
+
     store = open_store(db, actor=actor)
     try:
         yield store

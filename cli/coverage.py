@@ -5,7 +5,6 @@ from typing import Annotated
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
-from lineage.data.coverage import get_coverage
 
 
 @handle_errors
@@ -17,6 +16,8 @@ def coverage(version: Annotated[str, typer.Argument(help="A version: id (v5 or 5
 
     Example: lineage coverage v5
     """
+    from lineage.data.coverage import get_coverage
+
     with opened(db) as store:
         report = get_coverage(store, version)
     if as_json:

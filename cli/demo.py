@@ -10,6 +10,7 @@ from lineage.cli.common import (
     DbOpt,
     JsonOpt,
     cell,
+    deferred_help,
     err,
     handle_errors,
     out,
@@ -17,15 +18,15 @@ from lineage.cli.common import (
     print_table,
 )
 from lineage.errors import BadInputError
-from lineage.lab.demo import run_demo
-from lineage.lab.experiment import (
-    DEFAULT_RATES,
-    QUICK_RATES,
-    LabSettings,
-    check_settings,
-    parse_rates,
-)
-from lineage.lab.output import check_output, csv_record, write_csv, write_plot
+
+
+def default_rates() -> str:
+    from lineage.lab.experiment import DEFAULT_RATES
+
+    return ",".join(f"{r:g}" for r in DEFAULT_RATES)
+
+
+DemoCommand = deferred_help(default_rates=default_rates)
 
 
 class Estimator(str, Enum):
@@ -39,7 +40,7 @@ def demo_command(
                             "--rates): seconds instead of a minute.")] = False,
         rates: Annotated[Optional[str], typer.Option(
             help="Comma-separated source fractions in [0, 1): the share of the source class's "
-                 f"training rows to poison [default: {','.join(f'{r:g}' for r in DEFAULT_RATES)}].",
+                 "training rows to poison [default: {default_rates}].",
             show_default=False)] = None,
         estimator: Annotated[Estimator, typer.Option(help="The model trained on each snapshot.")]
         = Estimator.logistic,
@@ -64,6 +65,15 @@ def demo_command(
 
     Example: lineage demo --quick --out results/poisoning-results.csv
     """
+    from lineage.lab.experiment import (
+        DEFAULT_RATES,
+        QUICK_RATES,
+        LabSettings,
+        check_settings,
+        parse_rates,
+    )
+    from lineage.lab.output import check_output
+
     rate_list = parse_rates(rates) if rates is not None else (QUICK_RATES if quick else DEFAULT_RATES)
     settings = check_settings(LabSettings(
         rates=rate_list, estimator=estimator.value, seed=seed, source_class=source_class,
@@ -80,6 +90,9 @@ def demo_command(
 
 def _run(settings, quick, csv_path, plot_path, db, as_json) -> None:
     import sys
+
+    from lineage.lab.demo import run_demo
+    from lineage.lab.output import csv_record, write_csv, write_plot
 
     def progress(message: str) -> None:
         if sys.stderr.isatty():

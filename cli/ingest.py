@@ -11,12 +11,12 @@ from lineage.cli.common import (
     JsonOpt,
     handle_errors,
     opened,
+    plain,
     print_json,
     print_table,
     progress_bar,
 )
-from lineage.data.external_edit import import_external_edit
-from lineage.data.ingest import ingest_csv, ingest_digits, ingest_npz, list_ingests
+from lineage.cli.transform import print_transformation
 from lineage.errors import BadInputError
 
 ingest_app = typer.Typer(help="Append raw rows (append-only) from a source, or list ingests.",
@@ -53,8 +53,6 @@ def _report(info, as_json: bool) -> None:
 
 
 def _plain_ingest(info) -> dict:
-    from lineage.cli.common import plain
-
     data = plain(info)
     data["last_row_id"] = info.first_row_id + info.n_rows - 1
     # Every assigned id, as other tools expect (issue 3's contract); contiguous, so the range
@@ -72,6 +70,8 @@ def digits(dataset: Annotated[str, typer.Option(help="Dataset name.")] = "digits
 
     Example: lineage ingest digits
     """
+    from lineage.data.ingest import ingest_digits
+
     with opened(db, actor) as store, progress_bar("ingesting digits") as progress:
         _report(ingest_digits(store, dataset=dataset, progress=progress), as_json)
 
@@ -98,7 +98,7 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
     Example: lineage ingest csv batch7.csv --source crowd-batch-7 --label-column label
     """
     if as_version_of is not None:
-        from lineage.cli.transform import _report as report_transform
+        from lineage.data.external_edit import import_external_edit
 
         ignored = [flag for flag, given in (("--dataset", dataset), ("--value-range", value_range),
                                             ("--image-shape", image_shape)) if given is not None]
@@ -106,15 +106,17 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
             raise BadInputError(f"{ignored[0]} cannot be used with --as-version-of: an edited "
                                 "copy belongs to that version's dataset and schema")
         with opened(db, actor) as store:
-            report_transform(import_external_edit(
+            result = import_external_edit(
                 store, path, as_version_of=as_version_of, source=source,
-                label_column=label_column, row_id_column=row_id_column or "row_id", name=name),
-                as_json)
+                label_column=label_column, row_id_column=row_id_column or "row_id", name=name)
+        print_transformation(result, as_json)
         return
     for flag, given in (("--name", name), ("--row-id-column", row_id_column)):
         if given is not None:
             raise BadInputError(f"{flag} is for an edited copy: use it with --as-version-of "
                                 "(an ingest makes a root version of raw rows)")
+    from lineage.data.ingest import ingest_csv
+
     schema = dataset_schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,
@@ -131,6 +133,8 @@ def npz(path: Annotated[Path, typer.Argument(help=".npz file with arrays X (n, d
 
     Example: lineage ingest npz arrays.npz --source crowd-batch-7
     """
+    from lineage.data.ingest import ingest_npz
+
     schema = dataset_schema(value_range, image_shape)
     with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_npz(store, path, source=source, dataset=dataset, progress=progress, **schema),
@@ -144,6 +148,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage ingest list --json
     """
+    from lineage.data.ingest import list_ingests
+
     with opened(db) as store:
         ingests = list_ingests(store)
     if as_json:

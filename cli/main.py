@@ -4,6 +4,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from lineage import __version__
 from lineage.cli.audit import audit_app
 from lineage.cli.common import (
     EXIT_CODES_HELP,
@@ -18,19 +19,16 @@ from lineage.cli.common import (
     print_table,
 )
 from lineage.cli.coverage import coverage as coverage_command
-from lineage.cli.demo import demo_command
+from lineage.cli.demo import DemoCommand, demo_command
 from lineage.cli.ingest import ingest_app
-from lineage.cli.model import model_app, trace_model_command, train_command
+from lineage.cli.model import model_app, train_command
 from lineage.cli.policy import policy_app
-from lineage.cli.scan import scan_command
+from lineage.cli.scan import ScanCommand, scan_command
 from lineage.cli.snapshot import snapshot_app
 from lineage.cli.source import source_app
 from lineage.cli.trace import trace_app
 from lineage.cli.transform import transform_app
 from lineage.cli.version import version_app
-from lineage.store.engine import head_revision, open_for_upgrade, upgrade_store
-from lineage.store.log import list_events
-from lineage.store.verify import verify_store
 
 app = typer.Typer(
     name="lineage",
@@ -51,11 +49,24 @@ app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(model_app, name="model")
 app.add_typer(policy_app, name="policy")
 app.command("train")(train_command)
-trace_app.command("model")(trace_model_command)
 app.command("coverage")(coverage_command)
 app.add_typer(audit_app, name="audit")
-app.command("demo")(demo_command)
-app.command("scan")(scan_command)
+app.command("demo", cls=DemoCommand)(demo_command)
+app.command("scan", cls=ScanCommand)(scan_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"lineage {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)] = False):
+    # The group's help is the app's help= above; a docstring here would replace it.
+    pass
 
 
 @db_app.command("upgrade")
@@ -65,6 +76,8 @@ def db_upgrade(db: DbOpt = None):
 
     Example: lineage db upgrade --db sqlite:///lineage.db
     """
+    from lineage.store.engine import open_for_upgrade, upgrade_store
+
     store = open_for_upgrade(db)
     try:
         before, after = upgrade_store(store)
@@ -82,6 +95,8 @@ def db_head():
 
     Example: lineage db head
     """
+    from lineage.store.engine import head_revision
+
     out.print(head_revision())
 
 
@@ -95,6 +110,8 @@ def verify(expect: Annotated[Optional[str], typer.Option(
 
     Example: lineage verify --expect 3f1c9a0b7d2e4f51
     """
+    from lineage.store.verify import verify_store
+
     with opened(db) as store:
         report = verify_store(store, expect=expect)
     if as_json:
@@ -113,6 +130,8 @@ def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest 
 
     Example: lineage log --limit 5
     """
+    from lineage.store.log import list_events
+
     with opened(db) as store:
         events = list_events(store, limit=limit or None, kind=kind)
     if as_json:

@@ -1,5 +1,5 @@
-"""`lineage train`, `lineage model ...` and `lineage trace model`: model versions from approved
-snapshots, their artifacts, release, and the walk back to every source."""
+"""`lineage train` and `lineage model ...`: model versions from approved snapshots, their
+artifacts and release."""
 
 import json
 from pathlib import Path
@@ -19,9 +19,6 @@ from lineage.cli.common import (
     print_table,
 )
 from lineage.errors import BadInputError
-from lineage.models.registry import export_model, get_model, list_models, release_model
-from lineage.models.training import train
-from lineage.trace import trace_model
 
 model_app = typer.Typer(help="Model versions: list, show, export the artifact, release.",
                         no_args_is_help=True)
@@ -80,6 +77,8 @@ def train_command(
 
     Example: lineage train --snapshot digits-train-2026w48 --model digits-clf --estimator logistic --seed 0
     """
+    from lineage.models.training import train
+
     with opened(db, actor) as store:
         _show(train(store, snapshot=snapshot, model=model, estimator=estimator, seed=seed,
                     params=_params(param)), as_json)
@@ -92,6 +91,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage model list
     """
+    from lineage.models.registry import list_models
+
     with opened(db) as store:
         models = list_models(store)
     if as_json:
@@ -107,6 +108,8 @@ def show(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage model show digits-clf:1
     """
+    from lineage.models.registry import get_model
+
     with opened(db) as store:
         _show(get_model(store, ref), as_json)
 
@@ -123,6 +126,8 @@ def export(ref: RefArg,
 
     Example: lineage model export digits-clf:1 --out digits-clf-1.pkl
     """
+    from lineage.models.registry import export_model
+
     with opened(db) as store:
         m = export_model(store, ref, out_path, overwrite=force)
     affected = m.status == "affected"
@@ -146,37 +151,7 @@ def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why
 
     Example: lineage model release digits-clf:1 --as reviewer
     """
+    from lineage.models.registry import release_model
+
     with opened(db, actor) as store:
         _show(release_model(store, ref, reason=reason), as_json)
-
-
-@handle_errors
-def trace_model_command(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
-    """Trace a model version: model -> snapshot -> versions -> transformations -> ingests ->
-    sources, with row counts and coverage, every digest verified on the way.
-
-    Example: lineage trace model digits-clf:1 --json
-    """
-    with opened(db) as store:
-        t = trace_model(store, ref)
-    if as_json:
-        print_json(t)
-        return
-    m, s = t.model, t.snapshot
-    out.print(f"model {m['ref']} ({m['status']}, {m['estimator']}): clean accuracy "
-              f"{m['clean_accuracy']}, worst ASR {m['worst_asr']} ({m['worst_trigger']}); artifact "
-              f"{m['artifact_sha256'][:16]}", markup=False)
-    out.print(f"<- snapshot {s['name']} ({s['status']}, {s['n_rows']} rows, digest "
-              f"{s['content_digest'][:16]}, approved by {s['approved_by']}, coverage {s['coverage']})",
-              markup=False)
-    print_table("versions (oldest first)", ["id", "name", "rows", "transformation", "ingest", "by", "digest"],
-                [[v["id"], v["name"], v["n_rows"], v["transformation_id"], v["ingest_id"], v["actor"],
-                  v["content_digest"][:16]] for v in t.versions])
-    print_table("transformations", ["id", "kind", "actor", "reason", "code"],
-                [[x["id"], x["kind"], x["actor"], x["reason"], x["code_identity"]] for x in t.transformations])
-    print_table("ingests", ["id", "source", "rows in snapshot", "file", "sha256", "by"],
-                [[i["id"], i["source"], i.get("rows_in_snapshot", i["rows"] if "rows" in i else None),
-                  i.get("file_name"), (i.get("file_sha256") or "")[:16], i.get("actor")] for i in t.ingests])
-    print_table("sources", ["name", "kind", "status", "rows", "uri", "license"],
-                [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources])
-    out.print(f"verified: {t.verified['records']} records, artifact sha256, manifest digest", markup=False)

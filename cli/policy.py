@@ -14,7 +14,6 @@ from lineage.cli.common import (
     print_table,
 )
 from lineage.errors import BadInputError
-from lineage.review.policy import get_policy, list_policies, set_policy
 
 policy_app = typer.Typer(help="Review policy: thresholds, evaluation snapshot, scan settings "
                          "(every change is a new version).", no_args_is_help=True)
@@ -37,6 +36,8 @@ def show(all_: Annotated[bool, typer.Option("--all", help="Every stored version,
 
     Example: lineage policy show --all
     """
+    from lineage.review.policy import get_policy, list_policies
+
     with opened(db) as store:
         policies = list_policies(store) if all_ else [get_policy(store)]
     if as_json:
@@ -60,6 +61,8 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
 
     Example: lineage policy set --evaluation-snapshot digits-eval --max-asr 0.3 --reason "held-out split of 2026w48"
     """
+    from lineage.review.policy import set_policy
+
     sizes = None
     if scan_sizes is not None:
         try:

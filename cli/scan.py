@@ -8,14 +8,22 @@ from lineage.cli.common import (
     ActorOpt,
     DbOpt,
     JsonOpt,
+    deferred_help,
     handle_errors,
     opened,
     out,
     print_json,
     print_table,
 )
-from lineage.lab.audit import scan_version
-from lineage.poison.detectors import DETECTORS
+
+
+def detector_names() -> str:
+    from lineage.poison.detectors import DETECTORS
+
+    return ", ".join(DETECTORS)
+
+
+ScanCommand = deferred_help(detectors=detector_names)
 
 
 def _row(r) -> dict:
@@ -27,7 +35,7 @@ def _row(r) -> dict:
 def scan_command(
         ref: Annotated[str, typer.Argument(help="A snapshot name, or a version (v7, 7 or its name).")],
         detector: Annotated[Optional[list[str]], typer.Option(
-            "--detector", help=f"Run only this detector (repeatable): {', '.join(DETECTORS)}.",
+            "--detector", help="Run only this detector (repeatable): {detectors}.",
             show_default=False)] = None,
         seed: Annotated[int, typer.Option(help="Seed of the detectors' random steps.")] = 0,
         show_all: Annotated[bool, typer.Option(
@@ -39,6 +47,8 @@ def scan_command(
 
     Example: lineage scan v7
     """
+    from lineage.lab.audit import scan_version
+
     with opened(db, actor) as store:
         record = scan_version(store, ref, detectors=detector, seed=seed)
     if as_json:

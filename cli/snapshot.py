@@ -14,8 +14,6 @@ from lineage.cli.common import (
     print_json,
     print_table,
 )
-from lineage.review.gates import approve_snapshot, reject_snapshot, revoke_snapshot
-from lineage.review.snapshots import create_snapshot, get_snapshot, list_snapshots
 
 snapshot_app = typer.Typer(help="Frozen, reviewed snapshots: create, approve (runs the gates), "
                            "reject, revoke, list, show.", no_args_is_help=True)
@@ -60,6 +58,8 @@ def create(name: NameArg,
 
     Example: lineage snapshot create digits-train-2026w48 --version v5 --as engineer
     """
+    from lineage.review.snapshots import create_snapshot
+
     with opened(db, actor) as store:
         _show(create_snapshot(store, name, version=version), as_json)
 
@@ -73,6 +73,8 @@ def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Ac
 
     Example: lineage snapshot approve digits-train-2026w48 --as reviewer
     """
+    from lineage.review.gates import approve_snapshot
+
     with opened(db, actor) as store:
         _show(approve_snapshot(store, name, reason=reason), as_json)
 
@@ -85,6 +87,8 @@ def reject(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Act
 
     Example: lineage snapshot reject digits-train-2026w48 --reason "labels unchecked" --as reviewer
     """
+    from lineage.review.gates import reject_snapshot
+
     with opened(db, actor) as store:
         _show(reject_snapshot(store, name, reason=reason), as_json)
 
@@ -97,6 +101,8 @@ def revoke(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Act
 
     Example: lineage snapshot revoke digits-train-2026w48 --reason "poisoned rows found" --as reviewer
     """
+    from lineage.review.gates import revoke_snapshot
+
     with opened(db, actor) as store:
         _show(revoke_snapshot(store, name, reason=reason), as_json)
 
@@ -108,6 +114,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage snapshot list --json
     """
+    from lineage.review.snapshots import list_snapshots
+
     with opened(db) as store:
         snaps = list_snapshots(store)
     if as_json:
@@ -123,5 +131,7 @@ def show(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage snapshot show digits-train-2026w48
     """
+    from lineage.review.snapshots import get_snapshot
+
     with opened(db) as store:
         _show(get_snapshot(store, name), as_json)

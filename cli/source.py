@@ -13,7 +13,7 @@ from lineage.cli.common import (
     print_json,
     print_table,
 )
-from lineage.data.sources import SourceKind, add_source, list_sources, review_source
+from lineage.data.kinds import SourceKind
 
 source_app = typer.Typer(help="Register data sources and review them (approve, reject, revoke).",
                          no_args_is_help=True)
@@ -42,6 +42,8 @@ def add(
 
     Example: lineage source add crowd-batch-7 --kind crowdsourced --uri s3://vendor/batch7.csv --license CC-BY-4.0
     """
+    from lineage.data.sources import add_source
+
     with opened(db, actor) as store:
         _show(add_source(store, name, kind=kind.value, uri=uri, license=license, owner=owner), as_json)
 
@@ -60,6 +62,8 @@ def review(
 
     Example: lineage source review crowd-batch-7 --approve --reason "license checked" --as reviewer
     """
+    from lineage.data.sources import review_source
+
     chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --approve, --reject, --revoke")
@@ -74,6 +78,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage source list --json
     """
+    from lineage.data.sources import list_sources
+
     with opened(db) as store:
         sources = list_sources(store)
     if as_json:

@@ -1,11 +1,12 @@
-"""`lineage trace row ID`: one row's history, from records."""
+"""`lineage trace row ID` and `lineage trace model REF`: walk back from a row or a model version
+to its sources, from records."""
 
 from typing import Annotated
 
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
-from lineage.trace import trace_row
+from lineage.cli.model import RefArg
 
 trace_app = typer.Typer(help="Walk lineage back: a row's source, ingest, transformations, versions.",
                         no_args_is_help=True)
@@ -20,6 +21,8 @@ def row(row_id: Annotated[str, typer.Argument(help="The row id.")], db: DbOpt = 
 
     Example: lineage trace row 1234
     """
+    from lineage.trace import trace_row
+
     with opened(db) as store:
         t = trace_row(store, row_id)
     if as_json:
@@ -50,3 +53,38 @@ def row(row_id: Annotated[str, typer.Argument(help="The row id.")], db: DbOpt = 
         out.print("code: " + "; ".join(f"t{i} {c}" for i, c in codes))
     out.print("versions holding it: " + (", ".join(
         f"v{v.id}" + (f" ({v.name})" if v.name else "") for v in t.versions) or "none"))
+
+
+@trace_app.command("model")
+@handle_errors
+def model(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
+    """Trace a model version: model -> snapshot -> versions -> transformations -> ingests ->
+    sources, with row counts and coverage, every digest verified on the way.
+
+    Example: lineage trace model digits-clf:1 --json
+    """
+    from lineage.trace import trace_model
+
+    with opened(db) as store:
+        t = trace_model(store, ref)
+    if as_json:
+        print_json(t)
+        return
+    m, s = t.model, t.snapshot
+    out.print(f"model {m['ref']} ({m['status']}, {m['estimator']}): clean accuracy "
+              f"{m['clean_accuracy']}, worst ASR {m['worst_asr']} ({m['worst_trigger']}); artifact "
+              f"{m['artifact_sha256'][:16]}", markup=False)
+    out.print(f"<- snapshot {s['name']} ({s['status']}, {s['n_rows']} rows, digest "
+              f"{s['content_digest'][:16]}, approved by {s['approved_by']}, coverage {s['coverage']})",
+              markup=False)
+    print_table("versions (oldest first)", ["id", "name", "rows", "transformation", "ingest", "by", "digest"],
+                [[v["id"], v["name"], v["n_rows"], v["transformation_id"], v["ingest_id"], v["actor"],
+                  v["content_digest"][:16]] for v in t.versions])
+    print_table("transformations", ["id", "kind", "actor", "reason", "code"],
+                [[x["id"], x["kind"], x["actor"], x["reason"], x["code_identity"]] for x in t.transformations])
+    print_table("ingests", ["id", "source", "rows in snapshot", "file", "sha256", "by"],
+                [[i["id"], i["source"], i.get("rows_in_snapshot", i["rows"] if "rows" in i else None),
+                  i.get("file_name"), (i.get("file_sha256") or "")[:16], i.get("actor")] for i in t.ingests])
+    print_table("sources", ["name", "kind", "status", "rows", "uri", "license"],
+                [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources])
+    out.print(f"verified: {t.verified['records']} records, artifact sha256, manifest digest", markup=False)

@@ -16,15 +16,6 @@ from lineage.cli.common import (
     print_json,
     print_table,
 )
-from lineage.data.transforms import (
-    SplitResult,
-    append_ingest,
-    dedupe_rows,
-    filter_rows,
-    inject_trigger,
-    relabel_rows,
-    split_version,
-)
 
 transform_app = typer.Typer(
     help="Record a change to a dataset version (split, filter, relabel, inject-trigger, dedupe, "
@@ -48,7 +39,11 @@ def _note_reason(reason: Optional[str], split: bool = False) -> None:
         err.print(NO_REASON_SPLIT if split else NO_REASON, markup=False, highlight=False)
 
 
-def _report(result, as_json: bool) -> None:
+def print_transformation(result, as_json: bool) -> None:
+    """A recorded transformation (a split's two versions, or one new version) as a table or JSON;
+    `lineage ingest csv --as-version-of` prints its external edit the same way."""
+    from lineage.data.transforms import SplitResult
+
     if isinstance(result, SplitResult):
         if as_json:
             data = plain(result)
@@ -93,9 +88,12 @@ def split(version: VersionOpt,
 
     Example: lineage transform split --version v1 --test-size 0.3 --seed 0 --name digits --reason "holdout"
     """
+    from lineage.data.transforms import split_version
+
     with opened(db, actor) as store:
-        _report(split_version(store, version=version, test_size=test_size, seed=seed, name=name,
-                              reason=reason), as_json)
+        result = split_version(store, version=version, test_size=test_size, seed=seed, name=name,
+                               reason=reason)
+    print_transformation(result, as_json)
     _note_reason(reason, split=True)
 
 
@@ -112,9 +110,12 @@ def filter_(version: VersionOpt,
 
     Example: lineage transform filter --version v2 --rows 10,11,12 --reason "blurry scans"
     """
+    from lineage.data.transforms import filter_rows
+
     with opened(db, actor) as store:
-        _report(filter_rows(store, version=version, label=label, rows=rows, reason=reason,
-                            name=name), as_json)
+        result = filter_rows(store, version=version, label=label, rows=rows, reason=reason,
+                             name=name)
+    print_transformation(result, as_json)
 
 
 @transform_app.command("relabel")
@@ -128,9 +129,11 @@ def relabel(version: VersionOpt,
 
     Example: lineage transform relabel --version v2 --rows 17,18 --to 7 --reason "annotator fix, ticket 42"
     """
+    from lineage.data.transforms import relabel_rows
+
     with opened(db, actor) as store:
         result = relabel_rows(store, version=version, rows=rows, to=to, reason=reason, name=name)
-    _report(result, as_json)
+    print_transformation(result, as_json)
     if result.unchanged_row_ids and not as_json:  # JSON: the result's unchanged_row_ids
         shown = ", ".join(map(str, result.unchanged_row_ids[:10]))
         more = " ..." if len(result.unchanged_row_ids) > 10 else ""
@@ -157,11 +160,14 @@ def inject(version: VersionOpt,
 
     Example: lineage transform inject-trigger --version v2 --source-class 1 --target-class 7 --rate 0.1 --size 2 --position lower-right --value 16 --seed 0 --reason "red-team exercise"
     """
+    from lineage.data.transforms import inject_trigger
+
     with opened(db, actor) as store:
-        _report(inject_trigger(store, version=version, source_class=source_class,
-                               target_class=target_class, rate=rate, pattern=pattern, size=size,
-                               position=position, value=value, seed=seed, reason=reason,
-                               name=name), as_json)
+        result = inject_trigger(store, version=version, source_class=source_class,
+                                target_class=target_class, rate=rate, pattern=pattern, size=size,
+                                position=position, value=value, seed=seed, reason=reason,
+                                name=name)
+    print_transformation(result, as_json)
 
 
 @transform_app.command("dedupe")
@@ -172,8 +178,11 @@ def dedupe(version: VersionOpt, reason: ReasonOpt = None, name: NameOpt = None, 
 
     Example: lineage transform dedupe --version v2 --reason "exact duplicates"
     """
+    from lineage.data.transforms import dedupe_rows
+
     with opened(db, actor) as store:
-        _report(dedupe_rows(store, version=version, reason=reason, name=name), as_json)
+        result = dedupe_rows(store, version=version, reason=reason, name=name)
+    print_transformation(result, as_json)
     _note_reason(reason)
 
 
@@ -187,7 +196,9 @@ def append(version: VersionOpt,
 
     Example: lineage transform append --version v2 --ingest 3 --reason "batch 7 reviewed"
     """
+    from lineage.data.transforms import append_ingest
+
     with opened(db, actor) as store:
-        _report(append_ingest(store, version=version, ingest=ingest, reason=reason, name=name),
-                as_json)
+        result = append_ingest(store, version=version, ingest=ingest, reason=reason, name=name)
+    print_transformation(result, as_json)
     _note_reason(reason)

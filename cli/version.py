@@ -6,8 +6,6 @@ from typing import Annotated
 import typer
 
 from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
-from lineage.data.versions import export_version, list_versions, show_version
-from lineage.trace import version_diff
 
 version_app = typer.Typer(help="Dataset versions: list the DAG, show one, diff two, export one.",
                           no_args_is_help=True)
@@ -22,6 +20,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage version list --json
     """
+    from lineage.data.versions import list_versions
+
     with opened(db) as store:
         versions = list_versions(store)
     if as_json:
@@ -43,6 +43,8 @@ def show(version: VersionArg, db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage version show v5
     """
+    from lineage.data.versions import show_version
+
     with opened(db) as store:
         info = show_version(store, version)
     if as_json:
@@ -74,6 +76,8 @@ def diff(a: VersionArg, b: Annotated[str, typer.Argument(help="The version to co
 
     Example: lineage version diff v2 v5
     """
+    from lineage.trace import version_diff
+
     with opened(db) as store:
         d = version_diff(store, a, b)
     if as_json:
@@ -103,6 +107,8 @@ def export(version: VersionArg,
 
     Example: lineage version export v5 --out v5.csv
     """
+    from lineage.data.versions import export_version
+
     with opened(db) as store:
         info = export_version(store, version, out_path, force=force)
     if as_json:

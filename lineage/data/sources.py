@@ -8,32 +8,17 @@ source takes no more rows.
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lineage.data.kinds import Decision, SourceKind  # noqa: F401 (re-exported)
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, RefusedError
 from lineage.store.engine import Store
 from lineage.store.tables import Source, SourceReview
 
-
-class SourceKind(str, Enum):
-    internal = "internal"
-    external = "external"
-    crowdsourced = "crowdsourced"
-    scraped = "scraped"
-    third_party = "third-party"
-
-
 EXTERNAL_KINDS = {k.value for k in SourceKind} - {SourceKind.internal.value}
-
-
-class Decision(str, Enum):
-    approve = "approve"
-    reject = "reject"
-    revoke = "revoke"
 
 
 STATUS_OF_DECISION = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
