@@ -4,7 +4,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage import __version__
 from lineage.cli.audit import audit_app
 from lineage.cli.common import (
     EXIT_CODES_HELP,
@@ -57,6 +56,8 @@ app.command("scan", cls=ScanCommand)(scan_command)
 
 def _print_version(value: bool) -> None:
     if value:
+        from lineage import __version__
+
         out.print(f"lineage {__version__}", markup=False, highlight=False)
         raise typer.Exit()
 

@@ -20,7 +20,6 @@ command line's start-up) stays cheap.
 
 from importlib import import_module
 
-from lineage._version import __version__
 from lineage.errors import (
     AlreadyExistsError,
     AppendOnlyError,
@@ -87,6 +86,10 @@ __all__ = ["__version__", "AlreadyExistsError", "AppendOnlyError", "BadInputErro
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # read from the installed metadata only when asked (~40 ms)
+        from lineage._version import __version__
+
+        return __version__
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'lineage' has no attribute {name!r}")
