@@ -124,10 +124,14 @@ def deferred_help(**fills: Callable[[], str]) -> type[TyperCommand]:
 
 
 @contextmanager
-def opened(db: Optional[str], actor: Optional[str] = None) -> Iterator["Store"]:
+def opened(db: Optional[str], actor: Optional[str] = None, *,
+           create: bool = False) -> Iterator["Store"]:
+    """The store a command works on. Only the commands that can start a store (ingest, source
+    add, policy set; train, so that its bad options are reported first) pass ``create=True``;
+    for every other a mistyped --db is "no store at ...", exit 3, and no empty store is made."""
     from lineage.store.engine import open_store
 
-    store = open_store(db, actor=actor)
+    store = open_store(db, actor=actor, create=create)
     try:
         yield store
     finally:

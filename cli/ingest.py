@@ -72,7 +72,7 @@ def digits(dataset: Annotated[str, typer.Option(help="Dataset name.")] = "digits
     """
     from lineage.data.ingest import ingest_digits
 
-    with opened(db, actor) as store, progress_bar("ingesting digits") as progress:
+    with opened(db, actor, create=True) as store, progress_bar("ingesting digits") as progress:
         _report(ingest_digits(store, dataset=dataset, progress=progress), as_json)
 
 
@@ -118,7 +118,7 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
     from lineage.data.ingest import ingest_csv
 
     schema = dataset_schema(value_range, image_shape)
-    with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
+    with opened(db, actor, create=True) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_csv(store, path, source=source, label_column=label_column, dataset=dataset,
                            progress=progress, **schema), as_json)
 
@@ -136,7 +136,7 @@ def npz(path: Annotated[Path, typer.Argument(help=".npz file with arrays X (n, d
     from lineage.data.ingest import ingest_npz
 
     schema = dataset_schema(value_range, image_shape)
-    with opened(db, actor) as store, progress_bar(f"ingesting {path.name}") as progress:
+    with opened(db, actor, create=True) as store, progress_bar(f"ingesting {path.name}") as progress:
         _report(ingest_npz(store, path, source=source, dataset=dataset, progress=progress, **schema),
                 as_json)
 

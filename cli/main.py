@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 import typer
 
 from lineage.cli.audit import audit_app
+from lineage.cli.checkpoint import checkpoint_command, prove_command
 from lineage.cli.common import (
     EXIT_CODES_HELP,
     DbOpt,
@@ -20,6 +21,7 @@ from lineage.cli.common import (
 from lineage.cli.coverage import coverage as coverage_command
 from lineage.cli.demo import DemoCommand, demo_command
 from lineage.cli.ingest import ingest_app
+from lineage.cli.key import TrustOpt, key_app
 from lineage.cli.model import model_app, train_command
 from lineage.cli.policy import policy_app
 from lineage.cli.scan import ScanCommand, scan_command
@@ -47,6 +49,9 @@ app.add_typer(trace_app, name="trace")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(model_app, name="model")
 app.add_typer(policy_app, name="policy")
+app.add_typer(key_app, name="key")
+app.command("checkpoint")(checkpoint_command)
+app.command("prove")(prove_command)
 app.command("train")(train_command)
 app.command("coverage")(coverage_command)
 app.add_typer(audit_app, name="audit")
@@ -106,20 +111,42 @@ def db_head():
 def verify(expect: Annotated[Optional[str], typer.Option(
                help="A chain head digest noted earlier (12+ hex digits): fail if that event is "
                     "gone, i.e. the newest history was cut off.")] = None,
-           db: DbOpt = None, as_json: JsonOpt = False):
-    """Recompute the event chain and every content digest; exit 5 naming the first problem.
+           checkpoint: Annotated[Optional[str], typer.Option(
+               "--checkpoint", help="A checkpoint or witness file [default: $LINEAGE_WITNESS]: "
+                                    "prove the log extends every checkpoint in it.",
+               show_default=False)] = None,
+           trust: TrustOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
+    """Recompute the event chain and every content digest, verify every review's signature
+    against the trust file (when there is one) and the log against checkpoints; exit 5 naming
+    the first problem.
 
-    Example: lineage verify --expect 3f1c9a0b7d2e4f51
+    Example: lineage verify --checkpoint witness.jsonl
     """
+    from lineage.review.attestations import verify_signatures
+    from lineage.review.checkpoints import check_checkpoints
+    from lineage.review.keys import read_trust
     from lineage.store.verify import verify_store
 
     with opened(db) as store:
         report = verify_store(store, expect=expect)
+        trusted = read_trust(trust, required=False)
+        signatures = verify_signatures(store, trusted) if trusted.keys else None
+        checked = check_checkpoints(store, checkpoint, trust=trusted)
     if as_json:
-        print_json({"ok": True, **plain(report)})
+        print_json({"ok": True, **plain(report), "signatures": plain(signatures),
+                    "trust_file": trusted.path if trusted.keys else None, "checkpoints": checked})
+        return
+    out.print(f"OK: {report.events} events and {report.records} records verified; "
+              f"chain head {report.head_digest[:16]}")
+    if signatures is None:
+        out.print(f"signatures not checked: no trust file {trusted.path} (see `lineage key`)",
+                  markup=False)
     else:
-        out.print(f"OK: {report.events} events and {report.records} records verified; "
-                  f"chain head {report.head_digest[:16]}")
+        out.print(f"{signatures.signed} signed records verified against {trusted.path}"
+                  + (f"; {signatures.legacy} unsigned from before signed reviews"
+                     if signatures.legacy else ""), markup=False)
+    if checked:
+        out.print(f"the log extends all {checked} checkpoints", markup=False)
 
 
 @app.command("log")

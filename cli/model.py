@@ -79,7 +79,7 @@ def train_command(
     """
     from lineage.models.training import train
 
-    with opened(db, actor) as store:
+    with opened(db, actor, create=True) as store:
         _show(train(store, snapshot=snapshot, model=model, estimator=estimator, seed=seed,
                     params=_params(param)), as_json)
 

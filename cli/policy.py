@@ -69,7 +69,7 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
             sizes = [int(p) for p in scan_sizes.split(",") if p.strip()]
         except ValueError:
             raise BadInputError(f"--scan-sizes {scan_sizes!r}: give sizes like 1,2,3") from None
-    with opened(db, actor) as store:
+    with opened(db, actor, create=True) as store:
         p = set_policy(store, evaluation_snapshot=evaluation_snapshot, min_coverage=min_coverage,
                        max_asr=max_asr, min_clean_accuracy=min_clean_accuracy, scan_sizes=sizes,
                        reference_estimator=reference_estimator, seed=seed, reason=reason)

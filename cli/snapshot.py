@@ -135,3 +135,25 @@ def show(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False):
 
     with opened(db) as store:
         _show(get_snapshot(store, name), as_json)
+
+
+@snapshot_app.command("attestation")
+@handle_errors
+def attestation(name: NameArg,
+                out_file: Annotated[str, typer.Option("--out", help="Where to write the envelope.")],
+                db: DbOpt = None, as_json: JsonOpt = False):
+    """Write the signed attestation of a snapshot's approval in force: a DSSE envelope over an
+    in-toto Statement v1 (subject: the snapshot's content digest), for in-toto / DSSE tooling.
+
+    Example: lineage snapshot attestation digits-train-2026w48 --out digits-train.intoto.json
+    """
+    from lineage.review.approval import write_attestation
+
+    with opened(db) as store:
+        info = write_attestation(store, name, out_file)
+    if as_json:
+        print_json(info)
+    else:
+        out.print(f"attestation of review {info['review']} (approve, signed by {info['signer']}, "
+                  f"key {info['keyid'][:16]}) written to {out_file}", markup=False)
+

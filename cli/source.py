@@ -44,7 +44,7 @@ def add(
     """
     from lineage.data.sources import add_source
 
-    with opened(db, actor) as store:
+    with opened(db, actor, create=True) as store:
         _show(add_source(store, name, kind=kind.value, uri=uri, license=license, owner=owner), as_json)
 
 
@@ -62,7 +62,7 @@ def review(
 
     Example: lineage source review crowd-batch-7 --approve --reason "license checked" --as reviewer
     """
-    from lineage.data.sources import review_source
+    from lineage.review.source_reviews import review_source
 
     chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
     if len(chosen) != 1:

@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from lineage.cli.common import DbOpt, JsonOpt, handle_errors, opened, out, print_json, print_table
+from lineage.cli.common import (
+    ActorOpt,
+    DbOpt,
+    JsonOpt,
+    handle_errors,
+    opened,
+    out,
+    print_json,
+    print_table,
+)
+from lineage.errors import BadInputError
 
 version_app = typer.Typer(help="Dataset versions: list the DAG, show one, diff two, export one.",
                           no_args_is_help=True)
@@ -78,6 +88,9 @@ def diff(a: VersionArg, b: Annotated[str, typer.Argument(help="The version to co
     """
     from lineage.trace import version_diff
 
+    if limit < 0:
+        raise BadInputError(f"--limit {limit} is negative: give the number of rows to show per "
+                            "kind of change")
     with opened(db) as store:
         d = version_diff(store, a, b)
     if as_json:
@@ -99,17 +112,19 @@ def diff(a: VersionArg, b: Annotated[str, typer.Argument(help="The version to co
 def export(version: VersionArg,
            out_path: Annotated[Path, typer.Option("--out", help="The CSV file to write.")],
            force: Annotated[bool, typer.Option("--force", help="Overwrite the file if it exists.")] = False,
-           db: DbOpt = None, as_json: JsonOpt = False):
+           db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Write a version to a CSV file (row_id, f0..f{n-1}, label; one line per row, in row-id
     order), e.g. to edit it outside the store and import the edited copy with
     `lineage ingest csv FILE --as-version-of VERSION`, which records the changes as an external
-    edit. Refuses to overwrite a file unless --force.
+    edit. Every row is re-verified against its chunk's digest first (exit 5, no file, if one
+    does not match), and the export is recorded as an event: who, which version, which file and
+    its sha256. Refuses to overwrite a file unless --force.
 
     Example: lineage version export v5 --out v5.csv
     """
     from lineage.data.versions import export_version
 
-    with opened(db) as store:
+    with opened(db, actor) as store:
         info = export_version(store, version, out_path, force=force)
     if as_json:
         print_json(info)

@@ -42,7 +42,7 @@ _HOMES = {
     "verify_store": "lineage.store.verify",
     # ingest: sources and raw rows.
     "add_source": "lineage.data.sources", "get_source": "lineage.data.sources",
-    "list_sources": "lineage.data.sources", "review_source": "lineage.data.sources",
+    "list_sources": "lineage.data.sources", "review_source": "lineage.review.source_reviews",
     "IngestInfo": "lineage.data.ingest", "ingest_arrays": "lineage.data.ingest",
     "ingest_csv": "lineage.data.ingest", "ingest_digits": "lineage.data.ingest",
     "ingest_npz": "lineage.data.ingest", "list_ingests": "lineage.data.ingest",

@@ -21,20 +21,17 @@ def sqlite_path(url: str) -> str:
     return make_url(url).database
 
 
-def pg_schema(url: str) -> str:
-    return url.rsplit("%3D", 1)[1]
-
-
 def raw_connect(url: str):
     """A DB-API connection straight through the driver, in autocommit mode: sqlite3 on the file,
-    or psycopg with the test schema on the search path."""
+    or psycopg on the URL's database (with the URL's options: a test schema on the search
+    path)."""
     if is_sqlite(url):
         return sqlite3.connect(sqlite_path(url), isolation_level=None)
     import psycopg
 
     u = make_url(url)
     return psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                           dbname=u.database, options=f"-csearch_path={pg_schema(url)}",
+                           dbname=u.database, options=u.query.get("options"),
                            autocommit=True)
 
 
@@ -49,11 +46,20 @@ def raw_execute(url: str, sql: str, params=()) -> None:
         conn.close()
 
 
+def refusal_error(url: str) -> type[Exception]:
+    """The driver's exception class for an append-only trigger's refusal of a raw statement."""
+    if is_sqlite(url):
+        return sqlite3.IntegrityError
+    import psycopg
+
+    return psycopg.errors.InsufficientPrivilege
+
+
 def drop_guards(url: str, table: str) -> None:
     """What an attacker with write access to the database does first: drop the table's
     append-only triggers."""
     if is_sqlite(url):
-        for verb in ("update", "delete"):
+        for verb in ("update", "delete", "replace"):
             raw_execute(url, f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
     else:
         raw_execute(url, f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")

@@ -1,18 +1,17 @@
 """Append-only, twice: the database itself refuses UPDATE and DELETE on every history table (raw
 driver, no lineage code in the way), and so does the ORM layer."""
 
-import sqlite3
-
 import pytest
 from conftest import _drop_pg_schema, pg_url_or_skip
 from sqlalchemy import delete, select, text, update
 
 from lineage.data.ingest import ingest_digits
-from lineage.data.sources import add_source, review_source
+from lineage.data.sources import add_source
 from lineage.errors import AppendOnlyError
+from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from lineage.store.tables import HISTORY_TABLES, Event, Source
-from storeutil import counts, is_sqlite, raw_connect, state
+from storeutil import counts, is_sqlite, raw_connect, refusal_error, state
 
 CORE_TABLES = {"events", "datasets", "sources", "source_reviews", "ingests", "chunks", "versions"}
 
@@ -34,15 +33,6 @@ def filled(request, tmp_path_factory):
     store.close()
     if cleanup:
         cleanup(url)
-
-
-def _refusals(url: str):
-    """The driver's exception class for a trigger's refusal."""
-    if is_sqlite(url):
-        return sqlite3.IntegrityError
-    import psycopg
-
-    return psycopg.errors.InsufficientPrivilege
 
 
 def test_every_history_table_has_database_guards(filled):
@@ -68,7 +58,7 @@ def test_raw_update_and_delete_fail_on_every_history_table(filled):
     nonempty = [t.name for t in HISTORY_TABLES if before[0][t.name] > 0]
     # Row triggers only fire on rows, so every table with rows is tried; the core tables have them.
     assert CORE_TABLES <= set(nonempty)
-    refused = _refusals(url)
+    refused = refusal_error(url)
     conn = raw_connect(url)
     try:
         for table in nonempty:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from lineage.cli.main import app
 from lineage.data.ingest import ingest_arrays, ingest_digits
-from lineage.data.sources import add_source, review_source
+from lineage.data.sources import add_source
 from lineage.data.transforms import append_ingest, inject_trigger, relabel_rows, split_version
 from lineage.data.versions import version_members
 from lineage.errors import BadInputError, NotFoundError
@@ -19,6 +19,7 @@ from lineage.models.training import train
 from lineage.review.gates import approve_snapshot
 from lineage.review.policy import set_policy
 from lineage.review.snapshots import create_snapshot
+from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from lineage.store.log import list_events
 

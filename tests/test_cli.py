@@ -2,6 +2,7 @@
 precedence, and one-line errors with their exit codes for usage and connection mistakes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,7 +65,9 @@ def test_json_on_every_listing(cli):
     assert [e["id"] for e in json.loads(cli("log", "--json", "--kind", "ingest").output)] == [2]
 
     report = json.loads(cli("verify", "--json").output)
-    assert report == {"ok": True, "events": 3, "records": 6, "head_digest": events[0]["digest"]}
+    assert report == {"ok": True, "events": 3, "records": 6, "head_digest": events[0]["digest"],
+                      "signatures": {"signed": 0, "legacy": 0}, "checkpoints": 0,
+                      "trust_file": os.environ["LINEAGE_TRUST"]}
 
 
 def test_actor_precedence(store, cli, monkeypatch):

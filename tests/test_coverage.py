@@ -5,7 +5,7 @@ import json
 from lineage.data.coverage import get_coverage, version_coverage
 from lineage.data.datasets import find_version
 from lineage.data.ingest import ingest_arrays, ingest_digits
-from lineage.data.sources import add_source, review_source
+from lineage.data.sources import add_source
 from lineage.data.transforms import (
     append_ingest,
     dedupe_rows,
@@ -14,6 +14,7 @@ from lineage.data.transforms import (
     split_version,
 )
 from lineage.data.versions import version_members
+from lineage.review.source_reviews import review_source
 
 
 def test_coverage_follows_source_review_and_transformations(store):

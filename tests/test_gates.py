@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import Cli
 
 from lineage.data.ingest import ingest_arrays
 from lineage.data.sources import add_source
@@ -23,9 +24,9 @@ def _out(result) -> str:
     return result.output.strip()
 
 
-@pytest.fixture
-def reviewed(cli):
+def _review_setup(url: str) -> None:
     """Digits ingested and approved as a source, split, train/eval snapshots, policy set."""
+    cli = Cli(url)
     assert cli("ingest", "digits", actor="engineer").exit_code == 0
     assert cli("source", "review", "sklearn-digits", "--approve", "--reason", "ok", actor="reviewer").exit_code == 0
     r = cli("transform", "split", "--version", "v1", "--test-size", "0.3333", "--seed", "0",
@@ -38,7 +39,14 @@ def reviewed(cli):
         assert r.exit_code == 0, r.output
     r = cli("policy", "set", "--evaluation-snapshot", "eval", "--reason", "held-out split", actor="reviewer")
     assert r.exit_code == 0, r.output
-    return cli
+
+
+@pytest.fixture
+def reviewed(backend, tmp_path, stores):
+    """The CLI on a store of its own, copied from the one `_review_setup` made once per backend."""
+    url, _ = stores.copy(backend, tmp_path, build=_review_setup)
+    yield Cli(url)
+    stores.drop(url)
 
 
 def test_reviewed_path_end_to_end(reviewed, tmp_path):
@@ -88,13 +96,15 @@ def test_reviewed_path_end_to_end(reviewed, tmp_path):
     m = json.loads(r.output)
     assert m["ref"] == "clf:1" and m["status"] == "trained" and m["clean_accuracy"] >= 0.9
     assert m["snapshot_digest"] == show["content_digest"] and len(m["metrics"]["triggers"]) == 10
-    path = tmp_path / "clf.pkl"
+    path = tmp_path / "clf.skops"
     r = cli("model", "export", "clf:1", "--out", str(path))
     assert r.exit_code == 0, r.output
     import hashlib
-    import pickle
+
+    from lineage.models.registry import load_artifact
     assert hashlib.sha256(path.read_bytes()).hexdigest() == m["artifact_sha256"]
-    assert pickle.loads(path.read_bytes()).predict(bunch.data[:5].astype(float)).shape == (5,)
+    model = load_artifact(path.read_bytes(), what="the exported model")
+    assert model.predict(bunch.data[:5].astype(float)).shape == (5,)
     r = cli("model", "release", "clf:1", actor="engineer")
     assert r.exit_code == 4 and "four_eyes: releaser 'engineer' trained the model" in r.output
     r = cli("model", "release", "clf:1", actor="reviewer")

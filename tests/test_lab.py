@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from lineage.cli.main import app
 from lineage.errors import BadInputError
+from lineage.lab.demo import demo_folder
 from lineage.lab.experiment import LabSettings, check_settings, parse_rates, run_arrays
 from lineage.lab.output import CSV_COLUMNS, check_output, write_plot
 from lineage.store.engine import open_store
@@ -82,11 +83,19 @@ def test_quick_demo_recorded_everything(quick_demo):
                  "snapshot.revoke", "scan"):
         assert kind in kinds, kind
     assert kinds.count("scan") == len(rows)
-    assert run("verify", "--db", url).exit_code == 0
+    # The demo signs with its own keys: verified against its own trust file.
+    trust = demo_folder(url) / "lineage-trust.json"
+    assert run("verify", "--db", url, "--trust", trust).exit_code == 0
 
 
-def test_run_arrays_reference_experiment():
-    clean, poisoned = run_arrays(LabSettings(rates=(0.0, 0.1)))
+@pytest.fixture(scope="module")
+def reference_rows():
+    """The in-memory reference experiment, clean and at 10%, once for the module's readers."""
+    return run_arrays(LabSettings(rates=(0.0, 0.1)))
+
+
+def test_run_arrays_reference_experiment(reference_rows):
+    clean, poisoned = reference_rows
     assert (clean.poisoned_rows, poisoned.poisoned_rows, poisoned.training_rows) == (0, 13, 1257)
     assert abs(poisoned.clean_accuracy - clean.clean_accuracy) <= 0.03
     assert poisoned.trigger_attack_success_rate > 0.5 > clean.trigger_attack_success_rate
@@ -95,10 +104,8 @@ def test_run_arrays_reference_experiment():
     assert clean.detection["combined"].n_flagged < 0.01 * clean.training_rows
 
 
-def test_write_plot(tmp_path):
-    pytest.importorskip("matplotlib")
-    rows = run_arrays(LabSettings(rates=(0.0, 0.2)))
-    path = write_plot(tmp_path / "sweep.png", rows, LabSettings())
+def test_write_plot(tmp_path, reference_rows):
+    path = write_plot(tmp_path / "sweep.png", reference_rows, LabSettings())
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -2,10 +2,10 @@
 name crossing a module boundary, and every package shipped in the wheel."""
 
 import ast
-import tomllib
 from pathlib import Path
 
 import grimp
+import tomllib
 from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,16 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lineage.store.merkle import (EMPTY_ROOT, consistency_proof, inclusion_proof, leaf_hash,
-                                  node_hash, tree_root, verify_consistency, verify_inclusion)
+from lineage.store.merkle import (
+    EMPTY_ROOT,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    tree_root,
+    verify_consistency,
+    verify_inclusion,
+)
 
 
 def _mth(leaves):

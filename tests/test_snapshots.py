@@ -6,7 +6,6 @@ import pytest
 from lineage.data.datasets import find_version
 from lineage.data.deltas import materialize
 from lineage.data.ingest import ingest_digits
-from lineage.data.sources import review_source
 from lineage.data.transforms import split_version
 from lineage.errors import (
     AlreadyExistsError,
@@ -25,18 +24,32 @@ from lineage.review.snapshots import (
     list_snapshots,
     read_snapshot_rows,
 )
+from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from storeutil import drop_guards, raw_execute, state
 
 
+def _split_setup(url: str) -> None:
+    """Digits ingested by the engineer, approved by the reviewer, split 2:1 as "digits"."""
+    eng = open_store(url, actor="engineer")
+    rev = open_store(url, actor="reviewer")
+    try:
+        ingest_digits(eng)
+        review_source(rev, "sklearn-digits", decision="approve", reason="ok")
+        split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
+    finally:
+        eng.close()
+        rev.close()
+
+
 @pytest.fixture
-def split_store(db_url):
-    eng = open_store(db_url, actor="engineer")
-    ingest_digits(eng)
-    review_source(open_store(db_url, actor="reviewer"), "sklearn-digits", decision="approve", reason="ok")
-    split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
+def split_store(backend, tmp_path, stores):
+    """The engineer's store, a copy of its own of the one `_split_setup` made once per backend."""
+    url, _ = stores.copy(backend, tmp_path, build=_split_setup)
+    eng = open_store(url, actor="engineer")
     yield eng
     eng.close()
+    stores.drop(url)
 
 
 def test_snapshot_freezes_the_version_with_its_digest(split_store):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lineage.data.ingest import ingest_arrays
-from lineage.data.sources import add_source, get_source, list_sources, review_source
+from lineage.data.sources import add_source, get_source, list_sources
 from lineage.errors import (
     AlreadyExistsError,
     BadInputError,
@@ -12,6 +12,7 @@ from lineage.errors import (
     QuarantineError,
     RefusedError,
 )
+from lineage.review.source_reviews import review_source
 from lineage.store.log import list_events
 from storeutil import counts, state
 

@@ -6,7 +6,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from lineage.data.ingest import ingest_digits
-from lineage.data.sources import review_source
 from lineage.data.transforms import split_version
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
 from lineage.models.registry import export_model, get_model, load_model
@@ -18,6 +17,7 @@ from lineage.review.approval import load_snapshot
 from lineage.review.gates import approve_snapshot
 from lineage.review.policy import DEFAULTS, set_policy
 from lineage.review.snapshots import create_snapshot
+from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_execute, state
@@ -62,20 +62,31 @@ def test_scan_catches_the_reference_trigger_and_passes_a_clean_model(rate, basel
         assert raw.worst.raw_asr == raw.worst.asr  # uncorrected: raw rates
 
 
+def _approve_setup(url: str) -> None:
+    """Digits approved as a source and split; snapshot "train" approved against "eval"."""
+    eng = open_store(url, actor="engineer")
+    rev = open_store(url, actor="reviewer")
+    try:
+        ingest_digits(eng)
+        review_source(rev, "sklearn-digits", decision="approve", reason="ok")
+        split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
+        create_snapshot(eng, "train", version="digits-train")
+        create_snapshot(rev, "eval", version="digits-test")
+        set_policy(rev, evaluation_snapshot="eval", reason="held-out split")
+        approve_snapshot(rev, "train")
+    finally:
+        eng.close()
+        rev.close()
+
+
 @pytest.fixture
-def approved(db_url):
-    eng = open_store(db_url, actor="engineer")
-    rev = open_store(db_url, actor="reviewer")
-    ingest_digits(eng)
-    review_source(rev, "sklearn-digits", decision="approve", reason="ok")
-    split_version(eng, version="v1", test_size=1 / 3, seed=0, name="digits", reason="holdout")
-    create_snapshot(eng, "train", version="digits-train")
-    create_snapshot(rev, "eval", version="digits-test")
-    set_policy(rev, evaluation_snapshot="eval", reason="held-out split")
-    approve_snapshot(rev, "train")
+def approved(backend, tmp_path, stores):
+    """The engineer's store, a copy of its own of the one `_approve_setup` made once per backend."""
+    url, _ = stores.copy(backend, tmp_path, build=_approve_setup)
+    eng = open_store(url, actor="engineer")
     yield eng
     eng.close()
-    rev.close()
+    stores.drop(url)
 
 
 def test_train_mlp_records_a_loadable_artifact(approved, tmp_path):

@@ -4,8 +4,9 @@ with direct write access to the database changed (after dropping the append-only
 import pytest
 
 from lineage.data.ingest import ingest_digits
-from lineage.data.sources import add_source, review_source
+from lineage.data.sources import add_source
 from lineage.errors import IntegrityError
+from lineage.review.source_reviews import review_source
 from lineage.store.chain import record_digest
 from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_connect, raw_execute
@@ -128,9 +129,11 @@ def test_record_inserted_behind_the_stores_back_is_named(filled):
 
 def test_cut_off_newest_history_needs_a_noted_head(filled, cli):
     head = verify_store(filled).head_digest
-    # The attacker removes the newest write whole: event 4 and the review it recorded.
-    for table in ("events", "source_reviews"):
+    # The attacker removes the newest write whole: event 4, the review it recorded and the
+    # review's signed attestation.
+    for table in ("events", "source_reviews", "attestations"):
         drop_guards(filled.url, table)
+    raw_execute(filled.url, "DELETE FROM attestations WHERE record_table = 'source_reviews'")
     raw_execute(filled.url, "DELETE FROM source_reviews WHERE id = 1")
     raw_execute(filled.url, "DELETE FROM events WHERE id = 4")
     assert verify_store(filled).events == 3  # a shorter chain is still a valid chain...

@@ -137,3 +137,48 @@ def test_recorded_digest_equals_digest_of_materialized_content(store):
             m = materialize(session, v)
             assert content_digest(m.row_ids, m.X, m.y) == v.content_digest, v.id
             assert len(m.row_ids) == v.n_rows
+
+
+def test_export_reverifies_every_chunk_and_writes_nothing_on_a_flipped_bit(store, cli, tmp_path):
+    """A chunk changed behind the store's back (triggers dropped, one bit of one pixel flipped):
+    `version export` is exit 5, one line naming the chunk, and no file (nor temporary file)
+    appears; nothing is recorded."""
+    from lineage.store.log import list_events
+    from storeutil import drop_guards, raw_connect, raw_execute
+
+    ingest_digits(store)
+    conn = raw_connect(store.url)
+    features = bytearray(conn.execute("SELECT features FROM chunks WHERE id = 1").fetchone()[0])
+    conn.close()
+    features[1000] ^= 0x01
+    drop_guards(store.url, "chunks")
+    raw_execute(store.url, "UPDATE chunks SET features = ? WHERE id = 1", (bytes(features),))
+    events = [e.id for e in list_events(store)]
+    r = cli("version", "export", "v1", "--out", tmp_path / "v1.csv")
+    assert (r.exit_code, r.output.splitlines()) == (5, [
+        "Error: cannot export v1: chunk 1 (rows 1..1797) does not match its digest (run "
+        "`lineage verify`); nothing was written"])
+    assert [p.name for p in tmp_path.iterdir() if "v1" in p.name] == []
+    assert [e.id for e in list_events(store)] == events
+
+
+def test_export_is_recorded_with_who_what_and_the_file_digest(store, cli, tmp_path):
+    import hashlib
+
+    from lineage.store.log import list_events
+    from lineage.store.verify import verify_store
+
+    ingest_digits(store)
+    out = tmp_path / "v1.csv"
+    r = cli("version", "export", "v1", "--out", out, "--json", actor="analyst")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert info["file_sha256"] == digest
+    (event,) = list_events(store, kind="version.export")
+    assert event.actor == "analyst"
+    assert event.summary == f"v1 exported to {out} (1797 rows, sha256 {digest[:16]})"
+    assert event.details == {"version": 1, "content_digest": info["content_digest"],
+                             "path": str(out.resolve()), "file_sha256": digest, "n_rows": 1797}
+    assert info["actor"] == "analyst"
+    verify_store(store)  # an event that writes no records still chains

@@ -207,6 +207,7 @@ def row_sources(session: Session, dataset_id: int, ids: np.ndarray) -> list[dict
             continue
         ingest = session.get(Ingest, int(ingest_id))
         source = session.get(Source, ingest.source_id)
-        out.append({"source": source.name, "ingest": ingest.id, "kind": source.kind,
+        out.append({"source": source.name, "ingest": ingest.id, "ingest_actor": ingest.actor,
+                    "kind": source.kind,
                     "status": source_status(session, source), "rows": int(count)})
     return out

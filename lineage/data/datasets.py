@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, defer
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError
 from lineage.poison.triggers import image_shape_for
 from lineage.store.chunks import chunk_index, gather_rows
+from lineage.store.names import check_name
 from lineage.store.tables import Dataset, Version
 
 
@@ -87,6 +88,7 @@ def check_version_name(session: Session, name: Optional[str]) -> Optional[str]:
     name = name.strip()
     if not name:
         raise BadInputError("a version name may not be empty")
+    name = check_name(name, "version name")
     digits = name[1:] if name[:1] in ("v", "V") else name
     if digits.isdigit():
         raise BadInputError(f"version name {name!r} looks like a version id: choose another name")
@@ -145,14 +147,21 @@ def parse_row_ids(text: str | Sequence[int]) -> np.ndarray:
     return np.unique(parts)
 
 
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state: one range for every seed
+
+
 def check_seed(seed) -> int:
-    """A random seed: a whole number, 0 or more (numpy's generators refuse negative seeds)."""
+    """A random seed: a whole number from 0 (numpy's generators refuse negative seeds) to
+    ``SEED_MAX`` (scikit-learn's estimators refuse larger ones)."""
     try:
         value = int(seed)
     except (TypeError, ValueError):
         raise BadInputError(f"--seed {seed!r} is not a whole number") from None
     if value < 0:
         raise BadInputError(f"--seed {value} is negative: give a whole number, 0 or more")
+    if value > SEED_MAX:
+        raise BadInputError(f"--seed {value} is out of range: give a whole number from 0 to "
+                            f"{SEED_MAX}")
     return value
 
 

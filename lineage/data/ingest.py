@@ -32,6 +32,7 @@ from lineage.store.chunks import (
 )
 from lineage.store.engine import Store
 from lineage.store.files import file_sha256
+from lineage.store.names import check_name
 from lineage.store.tables import Dataset, Ingest, Source, Version
 
 DIGITS_SOURCE = "sklearn-digits"
@@ -179,6 +180,8 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
             locate: Optional[Locate] = None) -> IngestInfo:
     if value_range is not None and not value_range[0] <= value_range[1]:
         raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} is empty")
+    if dataset is not None:
+        dataset = check_name(dataset, "dataset name")
     where = file_name
     with store.write() as tx:
         session = tx.session
@@ -268,6 +271,7 @@ def ingest_digits(store: Store, *, dataset: str = "digits", source: str = DIGITS
     ``source``, registering the internal source sklearn-digits first if it is not there yet."""
     from sklearn.datasets import load_digits
 
+    dataset = check_name(dataset, "dataset name")  # before the source is registered
     with store.read() as session:
         exists = session.scalars(select(Source).where(Source.name == source)).first() is not None
     if not exists:

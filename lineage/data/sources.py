@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.kinds import Decision, SourceKind  # noqa: F401 (re-exported)
-from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, RefusedError
+from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError
 from lineage.store.engine import Store
+from lineage.store.names import check_name
 from lineage.store.tables import Source, SourceReview
 
 EXTERNAL_KINDS = {k.value for k in SourceKind} - {SourceKind.internal.value}
@@ -39,7 +40,7 @@ class SourceInfo:
     review_reason: Optional[str] = None
 
 
-def _status(source: Source, review: Optional[SourceReview]) -> str:
+def status_from(source: Source, review: Optional[SourceReview]) -> str:
     if review is not None:
         return STATUS_OF_DECISION[review.decision]
     return "quarantined" if source.kind in EXTERNAL_KINDS else "unreviewed"
@@ -50,10 +51,10 @@ def latest_review(session: Session, source_id: int) -> Optional[SourceReview]:
                            .order_by(SourceReview.id.desc()).limit(1)).first()
 
 
-def _info(session: Session, source: Source) -> SourceInfo:
+def source_info(session: Session, source: Source) -> SourceInfo:
     review = latest_review(session, source.id)
     return SourceInfo(id=source.id, name=source.name, kind=source.kind, uri=source.uri,
-                      license=source.license, owner=source.owner, status=_status(source, review),
+                      license=source.license, owner=source.owner, status=status_from(source, review),
                       actor=source.actor, created_at=source.created_at,
                       reviewed_by=review.actor if review else None,
                       review_reason=review.reason if review else None)
@@ -75,6 +76,9 @@ def add_source(store: Store, name: str, *, kind: str, uri: Optional[str] = None,
     name = (name or "").strip()
     if not name:
         raise BadInputError("a source needs a name")
+    name = check_name(name, "source name")
+    license = None if license is None else check_name(license, "license")
+    owner = None if owner is None else check_name(owner, "owner")
     kind = SourceKind(kind).value if kind in {k.value for k in SourceKind} else None
     if kind is None:
         raise BadInputError(f"unknown source kind; use one of: {', '.join(k.value for k in SourceKind)}")
@@ -83,40 +87,19 @@ def add_source(store: Store, name: str, *, kind: str, uri: Optional[str] = None,
             raise AlreadyExistsError(f"a source named {name!r} already exists")
         source = tx.add(Source(name=name, kind=kind, uri=uri, license=license, owner=owner))
         tx.event("source.add", f"source {name} added ({kind})", source=name)
-        return _info(tx.session, source)
-
-
-def review_source(store: Store, name: str, *, decision: str,
-                  reason: Optional[str] = None) -> SourceInfo:
-    """Record a review (approve, reject or revoke) of a source by the store's actor.
-
-    Example: ``review_source(store, "crowd-batch-7", decision="approve", reason="license checked")``
-    """
-    if decision not in STATUS_OF_DECISION:
-        raise BadInputError("a review decision is one of: approve, reject, revoke")
-    if decision in ("reject", "revoke") and not (reason or "").strip():
-        raise BadInputError(f"--reason is required to {decision} a source")
-    with store.write() as tx:
-        source = find_source(tx.session, name)
-        current = _status(source, latest_review(tx.session, source.id))
-        if decision == "revoke" and current != "approved":
-            raise RefusedError(f"source {name!r} is {current}: only an approved source can be revoked")
-        tx.add(SourceReview(source_id=source.id, decision=decision, reason=reason))
-        tx.event("source.review", f"source {name} {STATUS_OF_DECISION[decision]}",
-                 source=name, decision=decision)
-        return _info(tx.session, source)
+        return source_info(tx.session, source)
 
 
 def list_sources(store: Store) -> list[SourceInfo]:
     """All sources with their current status, oldest first."""
     with store.read() as session:
-        return [_info(session, s) for s in session.scalars(select(Source).order_by(Source.id))]
+        return [source_info(session, s) for s in session.scalars(select(Source).order_by(Source.id))]
 
 
 def get_source(store: Store, name: str) -> SourceInfo:
     with store.read() as session:
-        return _info(session, find_source(session, name))
+        return source_info(session, find_source(session, name))
 
 
 def source_status(session: Session, source: Source) -> str:
-    return _status(source, latest_review(session, source.id))
+    return status_from(source, latest_review(session, source.id))

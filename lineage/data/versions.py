@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from lineage.data.coverage import version_coverage
 from lineage.data.datasets import find_version
-from lineage.data.deltas import Members, materialize
-from lineage.errors import BadInputError
+from lineage.data.deltas import Members, content_digest, materialize
+from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
 from lineage.store.files import file_sha256, write_atomically
@@ -112,14 +112,17 @@ def version_members(store: Store, version: str | int) -> Members:
 
 @dataclass(frozen=True)
 class ExportInfo:
-    """A version written to a CSV file: ``row_id``, one column per feature, ``label``."""
+    """A version written to a CSV file: ``row_id``, one column per feature, ``label``; and the
+    event that records the export."""
 
     version_id: int
     version_name: Optional[str]
+    content_digest: str
     path: str
     n_rows: int
     columns: tuple
     file_sha256: str
+    actor: str  # who exported it, as recorded in the event
 
 
 def export_version(store: Store, version: str | int, path, *, force: bool = False) -> ExportInfo:
@@ -127,8 +130,11 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
     back: header ``row_id,f0,...,f{n-1},label``, one line per member in row-id order. Integer
     features are written as integers, float features exactly (shortest round-trip form).
 
-    Refuses an existing file unless ``force``; the file appears whole or not at all (written
-    to a temporary file beside it, then renamed). Writes nothing to the store.
+    Every chunk read is re-hashed against its recorded digest, and the rows read back against
+    the version's content digest, before a byte is written (IntegrityError: no file). The export
+    is recorded as an event (version, content digest, absolute path, the file's sha256, the
+    store's actor); the file appears whole, and only once that event is committed (written to a
+    temporary file beside it, then renamed). Refuses an existing file unless ``force``.
 
     Example: ``export_version(store, "v5", "v5.csv")``
     """
@@ -145,10 +151,18 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
     with store.read() as session:
         v = find_version(session, version)
         ds = session.get(Dataset, v.dataset_id)
-        m = materialize(session, v)
+        try:
+            m = materialize(session, v, verify=True)
+            if content_digest(m.row_ids, m.X, m.y) != v.content_digest:
+                raise IntegrityError(f"the rows of v{v.id} read back do not match its content "
+                                     "digest")
+        except IntegrityError as exc:
+            raise IntegrityError(f"cannot export v{v.id}: {exc} (run `lineage verify`); nothing "
+                                 "was written") from None
         columns = ("row_id", *[f"f{i}" for i in range(ds.n_features)], "label")
-        version_id, version_name = v.id, v.name
+        version_id, version_name, digest = v.id, v.name, v.content_digest
     X = m.X if m.X.dtype.kind in "iu" else m.X.astype(np.float64)
+    recorded = {}
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -156,7 +170,16 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
             writer.writerow(columns)
             for row_id, x, label in zip(m.row_ids.tolist(), X.tolist(), m.y.tolist()):
                 writer.writerow([row_id, *x, label])
+        # Recorded before the rename: a file that appears is always in the log (a failed
+        # write leaves neither), and the write lock is not held while the CSV is written.
+        sha = file_sha256(tmp)
+        with store.write() as tx:
+            tx.event("version.export", f"v{version_id} exported to {path} ({len(m.row_ids)} rows, "
+                     f"sha256 {sha[:16]})", version=version_id, content_digest=digest,
+                     path=str(path.resolve()), file_sha256=sha, n_rows=len(m.row_ids))
+        recorded["sha"] = sha
 
     write_atomically(path, write)
-    return ExportInfo(version_id=version_id, version_name=version_name, path=str(path),
-                      n_rows=len(m.row_ids), columns=columns, file_sha256=file_sha256(path))
+    return ExportInfo(version_id=version_id, version_name=version_name, content_digest=digest,
+                      path=str(path), n_rows=len(m.row_ids), columns=columns,
+                      file_sha256=recorded["sha"], actor=store.actor)

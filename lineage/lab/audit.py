@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import origins
-from lineage.data.datasets import find_version
+from lineage.data.datasets import check_seed, find_version
 from lineage.data.deltas import materialize, version_chain
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, NotFoundError
@@ -120,6 +120,7 @@ def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] =
 
     Example: ``scan_version(store, "v7")`` or ``scan_version(store, "digits-train-2026w48")``
     """
+    seed = check_seed(seed)
     names = list(DETECTORS) if detectors is None else list(detectors)
     unknown = [d for d in names if d not in DETECTORS]
     if unknown:
@@ -260,6 +261,7 @@ def audit_poisoned(store: Store, model: str, *, scan: bool = True, seed: int = 0
     Answers through the model's snapshot: rows the records implicate, and (``scan=True``) rows
     the detectors flag; the scan is recorded. Example: ``audit_poisoned(store, "digits-clf:3")``
     """
+    seed = check_seed(seed)
 
     with store.read() as session:
         mv = find_model_version(session, model)
@@ -334,6 +336,7 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
     retrainings). The audit is recorded as an event.
     Example: ``audit_sources(store, "v7")``
     """
+    seed = None if seed is None else check_seed(seed)
 
     with store.read() as session:
         snap, version = _resolve(session, ref)

@@ -4,13 +4,14 @@ calls: both poisoning scenarios, refused approvals, the red-team sandbox, audits
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from lineage.data.coverage import get_coverage
 from lineage.data.ingest import ingest_arrays, ingest_digits
-from lineage.data.sources import add_source, get_source, review_source
+from lineage.data.sources import add_source, get_source
 from lineage.data.transforms import append_ingest, inject_trigger, split_version
 from lineage.data.versions import list_versions, version_members
 from lineage.errors import GateFailedError
@@ -22,10 +23,12 @@ from lineage.poison.detectors import trigger_visibility
 from lineage.poison.metrics import attack_success_rate, clean_accuracy, detection
 from lineage.poison.triggers import stamp
 from lineage.review.gates import approve_snapshot, revoke_snapshot
+from lineage.review.keys import create_key, key_path, trust_key
 from lineage.review.policy import set_policy
 from lineage.review.snapshots import create_snapshot
+from lineage.review.source_reviews import review_source
 from lineage.store.chunks import Progress
-from lineage.store.engine import open_store
+from lineage.store.engine import open_store, resolve_db
 
 ACTORS = {"engineer": "data-engineer", "red_team": "red-team", "reviewer": "reviewer",
           "lab": "poison-lab"}
@@ -98,8 +101,29 @@ def _store_row(stores, settings: LabSettings, *, scenario: int, rate: float, sna
         scan_event=record.event_id)
 
 
+def demo_identities(folder: Path) -> tuple[Path, Path]:
+    """The demo's own keys and trust file, in ``folder`` (made on first use, kept after): a key
+    per demo actor under ``keys/`` and ``lineage-trust.json`` trusting them. The demo never
+    touches the user's keys or trust file."""
+    keys, trust = folder / "keys", folder / "lineage-trust.json"
+    for actor in ACTORS.values():
+        path = key_path(actor, keys)
+        if not path.exists():
+            create_key(actor, path=path)
+        trust_key(actor, trust=str(trust), public_key=path)
+    return keys, trust
+
+
+def demo_folder(db: Optional[str]) -> Path:
+    """``lineage-demo/`` beside the SQLite store, else in the working directory."""
+    url = resolve_db(db)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):]).resolve().parent / "lineage-demo"
+    return Path.cwd() / "lineage-demo"
+
+
 def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick: bool = False,
-             progress: Progress = None) -> DemoReport:
+             progress: Progress = None, folder: Optional[str | Path] = None) -> DemoReport:
     """The poisoning lab through the store's public functions, every step in the lineage.
 
     Ingest scikit-learn digits (source sklearn-digits, reviewed), split (seeded), freeze the
@@ -114,6 +138,8 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
     triggered, relabelled rows and no record of it, the batch is appended, snapshotted, refused,
     scanned, trained on in the sandbox, and ``audit_sources`` names the source. Names are
     prefixed with a fresh tag (``demo1``, ``demo2`` ...), so a store can hold several runs.
+    Reviews are signed with the demo's own keys (``demo_identities`` in ``folder``, default
+    ``demo_folder(db)``).
     """
     import time
 
@@ -122,8 +148,9 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
     started = time.perf_counter()
     stores = {}
     try:
+        keys, trust = demo_identities(Path(folder) if folder else demo_folder(db))
         for role, actor in ACTORS.items():
-            stores[role] = open_store(db, actor=actor)
+            stores[role] = open_store(db, actor=actor, trust=str(trust), keys=str(keys))
         eng, red, rev, lab = (stores[k] for k in ("engineer", "red_team", "reviewer", "lab"))
         tag = _next_tag(eng)
         trig = settings.trigger

@@ -4,7 +4,6 @@ evaluation snapshot)."""
 
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lineage.data.datasets import parse_id
 from lineage.errors import (
     BadInputError,
     GateFailedError,
@@ -20,15 +20,26 @@ from lineage.errors import (
     NotFoundError,
     RefusedError,
 )
-from lineage.review.approval import blocked_sources
+from lineage.review.approval import approval_in_force, blocked_sources
+from lineage.review.attestations import attest, signing_key_for, verified_attestation
+from lineage.review.checkpoints import check_checkpoints, witness
+from lineage.review.keys import Trust, read_trust
 from lineage.review.policy import policy_in_force
 from lineage.review.snapshots import approving_review, snapshot_reviews, status_of
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
 from lineage.store.files import write_atomically
+from lineage.store.log import anchor_records
+from lineage.store.names import identity
 from lineage.store.tables import ArtifactChunk, ModelReview, ModelVersion, Snapshot
 
 ARTIFACT_PIECE = 1 << 20
+ARTIFACT_FORMAT = "skops"
+# Types beyond skops' safe defaults that lineage's own estimators hold (the scaling step's
+# partial of numpy.multiply, the MLP's optimizer); a stored artifact may hold nothing else.
+SKOPS_TYPES = ("functools.partial",
+               "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+               "sklearn.neural_network._stochastic_optimizers.SGDOptimizer")
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ def parse_ref(ref: str) -> tuple[str, Optional[int]]:
         return number, None
     if not number.isdigit():
         raise BadInputError(f"model reference {ref!r}: write NAME:NUMBER, e.g. digits-clf:1")
-    return name, int(number)
+    return name, parse_id(number, "model version number")
 
 
 def find_model_version(session: Session, ref: str) -> ModelVersion:
@@ -159,19 +170,96 @@ def export_model(store: Store, ref: str, path: str | Path, *, overwrite: bool = 
         raise BadInputError(f"{path}: already exists (use --force to overwrite)")
     if not path.parent.exists():
         raise BadInputError(f"{path.parent}: no such folder")
+    trusted = read_trust(store.trust)
     with store.read() as session:
         mv = find_model_version(session, ref)
-        data = model_artifact(session, mv)
+        data = verified_artifact(session, mv, trusted)
         info = model_info(session, mv)
     write_atomically(path, lambda tmp: tmp.write_bytes(data))
     return info
 
 
-def load_model(store: Store, ref: str):
-    """The fitted estimator of a model version (artifact verified before unpickling)."""
+def verified_artifact(session: Session, mv: ModelVersion, trust: Trust) -> bytes:
+    """A model version's artifact bytes, checked before any byte is parsed: the model record is
+    anchored in the event chain as stored, its trainer signed it with a trusted key, and the
+    artifact's sha256 is the one signed."""
+    ref = f"{mv.model}:{mv.number}"
+    anchor_records(session, [mv], kinds=("model.train",),
+                   what={("model_versions", mv.id): f"model {ref}"})
+    signed = verified_attestation(session, mv, trust, what=f"model {ref}")
+    if signed.digest != mv.artifact_sha256:
+        raise IntegrityError(f"model {ref}: its artifact digest is not the one its trainer "
+                             "signed: run `lineage verify`")
+    return model_artifact(session, mv)
+
+
+def dump_artifact(model) -> bytes:
+    """A fitted scikit-learn model as a skops file, never a pickle; byte for byte the same for
+    the same model, so one seed gives one artifact digest. skops names objects and array files
+    by ``id()`` and stamps zip members with the time: both are renumbered in order of first
+    appearance and the times reset to 1980-01-01."""
+    import io
+    import re
+    import zipfile
+
+    import skops.io
+
+    written = zipfile.ZipFile(io.BytesIO(skops.io.dumps(model)))
+    schema = written.read("schema.json").decode()
+    numbers: dict[str, str] = {}
+    for m in re.finditer(r'"__id__": (\d+)|"file": "(\d+)\.npy"', schema):
+        numbers.setdefault(m.group(1) or m.group(2), str(len(numbers)))
+    schema = re.sub(r'("__id__": )(\d+)|("file": ")(\d+)(\.npy")',
+                    lambda m: (m.group(1) + numbers[m.group(2)]) if m.group(1) else
+                    (m.group(3) + numbers[m.group(4)] + m.group(5)), schema)
+    files = {"schema.json": schema.encode()}
+    for name in written.namelist():
+        if name != "schema.json":
+            stem = name[:-len(".npy")] if name.endswith(".npy") else name
+            files[f"{numbers.get(stem, stem)}.npy" if name.endswith(".npy") else name] = \
+                written.read(name)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as fixed:
+        for name in sorted(files):
+            fixed.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name],
+                           compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def load_artifact(data: bytes, *, what: str):
+    """Parse a skops artifact, allowing only the types lineage itself stores (``SKOPS_TYPES``
+    beyond skops' own safe defaults); anything else, a pickle included, is refused unparsed."""
+    import skops.io
+
+    if data[:4] != b"PK\x03\x04":
+        raise IntegrityError(f"{what}: the artifact is not a skops file (a pickle from an older "
+                             "lineage, or replaced behind the store's back); it is never "
+                             "unpickled: train the model again")
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # a corrupt zip or schema: refuse, never guess
+        raise IntegrityError(f"{what}: the artifact cannot be read as skops ({exc})") from None
+    unknown = sorted(set(untrusted) - set(SKOPS_TYPES))
+    if unknown:
+        raise IntegrityError(f"{what}: the artifact holds types lineage never stores "
+                             f"({', '.join(unknown)}): refused unparsed")
+    return skops.io.loads(data, trusted=untrusted)
+
+
+def load_model(store: Store, ref: str, *, trust: Optional[str] = None,
+               checkpoint: Optional[str] = None):
+    """The fitted estimator of a model version: its snapshot's approval still in force, the
+    model record chain-anchored and signed by a trusted trainer, the artifact's digest the
+    signed one, the log consistent with ``checkpoint`` (default ``LINEAGE_WITNESS``); then
+    parsed as skops with only the types lineage stores (never unpickled)."""
+    trusted = read_trust(trust or store.trust)
+    check_checkpoints(store, checkpoint, trust=trusted)
     with store.read() as session:
-        data = model_artifact(session, find_model_version(session, ref))
-    return pickle.loads(data)
+        mv = find_model_version(session, ref)
+        approval_in_force(session, session.get(Snapshot, mv.snapshot_id), trusted)
+        data = verified_artifact(session, mv, trusted)
+        what = f"model {mv.model}:{mv.number}"
+    return load_artifact(data, what=what)
 
 
 def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> ModelInfo:
@@ -183,6 +271,7 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
     listing each failed check; RefusedError for an already released version (nothing recorded).
     Example: ``release_model(open_store(actor="reviewer"), "digits-clf:1")``
     """
+    key, trust = signing_key_for(store)
     with store.write() as tx:
         session = tx.session
         mv = find_model_version(session, ref)
@@ -205,10 +294,15 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
                        "max": policy.max_asr, "trigger": info.metrics.get("worst_trigger"),
                        "message": f"worst trigger {info.metrics.get('worst_trigger')} ASR {asr:.4f} "
                        f"{'<=' if asr <= policy.max_asr else '>'} {policy.max_asr:g}"})
-        eyes = store.actor != mv.actor
+        same_person = identity(store.actor) == identity(mv.actor)
+        same_key = key.keyid in trust.keyids_of([mv.actor])
+        eyes = not same_person and not same_key
         checks.append({"check": "four_eyes", "passed": eyes, "releaser": store.actor,
-                       "trainer": mv.actor, "message": f"releaser {store.actor!r} "
-                       + ("did not train the model" if eyes else "trained the model")})
+                       "releaser_keyid": key.keyid, "trainer": mv.actor,
+                       "message": f"releaser {store.actor!r} " + (
+                           "did not train the model" if eyes else "trained the model"
+                           if same_person else f"signs with a key trusted as {mv.actor!r}, "
+                           "who trained the model")})
         passed = all(c["passed"] for c in checks)
         report = {"model": info.ref, "passed": passed, "policy_version": policy.version,
                   "policy": policy.settings(), "artifact_sha256": mv.artifact_sha256,
@@ -216,12 +310,16 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
         review = tx.add(ModelReview(model_version_id=mv.id, decision="release", passed=passed,
                                     reason=reason, policy_id=policy.version or None,
                                     report=canonical(report)))
+        attest(tx, key, review, subject=f"model:{info.ref}", digest=mv.artifact_sha256,
+               predicate={"decision": "release", "passed": passed, "model": info.ref,
+                          "reason": reason, "policy_version": policy.version, "report": report})
         failed = [c for c in checks if not c["passed"]]
         tx.event("model.release" if passed else "model.release-failed",
                  f"model {info.ref} " + ("released" if passed else "not released: "
                                          + "; ".join(c["message"] for c in failed)),
                  model=info.ref, review=review.id, passed=passed, policy_version=policy.version)
         result = model_info(session, mv, detail=True)
+    witness(store)
     if not passed:
         raise GateFailedError(f"model {info.ref} not released ({len(failed)} of {len(checks)} checks "
                               f"failed; review {review.id} recorded, policy version {policy.version}): "

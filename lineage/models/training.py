@@ -11,49 +11,61 @@ review, else ``trained``.
 """
 
 import hashlib
-import io
-import pickle
 from typing import Optional
 
 from sqlalchemy import func, select
 
+from lineage.data.datasets import check_seed
 from lineage.errors import BadInputError, SnapshotNotApprovedError
-from lineage.models.registry import ARTIFACT_PIECE, ModelInfo, model_info
+from lineage.models.registry import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_PIECE,
+    ModelInfo,
+    dump_artifact,
+    model_info,
+)
 from lineage.poison.estimators import DEFAULT_PARAMS, estimator_identity, make_estimator
 from lineage.review.approval import approved_rows
+from lineage.review.attestations import attest, signing_key_for
+from lineage.review.checkpoints import check_checkpoints
 from lineage.review.evaluation import evaluation_rows, shadow_evaluation
 from lineage.review.policy import policy_in_force
 from lineage.review.snapshots import find_snapshot, snapshot_reviews, status_of
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
+from lineage.store.names import check_name
 from lineage.store.tables import ArtifactChunk, Dataset, ModelVersion, Snapshot
 
 
 def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic", seed: int = 0,
-          params: Optional[dict] = None) -> ModelInfo:
+          params: Optional[dict] = None, checkpoint: Optional[str] = None) -> ModelInfo:
     """Train ``estimator`` on an approved snapshot and register model version ``model:N``.
 
-    Raises SnapshotNotApprovedError for a pending, rejected or revoked snapshot (nothing is
-    written), IntegrityError when its rows no longer match the approved digest.
+    The snapshot's approval must be signed by a trusted reviewer other than those under review,
+    and the log must extend ``checkpoint`` (default ``LINEAGE_WITNESS``). Raises
+    SnapshotNotApprovedError for a pending, rejected, revoked or unsigned snapshot (nothing is
+    written), IntegrityError when its rows or signatures no longer match what was approved.
     Example: ``train(store, snapshot="digits-train-2026w48", model="digits-clf", seed=0)``
     """
 
     model = (model or "").strip()
     if not model or ":" in model:
         raise BadInputError("a model needs a name without ':' (versions are numbered for you)")
+    model = check_name(model, "model name")
+    seed = check_seed(seed)
     make_estimator(estimator, seed=seed, value_max=1.0, params=params)  # validate first
+    key, trust = signing_key_for(store)  # the trainer signs the model version it records
+    check_checkpoints(store, checkpoint, trust=trust)  # history up to it intact (or none given)
     with store.read() as session:
         snap = find_snapshot(session, snapshot)
-        ids, X, y = approved_rows(session, snap)
+        ids, X, y = approved_rows(session, snap, trust)
         snap_id, snap_digest = snap.id, snap.content_digest
         dataset = session.get(Dataset, snap.dataset_id)
         policy = policy_in_force(session)
         evaluation = evaluation_rows(session, policy, dataset, f"snapshot {snapshot!r}")
     fitted, accuracy, scan = shadow_evaluation(X, y, evaluation, estimator=estimator, seed=seed,
                                                sizes=policy.scan_sizes, params=params)
-    buffer = io.BytesIO()
-    pickle.dump(fitted, buffer, protocol=5)
-    artifact = buffer.getvalue()
+    artifact = dump_artifact(fitted)
     sha = hashlib.sha256(artifact).hexdigest()
     worst = scan.worst
     metrics = {"clean_accuracy": round(accuracy, 6),
@@ -81,6 +93,11 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
         tx.add_rows(ArtifactChunk, [{"model_version_id": mv.id, "seq": i // ARTIFACT_PIECE,
                                      "data": artifact[i:i + ARTIFACT_PIECE]}
                                     for i in range(0, len(artifact), ARTIFACT_PIECE)])
+        attest(tx, key, mv, subject=f"model:{model}:{number}", digest=sha,
+               predicate={"kind": "model_version", "snapshot": snapshot,
+                          "snapshot_digest": snap_digest, "estimator": estimator,
+                          "params": full_params, "code_identity": mv.code_identity,
+                          "artifact_format": ARTIFACT_FORMAT, "metrics": metrics})
         tx.event("model.train", f"model {model}:{number} ({estimator}, seed {seed}) trained on "
                  f"snapshot {snapshot}: clean accuracy {accuracy:.4f}, worst trigger ASR "
                  f"{metrics['worst_asr']:.4f}", model=f"{model}:{number}", snapshot=snapshot,

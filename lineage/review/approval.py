@@ -7,6 +7,7 @@ digests the approval bound.
 """
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -15,16 +16,23 @@ from sqlalchemy.orm import Session
 
 from lineage.data.sources import latest_review, source_status
 from lineage.errors import IntegrityError, SnapshotNotApprovedError
+from lineage.review.attestations import Verified, attestation_of, verified_attestation
+from lineage.review.checkpoints import InclusionProof, check_checkpoints, event_leaves
+from lineage.review.keys import Trust, read_trust
 from lineage.review.snapshots import (
     approving_review,
     find_snapshot,
+    history_actors,
     read_snapshot_rows,
     snapshot_reviews,
     status_of,
 )
 from lineage.store.engine import Store, open_store
+from lineage.store.files import write_atomically
 from lineage.store.log import anchor_records
-from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Source
+from lineage.store.merkle import inclusion_proof, tree_root
+from lineage.store.names import identity
+from lineage.store.tables import Dataset, Event, Snapshot, SnapshotReview, Source, Version
 
 
 def check_approval(session: Session, snapshot: Snapshot, review: SnapshotReview) -> None:
@@ -78,21 +86,52 @@ def check_sources(session: Session, snapshot: Snapshot, review: SnapshotReview) 
             "approved (revoke the snapshot and create one without them)")
 
 
-def approved_rows(session: Session, snapshot: Snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of an approved, unrevoked snapshot, verified against the approval's digests.
+def check_signed_approval(session: Session, snapshot: Snapshot, review: SnapshotReview,
+                          trust: Trust) -> Verified:
+    """The approval's signed statement: by a trusted key, about this review, approving this
+    snapshot's content and manifest, and signed by none of the people under review (those its
+    signed four-eyes report named, the creator and the transformation actors, compared as
+    identities and as keys)."""
+    label = f"review {review.id} (the approval of snapshot {snapshot.name!r})"
+    signed = verified_attestation(session, review, trust, what=label)
+    p = signed.predicate
+    if (p.get("decision"), p.get("passed"), p.get("snapshot"), signed.digest,
+            p.get("manifest_digest")) != ("approve", True, snapshot.name, snapshot.content_digest,
+                                          snapshot.manifest_digest):
+        raise IntegrityError(f"{label}: its signed statement does not approve this snapshot's "
+                             "content (decision, digest or manifest differ): run `lineage verify`")
+    gates = (p.get("report") or {}).get("gates") or []
+    eyes = next((g for g in gates if isinstance(g, dict) and g.get("gate") == "four_eyes"), {})
+    people = set(eyes.get("under_review") or {}) | {identity(snapshot.actor)}
+    actors, _ = history_actors(session, session.get(Version, snapshot.version_id))
+    people |= {identity(a) for a in actors}
+    if identity(signed.signer) in people or signed.keyid in trust.keyids_of(people):
+        raise SnapshotNotApprovedError(
+            f"snapshot {snapshot.name!r} was approved by {signed.signer!r} (key "
+            f"{signed.keyid[:16]}), who is under review: four eyes need a reviewer other than "
+            "its creator, its transformation actors and its ingesters")
+    return signed
 
-    Raises SnapshotNotApprovedError for a pending, rejected or revoked snapshot, or one holding
-    rows of a source rejected or revoked since; IntegrityError when the approval or the snapshot
-    is not the one the event chain recorded, or the rows no longer match.
+
+def approved_rows(session: Session, snapshot: Snapshot,
+                  trust: Trust) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of an approved, unrevoked snapshot, verified against the digests its signed
+    approval bound.
+
+    Raises SnapshotNotApprovedError for a pending, rejected or revoked snapshot, one holding
+    rows of a source rejected or revoked since, or one whose approval is unsigned, untrusted or
+    by someone under review; IntegrityError when the approval or the snapshot is not the one the
+    event chain recorded, a signature does not verify, or the rows no longer match.
     """
-    review = approval_in_force(session, snapshot)
-    bound = json.loads(review.report).get("manifest_digest")
-    return read_snapshot_rows(session, snapshot, expect_manifest=bound)
+    signed = approval_in_force(session, snapshot, trust)
+    return read_snapshot_rows(session, snapshot,
+                              expect_manifest=signed.predicate["manifest_digest"])
 
 
-def approval_in_force(session: Session, snapshot: Snapshot) -> SnapshotReview:
-    """The snapshot's approval, checked: approved now, anchored in the event chain, its sources
-    still approved. Raises SnapshotNotApprovedError or IntegrityError (see ``approved_rows``)."""
+def approval_in_force(session: Session, snapshot: Snapshot, trust: Trust) -> Verified:
+    """The snapshot's approval, checked: approved now, anchored in the event chain, signed by a
+    trusted reviewer not under review, its sources still approved. Returns the verified signed
+    statement. Raises SnapshotNotApprovedError or IntegrityError (see ``approved_rows``)."""
     reviews = snapshot_reviews(session, snapshot)
     status = status_of(reviews)
     if status != "approved":
@@ -106,11 +145,13 @@ def approval_in_force(session: Session, snapshot: Snapshot) -> SnapshotReview:
     if review.content_digest != snapshot.content_digest:
         raise IntegrityError(f"snapshot {snapshot.name!r}: its content digest is not the one "
                              f"review {review.id} approved: run `lineage verify`")
+    signed = check_signed_approval(session, snapshot, review, trust)
     check_sources(session, snapshot, review)
-    return review
+    return signed
 
 
 def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store] = None,
+                  trust: Optional[str] = None, checkpoint: Optional[str] = None,
                   return_X_y: bool = False):
     """Training data from an approved snapshot: the only public way to get training arrays.
 
@@ -118,19 +159,25 @@ def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store]
     dataset's stored dtype, ``target`` of shape (n_samples,) int64, ``row_ids`` of shape
     (n_samples,), ``digest`` (the approved content digest), ``name``, ``feature_names``,
     ``image_shape`` and ``dataset``; or ``(data, target)`` with ``return_X_y=True``.
-    Raises SnapshotNotApprovedError (pending, rejected or revoked) and IntegrityError (stored
-    rows no longer match the approved digest).
+    ``trust`` is the trust file whose keys may sign approvals (default: the store's, else
+    ``LINEAGE_TRUST`` or ./lineage-trust.json); ``checkpoint`` a checkpoint or witness file the
+    log must extend (default ``LINEAGE_WITNESS``; none: not checked).
+    Raises SnapshotNotApprovedError (pending, rejected, revoked, or not approved by a trusted
+    reviewer other than those under review) and IntegrityError (stored rows or signatures no
+    longer match what was approved).
 
     Example: ``X, y = load_snapshot("digits-train-2026w48", db="sqlite:///lineage.db", return_X_y=True)``
     """
     from sklearn.utils import Bunch
 
     own = store is None
-    store = store or open_store(db)
+    store = store or open_store(db, create=False)
     try:
+        trusted = read_trust(trust or store.trust)
+        check_checkpoints(store, checkpoint, trust=trusted)
         with store.read() as session:
             snapshot = find_snapshot(session, name)
-            ids, X, y = approved_rows(session, snapshot)
+            ids, X, y = approved_rows(session, snapshot, trusted)
             dataset = session.get(Dataset, snapshot.dataset_id)
             digest, dataset_name, image_shape = snapshot.content_digest, dataset.name, dataset.image_shape
     finally:
@@ -141,3 +188,42 @@ def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store]
     return Bunch(data=X, target=y, row_ids=ids, digest=digest, name=name, dataset=dataset_name,
                  image_shape=image_shape,
                  feature_names=[f"pixel_{i}" for i in range(X.shape[1])])
+
+
+def prove_approval(store: Store, name: str) -> InclusionProof:
+    """The inclusion proof of the event that recorded snapshot ``name``'s approval in force."""
+    trust = read_trust(store.trust)
+    with store.read() as session:
+        snapshot = find_snapshot(session, name)
+        approval_in_force(session, snapshot, trust)
+        review = approving_review(snapshot_reviews(session, snapshot))
+        found = anchor_records(session, [review], kinds=("snapshot.approve",))
+        event_id = found[("snapshot_reviews", review.id)]
+        leaves, ids = event_leaves(session)
+        index = ids.index(event_id)
+        digest = session.get(Event, event_id).digest
+        review_id = review.id
+    return InclusionProof(what=f"approval of snapshot {name!r} (review {review_id})",
+                          event_id=event_id, event_digest=digest, leaf_index=index,
+                          tree_size=len(leaves), root=tree_root(leaves).hex(),
+                          path=tuple(h.hex() for h in inclusion_proof(leaves, index)))
+
+
+def write_attestation(store: Store, name: str, path) -> dict:
+    """Write the DSSE envelope of snapshot ``name``'s approval in force to ``path`` (checked
+    first as every load path checks it); returns what was written.
+
+    Example: ``write_attestation(store, "digits-train-2026w48", "train.intoto.json")``
+    """
+    trust = read_trust(store.trust)
+    with store.read() as session:
+        snapshot = find_snapshot(session, name)
+        signed = approval_in_force(session, snapshot, trust)
+        review = approving_review(snapshot_reviews(session, snapshot))
+        envelope = attestation_of(session, review).envelope
+        review_id = review.id
+    path = Path(path)
+    write_atomically(path, lambda tmp: tmp.write_text(envelope + "\n", encoding="utf-8"))
+    return {"snapshot": name, "review": review_id, "signer": signed.signer,
+            "keyid": signed.keyid, "digest": signed.digest, "path": str(path)}
+

@@ -28,36 +28,28 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources, version_coverage
-from lineage.data.deltas import version_chain
 from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import BadInputError, GateFailedError, RefusedError
+from lineage.review.attestations import attest, signing_key_for
+from lineage.review.checkpoints import witness
 from lineage.review.evaluation import Evaluation, evaluation_rows, shadow_evaluation
 from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.review.snapshots import (
     SnapshotInfo,
     find_snapshot,
+    history_actors,
     models_on,
+    people_under_review,
     read_snapshot_rows,
     snapshot_info,
     snapshot_status,
 )
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
-from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Transformation, Version
+from lineage.store.names import identity
+from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Version
 
 BLOCKED_STATUSES = ("quarantined", "rejected", "revoked")
-
-
-def history_actors(session: Session, version: Version) -> tuple[set[str], list[dict]]:
-    """Actors of every transformation (and derived version) in ``version``'s history."""
-    actors: set[str] = set()
-    steps = []
-    for v in version_chain(session, version):
-        if v.transformation_id is not None:
-            t = session.get(Transformation, v.transformation_id)
-            actors.update({t.actor, v.actor})
-            steps.append({"version": v.id, "transformation": t.id, "kind": t.kind, "actor": t.actor})
-    return actors, sorted(steps, key=lambda s: s["version"])
 
 
 def coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> dict:
@@ -91,33 +83,52 @@ def sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict:
 
 
 def four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
-                    policy: Optional[PolicyInfo] = None,
-                    evaluation: Optional[Evaluation] = None) -> dict:
+                   ids: Optional[np.ndarray] = None, key=None, trust=None,
+                   policy: Optional[PolicyInfo] = None,
+                   evaluation: Optional[Evaluation] = None) -> dict:
+    """The reviewer is none of the people under review (``people_under_review``: creator,
+    transformation actors, ingesters), compared as identities and, given the reviewer's ``key``
+    and the ``trust`` file, as keys: a key trusted under any of their names may not sign. And
+    the people under review control no part of the gate (policy settings, evaluation snapshot)."""
     version = session.get(Version, snapshot.version_id)
     actors, steps = history_actors(session, version)
+    people = people_under_review(session, snapshot, ids)
+    me = identity(reviewer)
     problems = []
-    if reviewer == snapshot.actor:
+    if me == identity(snapshot.actor):
         problems.append(f"reviewer {reviewer!r} created the snapshot")
-    if reviewer in actors:
-        kinds = sorted({s["kind"] for s in steps if s["actor"] == reviewer})
-        problems.append(f"reviewer {reviewer!r} made transformations in its history ({', '.join(kinds) or 'versions'})")
-    under_review = sorted({snapshot.actor} | actors)
+    if me in {identity(a) for a in actors}:
+        kinds = sorted({s["kind"] for s in steps if identity(s["actor"]) == me})
+        problems.append(f"reviewer {reviewer!r} made transformations in its history "
+                        f"({', '.join(kinds) or 'versions'})")
+    ingested = [r for r in people.get(me, []) if r.startswith("ingested")]
+    if ingested:
+        problems.append(f"reviewer {reviewer!r} {'; '.join(ingested)}")
+    if key is not None and trust is not None:
+        for person in sorted(people):
+            if person != me and key.keyid in trust.keyids_of([person]):
+                problems.append(f"the reviewer's key {key.keyid[:16]} is also trusted as "
+                                f"{person!r}, under review ({'; '.join(people[person])})")
     authors = policy_authors(session, policy) if policy is not None else {}
-    for person in under_review:
-        chosen = sorted(k for k, a in authors.items() if a == person)
+    for person in sorted({snapshot.actor} | actors):
+        chosen = sorted(k for k, a in authors.items() if identity(a) == identity(person))
         if chosen:
             problems.append(f"{person!r}, under review, chose settings of policy version "
                             f"{policy.version} in force ({', '.join(chosen)})")
-        if evaluation is not None and evaluation.actor == person:
+        if evaluation is not None and evaluation.actor is not None and \
+                identity(evaluation.actor) == identity(person):
             problems.append(f"{person!r}, under review, created the evaluation snapshot "
                             f"{evaluation.name!r}")
     return {"gate": "four_eyes", "passed": not problems, "reviewer": reviewer,
+            "reviewer_keyid": key.keyid if key is not None else None,
             "creator": snapshot.actor, "history_actors": sorted(actors),
+            "under_review": {p: people[p] for p in sorted(people)},
             "policy_authors": authors,
             "evaluation_creator": evaluation.actor if evaluation is not None else None,
             "message": "; ".join(problems) if problems else
-            f"reviewer {reviewer!r} is neither the creator nor a transformation actor; the people "
-            "under review set no policy setting in force and did not create the evaluation snapshot"}
+            f"reviewer {reviewer!r} is neither the creator, a transformation actor nor an "
+            "ingester; the people under review set no policy setting in force and did not create "
+            "the evaluation snapshot"}
 
 
 def _shadow_gate(X, y, ids, evaluation: Evaluation, policy: PolicyInfo) -> dict:
@@ -155,6 +166,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
     Example: ``approve_snapshot(open_store(actor="reviewer"), "digits-train-2026w48")``
     """
     reviewer = store.actor
+    key, trust = signing_key_for(store)  # before any work: a review that cannot be signed fails
     with store.read() as session:
         snapshot = find_snapshot(session, name)
         status = snapshot_status(session, snapshot)
@@ -169,7 +181,8 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         digests = {"content_digest": snapshot.content_digest,
                    "manifest_digest": snapshot.manifest_digest}
         gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids),
-                 four_eyes_gate(session, snapshot, reviewer, policy=policy, evaluation=evaluation)]
+                 four_eyes_gate(session, snapshot, reviewer, ids=ids, key=key, trust=trust,
+                                policy=policy, evaluation=evaluation)]
     gates.append(_shadow_gate(X, y, ids, evaluation, policy))
     passed = all(g["passed"] for g in gates)
     report = {"snapshot": name, "reviewer": reviewer, "passed": passed,
@@ -183,6 +196,10 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         review = tx.add(SnapshotReview(snapshot_id=snap.id, decision="approve", passed=passed,
                                        reason=reason, policy_id=policy.version or None,
                                        content_digest=snap.content_digest, report=canonical(report)))
+        attest(tx, key, review, subject=f"snapshot:{name}", digest=snap.content_digest,
+               predicate={"decision": "approve", "passed": passed, "snapshot": name,
+                          "manifest_digest": snap.manifest_digest, "reason": reason,
+                          "policy_version": policy.version, "report": report})
         failed = [g for g in gates if not g["passed"]]
         tx.event("snapshot.approve" if passed else "snapshot.approve-failed",
                  f"snapshot {name} " + ("approved" if passed else
@@ -190,6 +207,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
                  snapshot=name, review=review.id, passed=passed, policy_version=policy.version,
                  failed_gates=[g["gate"] for g in failed])
         info = snapshot_info(tx.session, snap, detail=True)
+    witness(store)
     if not passed:
         raise GateFailedError(
             f"snapshot {name!r} not approved ({len(failed)} of {len(gates)} gates failed; review "
@@ -201,6 +219,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
 def decide_snapshot(store: Store, name: str, decision: str, reason: Optional[str]) -> SnapshotInfo:
     if not (reason or "").strip():
         raise BadInputError(f"--reason is required to {decision} a snapshot")
+    key, _ = signing_key_for(store)
     with store.write() as tx:
         session = tx.session
         snapshot = find_snapshot(session, name)
@@ -218,14 +237,21 @@ def decide_snapshot(store: Store, name: str, decision: str, reason: Optional[str
             report["affected_models"] = affected
 
         policy = policy_in_force(session)
-        tx.add(SnapshotReview(snapshot_id=snapshot.id, decision=decision, passed=True,
-                              reason=reason, policy_id=policy.version or None,
-                              content_digest=snapshot.content_digest, report=canonical(report)))
+        review = tx.add(SnapshotReview(snapshot_id=snapshot.id, decision=decision, passed=True,
+                                       reason=reason, policy_id=policy.version or None,
+                                       content_digest=snapshot.content_digest,
+                                       report=canonical(report)))
+        attest(tx, key, review, subject=f"snapshot:{name}", digest=snapshot.content_digest,
+               predicate={"decision": decision, "passed": True, "snapshot": name,
+                          "manifest_digest": snapshot.manifest_digest, "reason": reason,
+                          "policy_version": policy.version, "report": report})
         tx.event(f"snapshot.{decision}", f"snapshot {name} {STATUS_OF_DECISION[decision]}"
                  + (f"; model versions affected: {', '.join(affected)}" if decision == "revoke"
                     and affected else ""), snapshot=name, reason=reason,
                  **({"affected_models": affected} if decision == "revoke" else {}))
-        return snapshot_info(session, snapshot, detail=True)
+        info = snapshot_info(session, snapshot, detail=True)
+    witness(store)
+    return info
 
 
 def reject_snapshot(store: Store, name: str, *, reason: str) -> SnapshotInfo:

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lineage.data.datasets import check_seed
 from lineage.errors import BadInputError, NotFoundError
 from lineage.poison.estimators import ESTIMATORS
 from lineage.store.chain import canonical
@@ -133,6 +134,7 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
     for name, value in (("min_coverage", min_coverage), ("max_asr", max_asr),
                         ("min_clean_accuracy", min_clean_accuracy)):
         _fraction(name, value)
+    seed = None if seed is None else check_seed(seed)
     if scan_sizes is not None:
         scan_sizes = tuple(int(s) for s in scan_sizes)
         if not scan_sizes or any(s < 1 for s in scan_sizes):

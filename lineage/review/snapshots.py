@@ -23,8 +23,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lineage.data.coverage import row_sources
 from lineage.data.datasets import find_version
-from lineage.data.deltas import content_digest, member_labels
+from lineage.data.deltas import content_digest, member_labels, version_chain
 from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import AlreadyExistsError, BadInputError, IntegrityError, NotFoundError
 from lineage.store.chain import canonical
@@ -38,7 +39,16 @@ from lineage.store.chunks import (
     gather_rows,
 )
 from lineage.store.engine import Store
-from lineage.store.tables import Chunk, Dataset, ModelVersion, Snapshot, SnapshotReview, Version
+from lineage.store.names import check_name, identity
+from lineage.store.tables import (
+    Chunk,
+    Dataset,
+    ModelVersion,
+    Snapshot,
+    SnapshotReview,
+    Transformation,
+    Version,
+)
 
 SQLITE_MMAP_BYTES = 1 << 30
 
@@ -203,6 +213,7 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
     name = (name or "").strip()
     if not name:
         raise BadInputError("a snapshot needs a name")
+    name = check_name(name, "snapshot name")
     with store.write() as tx:
         session = tx.session
         if session.scalars(select(Snapshot.id).where(Snapshot.name == name)).first() is not None:
@@ -343,3 +354,42 @@ def get_snapshot(store: Store, name: str) -> SnapshotInfo:
     """One snapshot with its reviews (and their gate reports) and the models trained on it."""
     with store.read() as session:
         return snapshot_info(session, find_snapshot(session, name), detail=True)
+
+
+# ----------------------------------------------------------------------------- under review
+
+def history_actors(session: Session, version: Version) -> tuple[set[str], list[dict]]:
+    """Actors of every transformation (and derived version) in ``version``'s history."""
+    actors: set[str] = set()
+    steps = []
+    for v in version_chain(session, version):
+        if v.transformation_id is not None:
+            t = session.get(Transformation, v.transformation_id)
+            actors.update({t.actor, v.actor})
+            steps.append({"version": v.id, "transformation": t.id, "kind": t.kind, "actor": t.actor})
+    return actors, sorted(steps, key=lambda s: s["version"])
+
+
+def people_under_review(session: Session, snapshot: Snapshot,
+                        ids: Optional[np.ndarray] = None) -> dict[str, list[str]]:
+    """Who a review of ``snapshot`` judges, as identities (``names.identity``) -> their roles:
+    its creator, every transformation's (and derived version's) actor in its history, and the
+    actor of every ingest that stored its rows (``ids``: the member row ids, when at hand)."""
+    people: dict[str, list[str]] = {}
+
+    def add(name, role):
+        roles = people.setdefault(identity(name), [])
+        if role not in roles:
+            roles.append(role)
+
+    add(snapshot.actor, "created the snapshot")
+    actors, steps = history_actors(session, session.get(Version, snapshot.version_id))
+    for step in steps:
+        add(step["actor"], f"made transformation {step['transformation']} ({step['kind']})")
+    for actor in actors:
+        add(actor, "made a version in its history")
+    if ids is not None:
+        for entry in row_sources(session, snapshot.dataset_id, ids):
+            if entry.get("ingest_actor"):
+                add(entry["ingest_actor"], f"ingested rows (ingest {entry['ingest']})")
+    return people

@@ -8,10 +8,12 @@ raised inside leaves nothing behind.
 
 import getpass
 import os
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, text
@@ -19,8 +21,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from lineage.errors import AppendOnlyError, BadInputError, LineageError, SchemaOutdatedError
+from lineage.errors import (
+    AppendOnlyError,
+    BadInputError,
+    LineageError,
+    NotFoundError,
+    SchemaOutdatedError,
+)
 from lineage.store.chain import GENESIS, blob_digest, canonical, event_digest, record_digest
+from lineage.store.names import check_name
 from lineage.store.tables import Base, Event
 
 DEFAULT_DB = "sqlite:///lineage.db"
@@ -33,13 +42,14 @@ def resolve_db(db: Optional[str] = None) -> str:
 
 
 def resolve_actor(actor: Optional[str] = None) -> str:
-    """``--as`` > ``LINEAGE_ACTOR`` > the OS login name."""
+    """``--as`` > ``LINEAGE_ACTOR`` > the OS login name, checked as a name (``names.check_name``:
+    no control or invisible characters, at most 200 characters)."""
     if actor:
-        return actor
+        return check_name(actor, "actor (--as)")
     if os.environ.get("LINEAGE_ACTOR"):
-        return os.environ["LINEAGE_ACTOR"]
+        return check_name(os.environ["LINEAGE_ACTOR"], "actor (LINEAGE_ACTOR)")
     try:
-        return getpass.getuser()
+        return check_name(getpass.getuser(), "actor (the OS login name)")
     except Exception:  # no login name (some containers): still record something honest
         return "unknown"
 
@@ -49,7 +59,37 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _make_engine(url: str) -> Engine:
+def _no_store(where: str) -> NotFoundError:
+    return NotFoundError(f"no store at {where}: check --db or LINEAGE_DB (or create one with "
+                         "`lineage db upgrade` or a first ingest)")
+
+
+def _probe_sqlite(url: str, path: str, *, create: bool) -> None:
+    """Look at an SQLite file through a read-only connection before the engine's first one,
+    which switches the database to WAL (and sets its page size): a file that is not a lineage
+    store is refused untouched, and a missing or empty one is refused unless ``create``."""
+    if not os.path.exists(path):
+        if create:
+            return
+        raise _no_store(path)
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:  # not a database, no permission, a folder
+        raise LineageError(f"cannot open database {url}: {exc}") from None
+    if not tables:
+        if create:
+            return
+        raise _no_store(path)
+    if not {"alembic_version", "events"} <= tables:
+        raise LineageError(f"{url} has tables but is not a lineage store (use an empty database)")
+
+
+def _make_engine(url: str, *, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -62,6 +102,8 @@ def _make_engine(url: str) -> Engine:
         if parsed.database in (None, "", ":memory:"):
             raise BadInputError("an in-memory SQLite store would vanish on exit: give a file, "
                                 "e.g. sqlite:///lineage.db")
+        if not parsed.query.get("uri"):  # a file: URI names its file its own way
+            _probe_sqlite(url, parsed.database, create=create)
         engine = create_engine(parsed, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
@@ -151,11 +193,14 @@ def _refuse_bulk_changes(state):
 
 @dataclass
 class Store:
-    """An open lineage store: a database engine and the actor that writes."""
+    """An open lineage store: a database engine, the actor that writes, and the trust file
+    that says whose signatures count (a path; None: ``LINEAGE_TRUST`` or ./lineage-trust.json)."""
 
     url: str
     engine: Engine
     actor: str
+    trust: Optional[str] = None
+    keys: Optional[str] = None  # a folder of private keys (None: LINEAGE_KEY or the config dir)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -267,14 +312,18 @@ class Tx:
 
 
 def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
-               migrate: bool = True) -> Store:
+               migrate: bool = True, trust: Optional[str] = None,
+               keys: Optional[str] = None, create: bool = True) -> Store:
     """Open the store at ``db`` (see ``resolve_db``), migrating an empty database.
 
+    With ``create=False`` (what reading commands pass) a missing SQLite file or an empty
+    database is NotFoundError ("no store at ..."), and nothing is created. A database that is
+    not a lineage store is refused (LineageError) before anything is written to it.
     Raises SchemaOutdatedError for a store made by an older lineage ("run `lineage db upgrade`").
     """
     url = resolve_db(db)
-    engine = _make_engine(url)
-    store = Store(url=url, engine=engine, actor=resolve_actor(actor))
+    engine = _make_engine(url, create=create)
+    store = Store(url=url, engine=engine, actor=resolve_actor(actor), trust=trust, keys=keys)
     try:
         with engine.connect() as conn:
             current = _current_revision(conn)
@@ -286,10 +335,12 @@ def open_store(db: Optional[str] = None, *, actor: Optional[str] = None,
     head = head_revision()
     if current == head:
         return store
-    if current is None and empty and migrate:
+    if current is None and empty and migrate and create:
         upgrade_store(store)
         return store
     engine.dispose()
+    if current is None and empty:
+        raise _no_store(url)
     if current is None:
         raise LineageError(f"{url} has tables but is not a lineage store (use an empty database)")
     if not _known_revision(current):

@@ -8,10 +8,12 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.errors import IntegrityError
+from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chain import GENESIS, event_digest, record_digest
 from lineage.store.engine import Store
 from lineage.store.tables import Event
+
+LIMIT_MAX = 2**63 - 1  # a LIMIT both databases take (PostgreSQL's is a bigint)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class EventInfo:
 
 def list_events(store: Store, *, limit: Optional[int] = None, kind: Optional[str] = None) -> list[EventInfo]:
     """Events newest first (all, or the ``limit`` newest; optionally of one ``kind``)."""
+    if limit is not None and limit < 0:
+        raise BadInputError(f"--limit {limit} is negative: give the number of newest events to "
+                            "show (0 for all)")
+    if limit is not None and limit > LIMIT_MAX:
+        raise BadInputError(f"--limit {limit} is out of range: give at most {LIMIT_MAX} (0 for all)")
     with store.read() as session:
         query = select(Event).order_by(Event.id.desc())
         if kind:

@@ -302,6 +302,28 @@ class ModelReview(Base):
 
 
 
+
+class Attestation(Base):
+    """A signed statement about one record (a review, a model version): a DSSE envelope over
+    an in-toto Statement whose subject digest it repeats here for look-ups. It counts only when
+    the envelope verifies against the trust file kept outside the database."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (UniqueConstraint("record_table", "record_id",
+                                       name="uq_attestations_record_table_record_id"),)
+    id: Mapped[int] = _id()
+    record_table: Mapped[str] = mapped_column(String(40))
+    record_id: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(String(250))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    keyid: Mapped[str] = mapped_column(String(64))
+    signer: Mapped[str] = mapped_column(String(200))
+    envelope: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
 # Tables whose rows are anchored in the chain by record_digest (all history but the chain itself).
 RECORD_TABLES = [t for t in Base.metadata.sorted_tables if "record_digest" in t.c]
 HISTORY_TABLES = list(Base.metadata.sorted_tables)

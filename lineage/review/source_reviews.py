@@ -1,0 +1,45 @@
+"""Source reviews: the signed decisions (approve, reject, revoke) that set a source's status."""
+
+from typing import Optional
+
+from lineage.data.sources import (
+    STATUS_OF_DECISION,
+    SourceInfo,
+    find_source,
+    latest_review,
+    source_info,
+    status_from,
+)
+from lineage.errors import BadInputError, RefusedError
+from lineage.review.attestations import attest, signing_key_for
+from lineage.review.checkpoints import witness
+from lineage.store.engine import Store
+from lineage.store.tables import SourceReview
+
+
+def review_source(store: Store, name: str, *, decision: str,
+                  reason: Optional[str] = None) -> SourceInfo:
+    """Record a signed review (approve, reject or revoke) of a source by the store's actor: the
+    statement's subject is the source record's digest (name, kind, uri, license, owner).
+
+    Example: ``review_source(store, "crowd-batch-7", decision="approve", reason="license checked")``
+    """
+    if decision not in STATUS_OF_DECISION:
+        raise BadInputError("a review decision is one of: approve, reject, revoke")
+    if decision in ("reject", "revoke") and not (reason or "").strip():
+        raise BadInputError(f"--reason is required to {decision} a source")
+    key, _ = signing_key_for(store)
+    with store.write() as tx:
+        source = find_source(tx.session, name)
+        current = status_from(source, latest_review(tx.session, source.id))
+        if decision == "revoke" and current != "approved":
+            raise RefusedError(f"source {name!r} is {current}: only an approved source can be revoked")
+        review = tx.add(SourceReview(source_id=source.id, decision=decision, reason=reason))
+        attest(tx, key, review, subject=f"source:{source.name}", digest=source.record_digest,
+               predicate={"decision": decision, "source": source.name, "kind": source.kind,
+                          "uri": source.uri, "license": source.license, "reason": reason})
+        tx.event("source.review", f"source {name} {STATUS_OF_DECISION[decision]}",
+                 source=name, decision=decision)
+        info = source_info(tx.session, source)
+    witness(store)
+    return info
