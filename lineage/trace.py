@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources
-from lineage.data.datasets import find_version, parse_id
+from lineage.data.datasets import LAZY_BLOBS, find_version, parse_id
 from lineage.data.deltas import chain_ids, in_sorted, minus_sorted, union_sorted, version_chain
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
@@ -470,7 +470,7 @@ def trace_model(store: Store, ref: str) -> ModelTrace:
                    f"review {approval.id} (the approval of snapshot {snap.name!r})")
         ids = snapshot_row_ids(snap)
         versions, transformations = [], []
-        for v in reversed(version_chain(session, session.get(Version, snap.version_id))):
+        for v in reversed(version_chain(session, session.get(Version, snap.version_id, options=LAZY_BLOBS))):
             _check(v, f"version v{v.id}" + (f" ({v.name})" if v.name else ""))
             versions.append({"id": v.id, "name": v.name, "n_rows": v.n_rows,
                              "content_digest": v.content_digest, "parent_id": v.parent_id,

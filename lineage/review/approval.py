@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lineage.data.datasets import LAZY_BLOBS
 from lineage.data.sources import latest_review, source_status
 from lineage.errors import IntegrityError, SnapshotNotApprovedError
 from lineage.review.attestations import Verified, attestation_of, verified_attestation
@@ -103,7 +104,7 @@ def check_signed_approval(session: Session, snapshot: Snapshot, review: Snapshot
     gates = (p.get("report") or {}).get("gates") or []
     eyes = next((g for g in gates if isinstance(g, dict) and g.get("gate") == "four_eyes"), {})
     people = set(eyes.get("under_review") or {}) | {identity(snapshot.actor)}
-    actors, _ = history_actors(session, session.get(Version, snapshot.version_id))
+    actors, _ = history_actors(session, session.get(Version, snapshot.version_id, options=LAZY_BLOBS))
     people |= {identity(a) for a in actors}
     if identity(signed.signer) in people or signed.keyid in trust.keyids_of(people):
         raise SnapshotNotApprovedError(

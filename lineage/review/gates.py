@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources, version_coverage
+from lineage.data.datasets import LAZY_BLOBS
 from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import BadInputError, GateFailedError, RefusedError
 from lineage.review.attestations import attest, signing_key_for
@@ -90,7 +91,7 @@ def four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
     transformation actors, ingesters), compared as identities and, given the reviewer's ``key``
     and the ``trust`` file, as keys: a key trusted under any of their names may not sign. And
     the people under review control no part of the gate (policy settings, evaluation snapshot)."""
-    version = session.get(Version, snapshot.version_id)
+    version = session.get(Version, snapshot.version_id, options=LAZY_BLOBS)
     actors, steps = history_actors(session, version)
     people = people_under_review(session, snapshot, ids)
     me = identity(reviewer)
@@ -177,7 +178,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         dataset = session.get(Dataset, snapshot.dataset_id)
         evaluation = evaluation_rows(session, policy, dataset, f"snapshot {name!r}")
         ids, X, y = read_snapshot_rows(session, snapshot)
-        version = session.get(Version, snapshot.version_id)
+        version = session.get(Version, snapshot.version_id, options=LAZY_BLOBS)
         digests = {"content_digest": snapshot.content_digest,
                    "manifest_digest": snapshot.manifest_digest}
         gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids),

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources
-from lineage.data.datasets import find_version
+from lineage.data.datasets import LAZY_BLOBS, find_version
 from lineage.data.deltas import content_digest, member_labels, version_chain
 from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import AlreadyExistsError, BadInputError, IntegrityError, NotFoundError
@@ -133,7 +133,7 @@ def models_on(session: Session, snapshot: Snapshot) -> list[str]:
 def snapshot_info(session: Session, snapshot: Snapshot, *, detail: bool = False) -> SnapshotInfo:
     reviews = snapshot_reviews(session, snapshot)
     dataset = session.get(Dataset, snapshot.dataset_id)
-    version = session.get(Version, snapshot.version_id)
+    version = session.get(Version, snapshot.version_id, options=LAZY_BLOBS)
     coverage = None
     for r in reviews:
         if r.decision == "approve":
@@ -383,7 +383,7 @@ def people_under_review(session: Session, snapshot: Snapshot,
             roles.append(role)
 
     add(snapshot.actor, "created the snapshot")
-    actors, steps = history_actors(session, session.get(Version, snapshot.version_id))
+    actors, steps = history_actors(session, session.get(Version, snapshot.version_id, options=LAZY_BLOBS))
     for step in steps:
         add(step["actor"], f"made transformation {step['transformation']} ({step['kind']})")
     for actor in actors:
