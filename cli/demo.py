@@ -1,21 +1,20 @@
 """`lineage demo`: the poisoning lab through the store (see ``lineage.lab``)."""
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from lineage.cli.common import (
-    DbOpt,
+    Estimator,
     JsonOpt,
     cell,
     deferred_help,
-    err,
     handle_errors,
     out,
     print_json,
     print_table,
+    progress_bar,
 )
 from lineage.errors import BadInputError
 
@@ -28,10 +27,9 @@ def default_rates() -> str:
 
 DemoCommand = deferred_help(default_rates=default_rates)
 
-
-class Estimator(str, Enum):
-    logistic = "logistic"
-    mlp = "mlp"
+DemoDbOpt = Annotated[Optional[str], typer.Option(
+    "--db", help="The demo's store [default: sqlite:///lineage-demo.db in the working folder; "
+                 "never $LINEAGE_DB].", show_default=False)]
 
 
 def demo_command(
@@ -54,14 +52,16 @@ def demo_command(
         out_path: Annotated[Optional[Path], typer.Option(
             "--out", help="Write one CSV row per rate and scenario here.", show_default=False)] = None,
         plot: Annotated[Optional[Path], typer.Option(
-            help="Write a picture of clean accuracy and ASR against poison rate (needs matplotlib).",
+            help="Write a picture of clean accuracy and ASR against the poison rate (needs the "
+                 "plot extra: matplotlib).",
             show_default=False)] = None,
-        db: DbOpt = None, as_json: JsonOpt = False):
-    """Run the poisoning lab through the store: ingest digits, split, per rate an inject-trigger
+        db: DemoDbOpt = None, as_json: JsonOpt = False):
+    """Run the poisoning lab in a store of its own (./lineage-demo.db; your store, keys and
+    policy are never touched): ingest digits, split, per rate an inject-trigger
     transformation, a snapshot, the approval gates, training and the metrics; then (unless
     --quick) scenario 2, an upstream source that delivers poisoned rows with no record of it.
-    Prints a table and the lesson; every step is recorded in the store. Bad options exit 2
-    before anything is written.
+    Prints a table and the lesson; every step is recorded in the demo's store, signed with the
+    demo's own keys (in lineage-demo/ beside it). Bad options exit 2 before anything is written.
 
     Example: lineage demo --quick --out results/poisoning-results.csv
     """
@@ -84,21 +84,18 @@ def demo_command(
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise BadInputError("--plot needs matplotlib: pip install 'lineage[plot]'") from None
+            raise BadInputError("--plot needs matplotlib: pip install 'lineage-store[plot]'") from None
     _run(settings, quick, csv_path, plot_path, db, as_json)
 
 
 def _run(settings, quick, csv_path, plot_path, db, as_json) -> None:
-    import sys
-
     from lineage.lab.demo import run_demo
     from lineage.lab.output import csv_record, write_csv, write_plot
 
-    def progress(message: str) -> None:
-        if sys.stderr.isatty():
-            err.print(f"[dim]{message}[/]")
-
-    report = run_demo(db, settings, quick=quick, progress=progress)
+    with progress_bar("poisoning lab") as update:
+        progress = None if update is None else (
+            lambda message, done, total: update(done, total, message))
+        report = run_demo(db, settings, quick=quick, progress=progress)
     written = []
     if csv_path is not None:
         written.append(str(write_csv(csv_path, report.rows, settings)))
@@ -111,22 +108,32 @@ def _run(settings, quick, csv_path, plot_path, db, as_json) -> None:
                     "lessons": report.lessons, "scenario_1_audit": report.scenario_1_audit,
                     "scenario_2_audit": report.scenario_2_audit, "written": written})
         return
+    src = settings.source_class
     rows = []
     for r in report.rows:
         c = r.detection.get("combined")
-        rows.append([r.scenario, f"{r.source_fraction:g}", r.poisoned_rows, r.clean_accuracy,
+        rows.append([r.scenario, f"{r.source_fraction:.0%}",
+                     f"{r.poisoned_rows} ({r.poison_rate:.1%})", r.clean_accuracy,
                      r.trigger_attack_success_rate, r.gate,
+                     f"{cell(c.precision)}/{cell(c.recall)}" if c else "-",
                      f"{r.worst_scanned_trigger} ({cell(r.worst_scanned_asr)})",
-                     r.provenance_coverage, r.trigger_visibility,
-                     f"{cell(c.precision)}/{cell(c.recall)}" if c else "-", r.model])
-    print_table(f"{report.tag}: poisoning lab on {report.db} ({settings.estimator}, seed "
-                f"{settings.seed}, {settings.trigger.describe()} {settings.source_class}->"
+                     r.provenance_coverage, r.trigger_visibility, r.model])
+    print_table(f"{report.tag}: poisoning lab in {report.db} ({settings.estimator}, seed "
+                f"{settings.seed}, trigger {settings.trigger.describe()}, {src} -> "
                 f"{settings.target_class}, {report.seconds:.1f} s)",
-                ["scen.", "rate", "poisoned", "clean acc", "ASR", "gate", "model's worst trigger (ASR)",
-                 "coverage", "visibility", "scan P/R", "model"],
-                rows)
+                ["scenario", f"{src}s poisoned", "poisoned rows", "clean acc", "ASR", "gate",
+                 "scan P/R", "model's worst trigger (ASR)", "coverage", "visibility", "model"],
+                rows, drop=["model's worst trigger (ASR)", "visibility", "coverage", "model"])
+    out.print(f"{src}s poisoned: the share of the training rows of class {src} given the trigger "
+              f"(--rates); poisoned rows: how many, and their share of all training rows (the "
+              f"plot's x axis, the CSV's poison_rate). ASR: triggered test {src}s predicted as "
+              f"{settings.target_class}. scan P/R: the detectors' precision/recall.",
+              markup=False, highlight=False)
     for line in report.lessons:
+        out.print("")
         out.print(line, markup=False, highlight=False)
+    if written:
+        out.print("")
     for path in written:
         out.print(f"wrote {path}", markup=False, highlight=False)
 

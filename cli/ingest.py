@@ -13,6 +13,7 @@ from lineage.cli.common import (
     opened,
     plain,
     print_json,
+    print_record,
     print_table,
     progress_bar,
 )
@@ -24,7 +25,9 @@ ingest_app = typer.Typer(help="Append raw rows (append-only) from a source, or l
 
 SourceOpt = Annotated[str, typer.Option("--source", help="The registered source the rows come from.")]
 DatasetOpt = Annotated[Optional[str], typer.Option(
-    "--dataset", help="The dataset to append to [default: the store's only dataset].", show_default=False)]
+    "--dataset", help="The dataset to append to, made by its first ingest [default: the store's "
+                      "only dataset; in an empty store, one named after the source].",
+    show_default=False)]
 RangeOpt = Annotated[Optional[str], typer.Option(
     "--value-range", help="A new dataset's allowed feature range, MIN:MAX (e.g. 0:16).")]
 ShapeOpt = Annotated[Optional[str], typer.Option(
@@ -44,21 +47,21 @@ def dataset_schema(value_range: Optional[str], image_shape: Optional[str]) -> di
 
 def _report(info, as_json: bool) -> None:
     if as_json:
-        print_json({**_plain_ingest(info)})
+        print_json(_plain_ingest(info))
     else:
-        print_table(f"ingest {info.id}", ["id", "dataset", "source", "rows", "row ids", "version", "file sha256"],
-                    [[info.id, info.dataset, info.source, info.n_rows,
-                      f"{info.first_row_id}..{info.first_row_id + info.n_rows - 1}",
-                      f"v{info.version_id}", info.file_sha256[:16]]])
+        print_record(f"ingest {info.id}", [
+            ("dataset", info.dataset), ("source", info.source), ("rows", info.n_rows),
+            ("row ids", _id_range(info)), ("version", f"v{info.version_id}"),
+            ("file", info.file_name), ("file sha256", info.file_sha256)])
+
+
+def _id_range(info) -> str:
+    return f"{info.first_row_id}..{info.first_row_id + info.n_rows - 1}"
 
 
 def _plain_ingest(info) -> dict:
-    data = plain(info)
-    data["last_row_id"] = info.first_row_id + info.n_rows - 1
-    # Every assigned id, as other tools expect (issue 3's contract); contiguous, so the range
-    # above says the same in two numbers.
-    data["row_ids"] = list(info.row_ids)
-    return data
+    # Row ids are contiguous: first_row_id..last_row_id names every one of them.
+    return {**plain(info), "last_row_id": info.first_row_id + info.n_rows - 1}
 
 
 @ingest_app.command("digits")
@@ -155,8 +158,8 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
     if as_json:
         print_json([_plain_ingest(i) for i in ingests])
     else:
-        print_table("ingests", ["id", "dataset", "source", "rows", "row ids", "version", "actor", "at",
-                                "file", "sha256"],
-                    [[i.id, i.dataset, i.source, i.n_rows, f"{i.first_row_id}..{i.first_row_id + i.n_rows - 1}",
-                      f"v{i.version_id}", i.actor, i.created_at, i.file_name, i.file_sha256[:16]]
-                     for i in ingests])
+        print_table("ingests", ["id", "dataset", "source", "rows", "row ids", "version", "actor",
+                                "at", "file", "sha256"],
+                    [[i.id, i.dataset, i.source, i.n_rows, _id_range(i), f"v{i.version_id}",
+                      i.actor, i.created_at, i.file_name, i.file_sha256[:12]] for i in ingests],
+                    drop=["sha256", "at", "file", "actor", "dataset"])

@@ -12,11 +12,13 @@ from lineage.cli.common import (
     JsonOpt,
     OneLineErrors,
     handle_errors,
+    more,
     opened,
     out,
     plain,
     print_json,
     print_table,
+    progress_bar,
 )
 from lineage.cli.coverage import coverage as coverage_command
 from lineage.cli.demo import DemoCommand, demo_command
@@ -24,6 +26,7 @@ from lineage.cli.ingest import ingest_app
 from lineage.cli.key import TrustOpt, key_app
 from lineage.cli.model import model_app, train_command
 from lineage.cli.policy import policy_app
+from lineage.cli.report import export_app, graph_command, report_command
 from lineage.cli.scan import ScanCommand, scan_command
 from lineage.cli.snapshot import snapshot_app
 from lineage.cli.source import source_app
@@ -37,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="Database schema: create or upgrade through the migrations.",
                      no_args_is_help=True)
@@ -55,6 +59,9 @@ app.command("prove")(prove_command)
 app.command("train")(train_command)
 app.command("coverage")(coverage_command)
 app.add_typer(audit_app, name="audit")
+app.command("report")(report_command)
+app.command("graph")(graph_command)
+app.add_typer(export_app, name="export")
 app.command("demo", cls=DemoCommand)(demo_command)
 app.command("scan", cls=ScanCommand)(scan_command)
 
@@ -127,8 +134,8 @@ def verify(expect: Annotated[Optional[str], typer.Option(
     from lineage.review.keys import read_trust
     from lineage.store.verify import verify_store
 
-    with opened(db) as store:
-        report = verify_store(store, expect=expect)
+    with opened(db) as store, progress_bar("verifying every digest") as progress:
+        report = verify_store(store, expect=expect, progress=progress)
         trusted = read_trust(trust, required=False)
         signatures = verify_signatures(store, trusted) if trusted.keys else None
         checked = check_checkpoints(store, checkpoint, trust=trusted)
@@ -151,7 +158,7 @@ def verify(expect: Annotated[Optional[str], typer.Option(
 
 @app.command("log")
 @handle_errors
-def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest N events.")] = 20,
+def log(limit: Annotated[int, typer.Option(help="Show only the newest N events (0: all).")] = 20,
         kind: Annotated[Optional[str], typer.Option(help="Only events of this kind.")] = None,
         db: DbOpt = None, as_json: JsonOpt = False):
     """Show the event log, newest first: every write, its actor, time and digest.
@@ -162,11 +169,16 @@ def log(limit: Annotated[Optional[int], typer.Option(help="Show only the newest 
 
     with opened(db) as store:
         events = list_events(store, limit=limit or None, kind=kind)
+        # The table says how many older events it left out: counted only when there may be some.
+        total = (len(list_events(store, kind=kind)) if not as_json and limit
+                 and len(events) == limit else len(events))
     if as_json:
         print_json(events)
-    else:
-        print_table("events (newest first)", ["#", "kind", "actor", "at", "summary", "digest"],
-                    [[e.id, e.kind, e.actor, e.created_at, e.summary, e.digest[:12]] for e in events])
+        return
+    print_table("events (newest first)", ["#", "kind", "actor", "at", "summary", "digest"],
+                [[e.id, e.kind, e.actor, e.created_at, e.summary, e.digest[:12]] for e in events],
+                drop=["digest", "at", "actor"])
+    more(total, limit, "events")
 
 
 def _markdown_help(typer_app: typer.Typer) -> None:

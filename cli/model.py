@@ -10,13 +10,16 @@ import typer
 from lineage.cli.common import (
     ActorOpt,
     DbOpt,
+    Estimator,
     JsonOpt,
     err,
     handle_errors,
     opened,
     out,
     print_json,
+    print_record,
     print_table,
+    progress_bar,
 )
 from lineage.errors import BadInputError
 
@@ -26,29 +29,35 @@ model_app = typer.Typer(help="Model versions: list, show, export the artifact, r
 RefArg = Annotated[str, typer.Argument(help="NAME:NUMBER (or NAME for its newest version).")]
 COLUMNS = ["model", "status", "estimator", "snapshot", "clean acc", "worst ASR", "worst trigger",
            "artifact", "by", "at"]
+DROP = ["artifact", "at", "worst trigger", "estimator", "by"]
 
 
 def _row(m):
     return [m.ref, m.status, m.estimator, m.snapshot, m.clean_accuracy, m.worst_asr,
-            m.metrics.get("worst_trigger"), m.artifact_sha256[:16], m.actor, m.created_at]
+            m.metrics.get("worst_trigger"), m.artifact_sha256[:12], m.actor, m.created_at]
 
 
 def _show(m, as_json: bool) -> None:
     if as_json:
         print_json(m)
         return
-    print_table(f"model {m.ref}", COLUMNS, [_row(m)])
+    print_record(f"model {m.ref}", [
+        ("status", m.status), ("estimator", m.estimator), ("snapshot", m.snapshot),
+        ("clean accuracy", m.clean_accuracy), ("worst ASR", m.worst_asr),
+        ("worst trigger", m.metrics.get("worst_trigger")), ("by", m.actor), ("at", m.created_at),
+        ("snap. digest", m.snapshot_digest), ("artifact", m.artifact_sha256),
+        ("artifact size", f"{m.artifact_size} bytes"),
+        ("params", json.dumps(m.params, sort_keys=True)), ("code", m.code_identity)])
     if m.status == "affected":
-        out.print(f"AFFECTED: {m.affected_reason}", markup=False)
-    out.print(f"snapshot digest {m.snapshot_digest}; artifact sha256 {m.artifact_sha256} "
-              f"({m.artifact_size} bytes); params {json.dumps(m.params, sort_keys=True)}; "
-              f"code {m.code_identity}", markup=False)
+        out.print(f"AFFECTED: {m.affected_reason}", markup=False, highlight=False)
     for t in m.metrics.get("triggers", [])[:5]:
         out.print(f"  trigger {t['trigger']} -> {t['target']}: ASR {t['asr']:.4f} "
-                  f"(raw {t['raw_asr']:.4f}, baseline {t['baseline_asr']:.4f})", markup=False)
+                  f"(raw {t['raw_asr']:.4f}, baseline {t['baseline_asr']:.4f})", markup=False,
+                  highlight=False)
     for r in m.reviews:
         out.print(f"review {r['id']}: {r['decision']} {'passed' if r['passed'] else 'FAILED'} by "
-                  f"{r['actor']} (policy version {r['policy_version']})", markup=False)
+                  f"{r['actor']} (policy version {r['policy_version']})", markup=False,
+                  highlight=False)
 
 
 def _params(items: Optional[list[str]]) -> dict:
@@ -68,7 +77,7 @@ def _params(items: Optional[list[str]]) -> dict:
 def train_command(
     snapshot: Annotated[str, typer.Option("--snapshot", help="An approved snapshot.")],
     model: Annotated[str, typer.Option("--model", help="The model's name (versions are numbered).")],
-    estimator: Annotated[str, typer.Option(help="logistic or mlp.")] = "logistic",
+    estimator: Annotated[Estimator, typer.Option(help="The estimator to fit.")] = Estimator.logistic,
     seed: Annotated[int, typer.Option(help="Random seed of the estimator.")] = 0,
     param: Annotated[Optional[list[str]], typer.Option(help="Estimator parameter KEY=VALUE (repeatable).")] = None,
     db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
@@ -79,9 +88,11 @@ def train_command(
     """
     from lineage.models.training import train
 
-    with opened(db, actor, create=True) as store:
-        _show(train(store, snapshot=snapshot, model=model, estimator=estimator, seed=seed,
-                    params=_params(param)), as_json)
+    params = _params(param)
+    with opened(db, actor, create=True) as store, progress_bar(f"training {model} on {snapshot}"):
+        info = train(store, snapshot=snapshot, model=model, estimator=estimator.value, seed=seed,
+                     params=params)
+    _show(info, as_json)
 
 
 @model_app.command("list")
@@ -98,7 +109,7 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
     if as_json:
         print_json(models)
     else:
-        print_table("model versions", COLUMNS, [_row(m) for m in models])
+        print_table("model versions", COLUMNS, [_row(m) for m in models], drop=DROP)
 
 
 @model_app.command("show")
@@ -153,5 +164,6 @@ def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why
     """
     from lineage.models.registry import release_model
 
-    with opened(db, actor) as store:
-        _show(release_model(store, ref, reason=reason), as_json)
+    with opened(db, actor) as store, progress_bar(f"running the release gate on {ref}"):
+        info = release_model(store, ref, reason=reason)
+    _show(info, as_json)

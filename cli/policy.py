@@ -7,10 +7,12 @@ import typer
 from lineage.cli.common import (
     ActorOpt,
     DbOpt,
+    Estimator,
     JsonOpt,
     handle_errors,
     opened,
     print_json,
+    print_record,
     print_table,
 )
 from lineage.errors import BadInputError
@@ -28,6 +30,10 @@ def _row(p):
             p.created_at]
 
 
+def _show(p) -> None:
+    print_record("policy in force", list(zip(COLUMNS, _row(p))))
+
+
 @policy_app.command("show")
 @handle_errors
 def show(all_: Annotated[bool, typer.Option("--all", help="Every stored version, oldest first.")] = False,
@@ -43,7 +49,11 @@ def show(all_: Annotated[bool, typer.Option("--all", help="Every stored version,
     if as_json:
         print_json(policies if all_ else policies[0])
     else:
-        print_table("policy" + (" versions" if all_ else " in force"), COLUMNS, [_row(p) for p in policies])
+        if all_:
+            print_table("policy versions", COLUMNS, [_row(p) for p in policies],
+                        drop=["at", "scan sizes", "seed", "estimator", "by"])
+        else:
+            _show(policies[0])
 
 
 @policy_app.command("set")
@@ -53,7 +63,8 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
          max_asr: Annotated[Optional[float], typer.Option(help="Maximum baseline-corrected ASR of the worst trigger candidate (0..1).")] = None,
          min_clean_accuracy: Annotated[Optional[float], typer.Option(help="Minimum clean accuracy on the evaluation snapshot (0..1).")] = None,
          scan_sizes: Annotated[Optional[str], typer.Option(help="Trigger patch sizes to scan, e.g. 1,2,3.")] = None,
-         reference_estimator: Annotated[Optional[str], typer.Option(help="Shadow model: logistic or mlp.")] = None,
+         reference_estimator: Annotated[Optional[Estimator], typer.Option(
+             help="The shadow model's estimator.", show_default=False)] = None,
          seed: Annotated[Optional[int], typer.Option(help="Seed of the shadow model.")] = None,
          reason: Annotated[Optional[str], typer.Option(help="Why the policy changes (required).")] = None,
          db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
@@ -72,8 +83,9 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
     with opened(db, actor, create=True) as store:
         p = set_policy(store, evaluation_snapshot=evaluation_snapshot, min_coverage=min_coverage,
                        max_asr=max_asr, min_clean_accuracy=min_clean_accuracy, scan_sizes=sizes,
-                       reference_estimator=reference_estimator, seed=seed, reason=reason)
+                       reference_estimator=reference_estimator and reference_estimator.value,
+                       seed=seed, reason=reason)
     if as_json:
         print_json(p)
     else:
-        print_table("policy in force", COLUMNS, [_row(p)])
+        _show(p)

@@ -8,12 +8,17 @@ from lineage.cli.common import (
     ActorOpt,
     DbOpt,
     JsonOpt,
+    LimitOpt,
     deferred_help,
     handle_errors,
+    more,
     opened,
     out,
     print_json,
     print_table,
+    progress_bar,
+    shorten,
+    shown,
 )
 
 
@@ -40,7 +45,7 @@ def scan_command(
         seed: Annotated[int, typer.Option(help="Seed of the detectors' random steps.")] = 0,
         show_all: Annotated[bool, typer.Option(
             "--all", help="Also list rows flagged below the combined cut.")] = False,
-        db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+        limit: LimitOpt = 20, db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Run the detectors (abnormal pixel blocks, shared patch, label disagreement, duplicates,
     spectral signatures, trigger scan) on a version or snapshot and record the scan as an event;
     list the flagged rows with which detectors flagged them and why.
@@ -49,7 +54,7 @@ def scan_command(
     """
     from lineage.lab.audit import scan_version
 
-    with opened(db, actor) as store:
+    with opened(db, actor) as store, progress_bar(f"scanning {ref}"):
         record = scan_version(store, ref, detectors=detector, seed=seed)
     if as_json:
         print_json({"event": record.event_id, "target": record.target, "snapshot": record.snapshot,
@@ -64,7 +69,9 @@ def scan_command(
                 f"{len(record.flagged)} flagged",
                 ["row", "label", "score", "detectors", "why"],
                 [[r.row_id, r.label, r.score, ", ".join(r.detectors),
-                  " | ".join(f"{d}: {t}" for d, t in r.evidence.items())] for r in listed])
+                  shorten(" | ".join(f"{d}: {t}" for d, t in r.evidence.items()))]
+                 for r in shown(listed, limit)])
+    more(len(listed), limit)
     out.print("per detector: " + ", ".join(f"{k} {v['flagged']}" for k, v in record.detectors.items())
               + (f"; {len(record.noted)} more rows flagged below the combined cut (general "
                  "detectors that do not agree enough; --all lists them)"

@@ -12,7 +12,9 @@ from lineage.cli.common import (
     opened,
     out,
     print_json,
+    print_record,
     print_table,
+    progress_bar,
 )
 
 snapshot_app = typer.Typer(help="Frozen, reviewed snapshots: create, approve (runs the gates), "
@@ -23,30 +25,38 @@ ReasonOpt = Annotated[Optional[str], typer.Option(help="Why (required to reject 
 
 
 def _row(s):
-    return [s.id, s.name, s.status, s.dataset, f"v{s.version_id}" + (f" ({s.version_name})" if s.version_name else ""),
-            s.n_rows, s.coverage, s.content_digest[:16], s.actor, s.created_at]
+    return [s.id, s.name, s.status, s.dataset, f"v{s.version_id}", s.n_rows, s.coverage,
+            s.content_digest[:12], s.actor, s.created_at]
 
 
 COLUMNS = ["id", "name", "status", "dataset", "version", "rows", "coverage", "digest", "by", "at"]
+DROP = ["digest", "at", "id", "dataset", "coverage", "by"]
 
 
 def _show(info, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    print_table(f"snapshot {info.name}", COLUMNS, [_row(info)])
+    print_record(f"snapshot {info.name}", [
+        ("dataset", info.dataset),
+        ("version", f"v{info.version_id}" + (f" ({info.version_name})" if info.version_name else "")),
+        ("coverage", info.coverage), ("created by", info.actor), ("at", info.created_at)])
     out.print(f"status {info.status}; {info.n_rows} rows; content digest {info.content_digest}; "
-              f"manifest digest {info.manifest_digest}", markup=False)
+              f"manifest digest {info.manifest_digest}", markup=False, highlight=False)
     for r in info.reviews:
         verdict = ("passed" if r.passed else "FAILED") if r.decision == "approve" else "recorded"
         out.print(f"review {r.id}: {r.decision} {verdict} by {r.actor} at {r.created_at:%Y-%m-%d %H:%M:%S}"
-                  f" (policy version {r.policy_version})" + (f": {r.reason}" if r.reason else ""))
+                  f" (policy version {r.policy_version})" + (f": {r.reason}" if r.reason else ""),
+                  markup=False, highlight=False)
         for g in r.report.get("gates", []):
-            out.print(f"  {'ok ' if g['passed'] else 'FAIL'} {g['gate']}: {g['message']}", markup=False)
+            out.print(f"  {'ok ' if g['passed'] else 'FAIL'} {g['gate']}: {g['message']}",
+                      markup=False, highlight=False)
         if r.report.get("affected_models"):
-            out.print(f"  affected model versions: {', '.join(r.report['affected_models'])}")
+            out.print(f"  affected model versions: {', '.join(r.report['affected_models'])}",
+                      markup=False, highlight=False)
     if info.models:
-        out.print(f"model versions trained on it: {', '.join(info.models)}")
+        out.print(f"model versions trained on it: {', '.join(info.models)}", markup=False,
+                  highlight=False)
 
 
 @snapshot_app.command("create")
@@ -75,8 +85,9 @@ def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Ac
     """
     from lineage.review.gates import approve_snapshot
 
-    with opened(db, actor) as store:
-        _show(approve_snapshot(store, name, reason=reason), as_json)
+    with opened(db, actor) as store, progress_bar(f"running the gates on {name}"):
+        info = approve_snapshot(store, name, reason=reason)
+    _show(info, as_json)
 
 
 @snapshot_app.command("reject")
@@ -104,7 +115,8 @@ def revoke(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Act
     from lineage.review.gates import revoke_snapshot
 
     with opened(db, actor) as store:
-        _show(revoke_snapshot(store, name, reason=reason), as_json)
+        info = revoke_snapshot(store, name, reason=reason)
+    _show(info, as_json)
 
 
 @snapshot_app.command("list")
@@ -121,7 +133,7 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
     if as_json:
         print_json(snaps)
     else:
-        print_table("snapshots", COLUMNS, [_row(s) for s in snaps])
+        print_table("snapshots", COLUMNS, [_row(s) for s in snaps], drop=DROP)
 
 
 @snapshot_app.command("show")

@@ -11,9 +11,11 @@ from lineage.cli.common import (
     handle_errors,
     opened,
     print_json,
+    print_record,
     print_table,
 )
 from lineage.data.kinds import SourceKind
+from lineage.errors import BadInputError
 
 source_app = typer.Typer(help="Register data sources and review them (approve, reject, revoke).",
                          no_args_is_help=True)
@@ -23,8 +25,10 @@ def _show(info, as_json: bool) -> None:
     if as_json:
         print_json(info)
     else:
-        print_table(f"source {info.name}", ["id", "name", "kind", "status", "uri", "license", "owner"],
-                    [[info.id, info.name, info.kind, info.status, info.uri, info.license, info.owner]])
+        print_record(f"source {info.name}", [
+            ("id", info.id), ("kind", info.kind), ("status", info.status),
+            ("reviewed by", info.reviewed_by), ("uri", info.uri), ("license", info.license),
+            ("owner", info.owner)])
 
 
 @source_app.command("add")
@@ -66,7 +70,7 @@ def review(
 
     chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
     if len(chosen) != 1:
-        raise typer.BadParameter("give exactly one of --approve, --reject, --revoke")
+        raise BadInputError("give exactly one of --approve, --reject, --revoke")
     with opened(db, actor) as store:
         _show(review_source(store, name, decision=chosen[0], reason=reason), as_json)
 
@@ -87,4 +91,4 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
     else:
         print_table("sources", ["id", "name", "kind", "status", "reviewed by", "uri", "license", "owner"],
                     [[s.id, s.name, s.kind, s.status, s.reviewed_by, s.uri, s.license, s.owner]
-                     for s in sources])
+                     for s in sources], drop=["id", "owner", "uri", "reviewed by", "license"])

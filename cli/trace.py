@@ -47,7 +47,7 @@ def row(row_id: Annotated[str, typer.Argument(help="The row id.")], db: DbOpt = 
                    f"from row {s.parent_row_id}, label {s.old_label} -> {s.new_label}"
                    if s.effect == "modified" else s.side or ""),
                   f"v{s.version_id}" + (f" ({s.version_name})" if s.version_name else ""),
-                  s.actor, s.reason] for s in t.steps])
+                  s.actor, s.reason] for s in t.steps], drop=["t", "actor", "row"])
     codes = sorted({(s.transformation_id, s.code_identity) for s in t.steps})
     if codes:
         out.print("code: " + "; ".join(f"t{i} {c}" for i, c in codes))
@@ -79,12 +79,14 @@ def model(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
               markup=False)
     print_table("versions (oldest first)", ["id", "name", "rows", "transformation", "ingest", "by", "digest"],
                 [[v["id"], v["name"], v["n_rows"], v["transformation_id"], v["ingest_id"], v["actor"],
-                  v["content_digest"][:16]] for v in t.versions])
+                  v["content_digest"][:12]] for v in t.versions], drop=["digest", "by"])
     print_table("transformations", ["id", "kind", "actor", "reason", "code"],
                 [[x["id"], x["kind"], x["actor"], x["reason"], x["code_identity"]] for x in t.transformations])
     print_table("ingests", ["id", "source", "rows in snapshot", "file", "sha256", "by"],
                 [[i["id"], i["source"], i.get("rows_in_snapshot", i["rows"] if "rows" in i else None),
-                  i.get("file_name"), (i.get("file_sha256") or "")[:16], i.get("actor")] for i in t.ingests])
+                  i.get("file_name"), (i.get("file_sha256") or "")[:12], i.get("actor")] for i in t.ingests],
+                drop=["sha256", "file"])
     print_table("sources", ["name", "kind", "status", "rows", "uri", "license"],
-                [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources])
+                [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources],
+                drop=["uri"])
     out.print(f"verified: {t.verified['records']} records, artifact sha256, manifest digest", markup=False)

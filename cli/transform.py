@@ -67,7 +67,7 @@ def print_transformation(result, as_json: bool) -> None:
                 ["version", "name", "rows", "removed", "added", "relabelled", "modified", "digest"],
                 [[f"v{result.version_id}", result.version_name, result.n_rows, result.n_removed,
                   result.n_added, result.n_relabelled, result.n_modified,
-                  result.content_digest[:16]]])
+                  result.content_digest[:12]]], drop=["digest", "name"])
     if result.poisoned_row_ids:
         shown = ", ".join(f"{p}->{c}" for p, c in zip(result.parent_row_ids[:10],
                                                         result.poisoned_row_ids[:10]))

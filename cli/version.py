@@ -13,6 +13,7 @@ from lineage.cli.common import (
     opened,
     out,
     print_json,
+    print_record,
     print_table,
 )
 from lineage.errors import BadInputError
@@ -42,7 +43,7 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
                     [[f"v{v.id}", v.name, f"v{v.parent_id}" if v.parent_id else "-",
                       f"{v.kind} (t{v.transformation_id})" if v.transformation_id
                       else f"ingest {v.ingest_id}", v.n_rows, v.actor, v.created_at,
-                      v.content_digest[:16]] for v in versions])
+                      v.content_digest[:12]] for v in versions], drop=["digest", "at", "actor"])
 
 
 @version_app.command("show")
@@ -61,19 +62,19 @@ def show(version: VersionArg, db: DbOpt = None, as_json: JsonOpt = False):
         print_json(info)
         return
     c = info.coverage
-    print_table(f"version v{info.id}" + (f" ({info.name})" if info.name else ""), ["field", "value"], [
-        ["dataset", info.dataset],
-        ["parent", ", ".join(f"v{p}" for p in info.parent_ids) or "- (root)"],
-        ["made by", f"{info.kind} (transformation {info.transformation_id})"
-         if info.transformation_id else f"ingest {info.ingest_id}"],
-        ["actor", info.actor], ["reason", info.reason],
-        ["params", ", ".join(f"{k}={v}" for k, v in info.params.items() if k != "effects") or "-"],
-        ["code identity", info.code_identity], ["at", info.created_at],
-        ["rows", info.n_rows],
-        ["delta", f"{info.n_removed} removed, {info.n_added} added, {info.n_relabelled} relabelled"],
-        ["content digest", info.content_digest],
-        ["coverage", f"{c.coverage:.1%} ({c.n_covered} of {c.n_rows} rows)"
-         + "".join(f"; {r}: {n}" for r, n in c.breakdown.items())],
+    print_record(f"version v{info.id}" + (f" ({info.name})" if info.name else ""), [
+        ("dataset", info.dataset),
+        ("parent", ", ".join(f"v{p}" for p in info.parent_ids) or "- (root)"),
+        ("made by", f"{info.kind} (transformation {info.transformation_id})"
+         if info.transformation_id else f"ingest {info.ingest_id}"),
+        ("actor", info.actor), ("reason", info.reason),
+        ("params", ", ".join(f"{k}={v}" for k, v in info.params.items() if k != "effects") or "-"),
+        ("code identity", info.code_identity), ("at", info.created_at),
+        ("rows", info.n_rows),
+        ("delta", f"{info.n_removed} removed, {info.n_added} added, {info.n_relabelled} relabelled"),
+        ("content digest", info.content_digest),
+        ("coverage", f"{c.coverage:.1%} ({c.n_covered} of {c.n_rows} rows)"
+         + "".join(f"; {r}: {n}" for r, n in c.breakdown.items())),
     ])
 
 

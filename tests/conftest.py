@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import typer.testing
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from lineage.cli.main import app
@@ -104,9 +105,12 @@ def _drop_pg_schema(url: str) -> None:
 
 
 def _pg_layout(schema: str) -> list:
-    """Everything the migrations made in a schema, as comparable rows: columns and their types,
-    constraints, indexes, triggers, functions, and the schema version."""
+    """Everything but rows in a schema, as comparable rows: its relations, columns and their
+    types, constraints, indexes, triggers (and whether they fire), functions, and the schema
+    version."""
     queries = [
+        ("SELECT relname, relkind, relpersistence, relrowsecurity FROM pg_class "
+         "WHERE relnamespace = CAST(:s AS regnamespace)"),
         ("SELECT table_name, ordinal_position, column_name, data_type, character_maximum_length, "
          "is_nullable, column_default FROM information_schema.columns WHERE table_schema = :s"),
         ("SELECT cl.relname, co.conname, co.contype, replace(pg_get_constraintdef(co.oid), :s, '') "
@@ -120,13 +124,9 @@ def _pg_layout(schema: str) -> list:
         "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = CAST(:s AS regnamespace)",
         'SELECT version_num FROM "{s}".alembic_version',
     ]
-    engine = create_engine(PG_URL)
-    try:
-        with engine.connect() as conn:
-            return [sorted(map(tuple, conn.execute(text(q.replace("{s}", schema)), {"s": schema})))
-                    for q in queries]
-    finally:
-        engine.dispose()
+    with _pg_raw_engine().connect() as conn:
+        return [sorted(map(tuple, conn.execute(text(q.replace("{s}", schema)), {"s": schema})))
+                for q in queries]
 
 
 class _Recorder:
@@ -150,33 +150,45 @@ class Stores:
     """Template stores, each made once per session and backend, and copies of them per test.
 
     A template is the migrated empty store, or that store after ``build(url)`` ran on it
-    (``build`` opens and closes its own stores; what it returns comes back with every copy, so
-    it must be a value no test changes). A copy is a store of its own:
+    (``build`` opens and closes its own stores and only writes rows; what it returns comes back
+    with every copy, so it must be a value no test changes). A copy is a store of its own:
 
     - SQLite: the template file copied with shutil;
     - PostgreSQL: a schema of its own in LINEAGE_TEST_PG's database, made by the statements the
       Alembic upgrade of the first template sent (recorded then; the first copy is checked to
-      have the template's columns, constraints, indexes, triggers, functions and version), then
-      filled with the template's rows. ``CREATE DATABASE ... TEMPLATE`` measured slower: each
-      copy writes the whole database to the WAL and each DROP DATABASE forces a checkpoint.
+      have the template's relations, columns, constraints, indexes, triggers, functions and
+      version), then filled with the template's rows. A used copy is emptied, refilled and
+      handed out again if its layout is still the template's (a test that dropped a trigger or
+      added a table gets its copy dropped). ``CREATE DATABASE ... TEMPLATE`` measured slower:
+      each copy writes the whole database to the WAL and each DROP DATABASE forces a checkpoint.
 
-    The next PostgreSQL copy is made, and the last one dropped, while a test runs (one thread
-    waiting on the server).
+    PostgreSQL copies are made ready, and used ones recycled or dropped, while a test runs (one
+    thread waiting on the server).
     """
 
     def __init__(self, root: Path):
         self.root = root
         self._templates: dict[tuple[str, str], tuple[str, Any]] = {}  # -> (file or schema, result)
+        self._failed: dict[tuple[str, str], Exception] = {}  # builds that raised
         self._upgrade: list[tuple[str, Any]] = []  # what the migrations ran, for PostgreSQL copies
         self._tables: list[str] = []  # in the order the migrations created them
+        self._layout: list | None = None  # the migrated template's
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copies")
+        # Only the pool's one thread touches these two (no locks needed):
+        self._used: dict[str, list[str]] = {}  # template -> recycled copies, ready again
+        self._recycle = True  # off when the server refuses session_replication_role
         self._next: dict[str, Future] = {}  # template -> its next copy's schema
-        self._drops: list[Future] = []
+        self._template_of: dict[str, str] = {}  # copy -> its template
+        self._background: list[Future] = []
 
     def _template(self, backend: str, build: Callable[[str], Any] | None) -> tuple[str, Any]:
         key = (backend, "migrated" if build is None else f"{build.__module__}.{build.__qualname__}")
         if key in self._templates:
             return self._templates[key]
+        if key in self._failed:  # as pytest does for a session fixture: fail fast, once built
+            first = self._failed[key]
+            raise RuntimeError(f"the {key[1]} template on {backend} failed to build in an earlier "
+                               f"test: {type(first).__name__}: {first}") from first
         base = None if build is None else self._template(backend, None)[0]
         name = f"lineage_tmpl_{uuid.uuid4().hex[:12]}"
         if backend == "sqlite":
@@ -210,13 +222,19 @@ class Stores:
                     conn.close()
                 assert busy == 0, f"template {name} is still in use: {build} must close its stores"
             elif build is None:
+                self._layout = _pg_layout(name)
                 check = self._pg_copy(name, data=False)
                 try:
-                    assert _pg_layout(check) == _pg_layout(name), (
+                    assert _pg_layout(check) == self._layout, (
                         "replaying the recorded upgrade made another schema than the upgrade")
                 finally:
                     _drop_pg_schema(_pg_schema_url(check))
-        except BaseException:
+            else:
+                assert _pg_layout(name) == self._layout, (
+                    f"{build} changed more than rows: its copies could not be made from the upgrade")
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # not a skip or an interrupt
+                self._failed[key] = exc
             if backend == "postgresql":
                 _drop_pg_schema(_pg_schema_url(name))
             raise
@@ -235,18 +253,16 @@ class Stores:
                 self._tables.append(words[2].strip('"'))
         assert self._tables, "the upgrade created no tables: nothing to copy"
 
-    def _pg_copy(self, template: str, *, data: bool = True) -> str:
-        """A new schema with the migrated tables (and the template's rows, with ``data``)."""
-        schema = f"lineage_t_{uuid.uuid4().hex[:12]}"
-        steps: list[tuple[str, Any]] = [(f'CREATE SCHEMA "{schema}"', None),
-                                        (f'SET LOCAL search_path TO "{schema}"', None)]
-        steps += self._upgrade
-        if data:
-            copy = 'INSERT INTO "{0}"."{2}" SELECT * FROM "{1}"."{2}" ORDER BY 1'
-            steps += [(copy.format(schema, template, table), None)
-                      for table in self._tables if table != "alembic_version"]  # upgrade wrote it
-        # One round trip for the statements without parameters (as the driver ran them: `%%` was
-        # `%`), one each for any others; all in one transaction.
+    def _fill(self, schema: str, template: str) -> list[tuple[str, Any]]:
+        """The statements that copy the template's rows into a schema laid out as the template."""
+        copy = 'INSERT INTO "{0}"."{2}" SELECT * FROM "{1}"."{2}" ORDER BY 1'
+        return [(copy.format(schema, template, table), None)
+                for table in self._tables if table != "alembic_version"]  # the upgrade wrote it
+
+    @staticmethod
+    def _run(steps: list[tuple[str, Any]]) -> None:
+        """Statements in one transaction: one round trip for those without parameters (as the
+        driver ran them: `%%` was `%`), one each for any others."""
         conn = _pg_raw_engine().raw_connection()
         try:
             cursor = conn.cursor()
@@ -261,9 +277,48 @@ class Stores:
                 if statement is not None:
                     cursor.execute(statement, parameters)
             conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
         finally:
             conn.close()
+
+    def _pg_copy(self, template: str, *, data: bool = True) -> str:
+        """A new schema with the migrated tables (and the template's rows, with ``data``)."""
+        schema = f"lineage_t_{uuid.uuid4().hex[:12]}"
+        steps: list[tuple[str, Any]] = [(f'CREATE SCHEMA "{schema}"', None),
+                                        (f'SET LOCAL search_path TO "{schema}"', None)]
+        self._run(steps + self._upgrade + (self._fill(schema, template) if data else []))
         return schema
+
+    def _pg_ready(self, template: str) -> str:
+        """(In the pool's thread) a copy for the next test: a recycled one, or a new one."""
+        used = self._used.get(template)
+        return used.pop() if used else self._pg_copy(template)
+
+    def _pg_reuse(self, schema: str, template: str) -> None:
+        """(In the pool's thread) a used copy emptied and refilled for another test, or dropped
+        if the test changed more than rows (or left it locked)."""
+        import psycopg
+
+        if self._recycle:
+            # Replica mode: the append-only triggers (and foreign keys) stay out of the way.
+            steps = [("SET LOCAL session_replication_role = replica", None),
+                     ("SET LOCAL lock_timeout = '2s'", None)]
+            steps += [(f'DELETE FROM "{schema}"."{table}"', None)
+                      for table in self._tables if table != "alembic_version"]
+            steps += self._fill(schema, template)
+            try:
+                self._run(steps)
+                if _pg_layout(schema) == self._layout:
+                    self._used.setdefault(template, []).append(schema)
+                    return
+            except psycopg.Error as exc:  # locked, not allowed, or a table the test dropped
+                if exc.sqlstate == "42501":  # not allowed to set the role: never again
+                    self._recycle = False
+            except DBAPIError:  # the layout query found a table missing
+                pass
+        _drop_pg_schema(_pg_schema_url(schema))
 
     def copy(self, backend: str, directory: Path,
              build: Callable[[str], Any] | None = None) -> tuple[str, Any]:
@@ -276,9 +331,12 @@ class Stores:
             return f"sqlite:///{path}", result
         require_pg()
         template, result = self._template(backend, build)
-        ahead = self._next.pop(template, None)
-        schema = ahead.result() if ahead else self._pg_copy(template)
-        self._next[template] = self._pool.submit(self._pg_copy, template)
+        # The pool's thread made this copy while the last test ran (or makes it now), and starts
+        # on the next one once the copies queued for recycling are done.
+        ahead = self._next.pop(template, None) or self._pool.submit(self._pg_ready, template)
+        schema = ahead.result()
+        self._next[template] = self._pool.submit(self._pg_ready, template)
+        self._template_of[schema] = template
         return _pg_schema_url(schema), result
 
     def empty(self, backend: str, directory: Path) -> str:
@@ -288,20 +346,37 @@ class Stores:
         return pg_url_or_skip()
 
     def drop(self, url: str) -> None:
-        """Remove a PostgreSQL schema (in the background); SQLite files go with their tmp_path."""
-        if not url.startswith("sqlite"):
-            self._drops.append(self._pool.submit(_drop_pg_schema, url))
+        """Done with a store: a PostgreSQL copy is recycled (or dropped) in the background, an
+        empty schema dropped; SQLite files go with their tmp_path."""
+        if url.startswith("sqlite"):
+            return
+        schema = _pg_schema(url)
+        template = self._template_of.pop(schema, None)
+        if template is None:
+            self._background.append(self._pool.submit(_drop_pg_schema, url))
+        else:
+            self._background.append(self._pool.submit(self._pg_reuse, schema, template))
 
     def close(self) -> None:
-        for ahead in self._next.values():
-            self._drops.append(self._pool.submit(
-                lambda a=ahead: _drop_pg_schema(_pg_schema_url(a.result()))))
-        for (backend, _), (name, _) in self._templates.items():
-            if backend == "postgresql":
-                self._drops.append(self._pool.submit(_drop_pg_schema, _pg_schema_url(name)))
+        def drop_all():
+            left = [a.result() for a in self._next.values()]
+            left += list(self._template_of)  # handed out, never given back (a failed test)
+            left += [s for used in self._used.values() for s in used]
+            left += [name for (backend, _), (name, _) in self._templates.items()
+                     if backend == "postgresql"]
+            for i in range(0, len(left), 4):  # a few a statement (each drop locks ~100 objects)
+                _pg_admin("DROP SCHEMA IF EXISTS " + ", ".join(f'"{s}"' for s in left[i:i + 4])
+                          + " CASCADE")
+
+        self._background.append(self._pool.submit(drop_all))
         self._pool.shutdown(wait=True)
-        for done in self._drops:
-            done.result()  # a copy that could not be dropped is an error, not a leftover
+        for done in self._background:
+            done.result()  # a copy that could not be recycled or dropped is an error
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "store_setup(build): the db_url (store, cli) of a test is "
+                            "a copy of the store build(url) wrote, built once per backend")
 
 
 @pytest.fixture(scope="session")
@@ -318,9 +393,13 @@ def backend(request):
 
 
 @pytest.fixture
-def db_url(backend, tmp_path, stores):
-    """A migrated store's URL on each backend, a copy of its own."""
-    url, _ = stores.copy(backend, tmp_path)
+def db_url(request, backend, tmp_path, stores):
+    """A migrated store's URL on each backend, a copy of its own; with
+    ``pytest.mark.store_setup.with_args(build)`` on the test or its module, a copy of what
+    ``build(url)`` wrote into a migrated store, built once per session and backend (the closest
+    mark wins: ``store_setup(None)`` is the migrated store)."""
+    mark = request.node.get_closest_marker("store_setup")
+    url, _ = stores.copy(backend, tmp_path, build=mark.args[0] if mark else None)
     yield url
     stores.drop(url)
 

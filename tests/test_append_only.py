@@ -2,7 +2,6 @@
 driver, no lineage code in the way), and so does the ORM layer."""
 
 import pytest
-from conftest import _drop_pg_schema, pg_url_or_skip
 from sqlalchemy import delete, select, text, update
 
 from lineage.data.ingest import ingest_digits
@@ -17,22 +16,19 @@ CORE_TABLES = {"events", "datasets", "sources", "source_reviews", "ingests", "ch
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def filled(request, tmp_path_factory):
+def filled(request, tmp_path_factory, stores):
     """One store per backend for the whole module: every test here only tries writes that are
     refused (and checks that nothing changed), so they can share it."""
-    if request.param == "sqlite":
-        url, cleanup = f"sqlite:///{tmp_path_factory.mktemp('ao') / 'lineage.db'}", None
-    else:
-        url = pg_url_or_skip()
-        cleanup = _drop_pg_schema
+    url, _ = stores.copy(request.param, tmp_path_factory.mktemp("ao"))
     store = open_store(url, actor="tester")
-    ingest_digits(store)
-    add_source(store, "crowd", kind="crowdsourced", uri="s3://vendor/batch7.csv")
-    review_source(store, "crowd", decision="approve", reason="license checked")
-    yield store
-    store.close()
-    if cleanup:
-        cleanup(url)
+    try:
+        ingest_digits(store)
+        add_source(store, "crowd", kind="crowdsourced", uri="s3://vendor/batch7.csv")
+        review_source(store, "crowd", decision="approve", reason="license checked")
+        yield store
+    finally:
+        store.close()
+        stores.drop(url)
 
 
 def test_every_history_table_has_database_guards(filled):

@@ -63,6 +63,9 @@ def test_json_on_every_listing(cli):
     assert len(events[0]["digest"]) == 64
     assert [e["id"] for e in json.loads(cli("log", "--json", "--limit", "1").output)] == [3]
     assert [e["id"] for e in json.loads(cli("log", "--json", "--kind", "ingest").output)] == [2]
+    table = cli("log", "--limit", "1").output
+    assert "source.add" in table and "ingest" not in table
+    assert table.splitlines()[-1] == "2 more events (--limit 0 shows all; --json lists them)"
 
     report = json.loads(cli("verify", "--json").output)
     assert report == {"ok": True, "events": 3, "records": 6, "head_digest": events[0]["digest"],
@@ -141,13 +144,21 @@ def test_not_a_database_file_is_one_line(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["nosuch"], "No such command 'nosuch'. (see `lineage --help`)"),
     (["source", "add", "x", "--kind", "vendor"],
-     "Invalid value for '--kind': Value error, 'vendor' is not one of 'internal', 'external', "
-     "'crowdsourced', 'scraped', 'third-party'. (see `lineage source add --help`)"),
+     "--kind 'vendor': use one of internal, external, crowdsourced, scraped, third-party "
+     "(see `lineage source add --help`)"),
+    (["source", "add", "x", "--kind=vendor"],
+     "--kind 'vendor': use one of internal, external, crowdsourced, scraped, third-party "
+     "(see `lineage source add --help`)"),
+    (["train", "--snapshot", "s", "--model", "m", "--estimator", "svm"],
+     "--estimator 'svm': use one of logistic, mlp (see `lineage train --help`)"),
     (["ingest", "csv"], "Missing argument 'path'. (see `lineage ingest csv --help`)"),
     (["ingest", "csv", "x.csv"], "Missing option '--source'. (see `lineage ingest csv --help`)"),
-    (["log", "--limit", "many"], None),
-    (["source", "review", "x"], "Invalid value: give exactly one of --approve, --reject, --revoke "
-                                "(see `lineage source review --help`)"),
+    (["log", "--limit", "many"], "--limit 'many' is not a whole number (see `lineage log --help`)"),
+    (["scan", "v1", "--limit", "-1"],
+     "--limit -1 is negative: give the number of rows to show (0 for all)"),
+    (["transform", "split", "--version", "v1", "--test-size", "a third"],
+     "--test-size 'a third' is not a number (see `lineage transform split --help`)"),
+    (["source", "review", "x"], "give exactly one of --approve, --reject, --revoke"),
 ])
 def test_usage_errors_are_one_line_exit_2(argv, message, tmp_path):
     result = runner.invoke(app, argv + ["--db", f"sqlite:///{tmp_path / 'l.db'}"])
@@ -201,3 +212,52 @@ def test_help_names_values_kept_out_of_start_up():
     demo = runner.invoke(app, ["demo", "--help"])
     assert demo.exit_code == 0 and "{default_rates}" not in demo.output
     assert ",".join(f"{r:g}" for r in DEFAULT_RATES) in demo.output
+
+
+def test_short_help_everywhere_and_python_m_lineage():
+    for argv in (["-h"], ["source", "-h"], ["source", "add", "-h"], ["demo", "-h"]):
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0 and "Usage:" in result.output, argv
+    done = subprocess.run([sys.executable, "-m", "lineage", "--version"], capture_output=True,
+                          text=True)
+    assert (done.returncode, done.stdout.split()[0]) == (0, "lineage")
+
+
+def test_help_lists_commands_in_flow_order(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    text = runner.invoke(app, ["--help"]).output
+    names = [line.split()[1] for line in text.splitlines()
+             if line.startswith("│ ") and len(line.split()) > 2 and line[2] != " "]
+    flow = ["ingest", "version", "transform", "snapshot", "train", "model", "trace", "scan",
+            "audit", "demo"]
+    assert [n for n in names if n in flow] == flow
+    assert names.index("key") < names.index("snapshot") < names.index("verify")
+
+
+def test_help_shows_choices_not_types_of_flags():
+    for path, _ in COMMANDS:
+        output = runner.invoke(app, [*path[1:], "--help"]).output
+        assert "<bool>" not in output, " ".join(path)
+    kinds = runner.invoke(app, ["source", "add", "--help"]).output
+    words = kinds.replace(",", " ").replace(".", " ").split()
+    assert all(k in words for k in ("internal", "external", "crowdsourced", "scraped",
+                                    "third-party"))
+    assert "logistic|mlp" in runner.invoke(app, ["train", "--help"]).output
+
+
+def test_estimator_choices_are_the_estimators():
+    from lineage.cli.common import Estimator
+    from lineage.poison.estimators import ESTIMATORS
+
+    assert tuple(e.value for e in Estimator) == ESTIMATORS
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    from lineage.cli.common import progress_bar
+
+    with progress_bar("working") as update:
+        assert update is None  # not a terminal: no bar, and the library gets no callback
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar("working") as update:
+        update(1, 4)
+        update(4, 4, "done")

@@ -30,7 +30,9 @@ def quick_demo(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     url = f"sqlite:///{tmp / 'lineage.db'}" if request.param == "sqlite" else pg_url_or_skip()
     out = tmp / "results" / "poisoning-results.csv"
-    result = run("demo", "--quick", "--out", out, "--db", url)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", "80")
+        result = run("demo", "--quick", "--out", out, "--db", url)
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     yield url, result, rows
@@ -55,8 +57,11 @@ def test_quick_demo_tells_the_lesson(quick_demo):
     assert float(poisoned["provenance_coverage"]) == 1.0
     assert float(poisoned["trigger_visibility"]) == 1.0
     assert float(poisoned["combined_precision"]) == 1.0 and float(poisoned["combined_recall"]) == 1.0
-    assert "Clean accuracy stays between" in result.output
-    assert "The approval gate refused 1 of 1 poisoned snapshots" in result.output
+    text = " ".join(result.output.split())
+    assert "Clean accuracy stays at 0.9" in text  # one poisoned rate: no "between a and a"
+    assert "The approval gate refused 1 of 1 poisoned snapshots" in text
+    too_wide = [line for line in result.output.splitlines() if len(line) > 80]
+    assert too_wide == []
 
 
 def test_quick_demo_audit_of_scenario_1_is_exact(quick_demo):
@@ -104,16 +109,45 @@ def test_run_arrays_reference_experiment(reference_rows):
     assert clean.detection["combined"].n_flagged < 0.01 * clean.training_rows
 
 
-def test_write_plot(tmp_path, reference_rows):
+def test_write_plot(tmp_path, reference_rows, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
     path = write_plot(tmp_path / "sweep.png", reference_rows, LabSettings())
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = figures[0].axes
+    assert ax.get_xlabel() == "poison rate (poisoned rows / all training rows)"
+    assert ax.get_ylabel() == "clean accuracy and ASR (0 to 1)"
+
+
+def test_demo_keeps_to_its_own_store(tmp_path, monkeypatch):
+    import lineage.lab.demo as demo
+    from lineage.errors import LineageError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LINEAGE_DB", f"sqlite:///{tmp_path / 'mine.db'}")
+    opened = []
+
+    def open_store(url, **kwargs):
+        opened.append(url)
+        raise LineageError("stop here")
+
+    monkeypatch.setattr(demo, "open_store", open_store)
+    with pytest.raises(LineageError, match="stop here"):
+        demo.run_demo(None, LabSettings(rates=(0.0,)), quick=True)
+    assert opened == ["sqlite:///lineage-demo.db"]  # never $LINEAGE_DB
+    assert demo_folder(None) == tmp_path / "lineage-demo"
+    assert demo_folder(f"sqlite:///{tmp_path / 'lab' / 'x.db'}") == tmp_path / "lab" / "lineage-demo"
+    assert not (tmp_path / "mine.db").exists()
 
 
 @pytest.mark.parametrize("args,message", [
     (["--rates", "0,1.0"], "--rates: 1 is outside [0, 1)"),
     (["--rates", "-0.1"], "--rates: -0.1 is outside [0, 1)"),
     (["--rates", "0,x"], "--rates: 'x' is not a number"),
-    (["--estimator", "svm"], "'svm' is not one of 'logistic', 'mlp'"),
+    (["--estimator", "svm"], "--estimator 'svm': use one of logistic, mlp"),
     (["--target-class", "1"], "source and target class are both 1"),
     (["--size", "9"], "a 9x9 trigger does not fit a 8x8 image"),
     (["--out", "{file}/x.csv"], "is a file, not a folder"),

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from lineage.data.datasets import find_version
 from lineage.data.external_edit import import_external_edit
-from lineage.data.ingest import ingest_arrays, ingest_digits
+from lineage.data.ingest import ingest_arrays, ingest_digits, list_ingests
 from lineage.data.sources import add_source
 from lineage.data.transforms import (
     append_ingest,
@@ -33,9 +33,21 @@ from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_execute, state
 
 
+def _ingest_digits(url: str) -> None:
+    with open_store(url, actor="tester") as store:
+        ingest_digits(store)
+
+
+# Each test's store (and cli) is a copy of one with digits ingested (made once per backend), but
+# for the tests marked store_setup(None), which start from the migrated empty store.
+pytestmark = pytest.mark.store_setup.with_args(_ingest_digits)  # (a lone function would be marked)
+
+
 @pytest.fixture
 def digits(store):
-    return ingest_digits(store)
+    """The digits ingest the store was copied with."""
+    (info,) = list_ingests(store)
+    return info
 
 
 def _effects(store, transformation_id):
@@ -232,6 +244,7 @@ OPS = st.lists(st.one_of(
 ), min_size=1, max_size=5)
 
 
+@pytest.mark.store_setup(None)
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=OPS, seed=st.integers(0, 2**16))
@@ -450,6 +463,7 @@ def _bad_edits(tmp_path):
     ]
 
 
+@pytest.mark.store_setup(None)
 def test_bad_input_one_line_exit_code_store_unchanged(store, cli, tmp_path):
     assert cli("ingest", "digits").exit_code == 0
     r = cli("transform", "filter", "--version", "v1", "--label", "3", "--reason", "setup",

@@ -8,16 +8,30 @@ from lineage.data.sources import add_source
 from lineage.errors import IntegrityError
 from lineage.review.source_reviews import review_source
 from lineage.store.chain import record_digest
+from lineage.store.engine import open_store
 from lineage.store.verify import verify_store
 from storeutil import drop_guards, raw_connect, raw_execute
 
 
+def _fill(url: str) -> None:
+    """Events: 1 source.add (sklearn-digits), 2 ingest, 3 source.add (crowd), 4 source.review."""
+    store = open_store(url, actor="tester")
+    try:
+        ingest_digits(store)
+        add_source(store, "crowd", kind="crowdsourced", uri="s3://vendor/batch7.csv",
+                   license="CC-BY-4.0")
+        review_source(store, "crowd", decision="approve", reason="license checked")
+    finally:
+        store.close()
+
+
+# Each test's store (and cli) is a copy of the one `_fill` made, but for the fresh-store test.
+pytestmark = pytest.mark.store_setup.with_args(_fill)  # (a lone function arg would be marked)
+
+
 @pytest.fixture
 def filled(store):
-    """Events: 1 source.add (sklearn-digits), 2 ingest, 3 source.add (crowd), 4 source.review."""
-    ingest_digits(store)
-    add_source(store, "crowd", kind="crowdsourced", uri="s3://vendor/batch7.csv", license="CC-BY-4.0")
-    review_source(store, "crowd", decision="approve", reason="license checked")
+    """The store `_fill` wrote (a copy of its own)."""
     return store
 
 
@@ -35,6 +49,7 @@ def _assert_cli_names(cli, message: str) -> None:
     assert result.output.splitlines() == [f"Error: {message}"]
 
 
+@pytest.mark.store_setup(None)
 def test_fresh_and_filled_stores_verify(store, cli):
     report = verify_store(store)
     assert (report.events, report.records) == (0, 0)

@@ -16,9 +16,15 @@ from typing import Optional, Sequence
 import numpy as np
 from sqlalchemy import select
 
-from lineage.data.datasets import check_image_shape, dataset_classes, find_dataset
+from lineage.data.datasets import check_image_shape, dataset_classes
 from lineage.data.deltas import Members, content_digest, new_version
-from lineage.data.readers import Locate, digits_file, read_csv_located, read_npz
+from lineage.data.readers import (
+    Locate,
+    digits_file,
+    read_csv_header,
+    read_csv_located,
+    read_npz,
+)
 from lineage.data.sources import SourceKind, add_source, find_source, source_status
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
 from lineage.store.chain import canonical
@@ -36,6 +42,9 @@ from lineage.store.names import check_name
 from lineage.store.tables import Dataset, Ingest, Source, Version
 
 DIGITS_SOURCE = "sklearn-digits"
+# Labels are class ids: whole numbers of at most this magnitude (well inside int64, whose own
+# maximum rounds up in float64 and so cannot bound a float label).
+LABEL_MAX = 1e18
 
 
 @dataclass(frozen=True)
@@ -97,16 +106,16 @@ def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], wher
             raise _bad(locate, ~np.isfinite(y), y, "is not a finite label")
         if (y != np.round(y)).any():
             raise _bad(locate, y != np.round(y), y, "is not a whole-number label")
+    if len(y) and (y.dtype.kind == "f" or (y.dtype.kind == "u" and y.dtype.itemsize >= 8)):
+        # Cast only what int64 holds: a larger value would wrap (with numpy's warning) into a
+        # different label.
+        if y.max() > LABEL_MAX or y.min() < -LABEL_MAX:
+            raise _bad(locate, (y > LABEL_MAX) | (y < -LABEL_MAX), y,
+                       f"is too large for a class label (at most {LABEL_MAX:.3g})")
     y = y.astype(LABEL_DTYPE)
+    _check_schema(dataset, where, X.shape[1], value_range, None)
     if dataset is not None:
-        if X.shape[1] != dataset.n_features:
-            raise BadInputError(f"{where}: {X.shape[1]} features, dataset {dataset.name!r} has "
-                                f"{dataset.n_features}")
         lo, hi = dataset.value_min, dataset.value_max
-        if value_range is not None and (float(value_range[0]), float(value_range[1])) != (lo, hi):
-            declared = "no range" if lo is None else f"range {lo:g}..{hi:g}"
-            raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} disagrees with "
-                                f"dataset {dataset.name!r} ({declared}, fixed by its first ingest)")
     else:
         lo, hi = value_range if value_range else (None, None)
     # min()/max() first (no temporary arrays); a mask is built only to name the bad value.
@@ -136,7 +145,11 @@ def _whole(X: np.ndarray) -> bool:
     """Every value is a whole number (integer arrays trivially, without a rounding pass)."""
     if X.dtype.kind in "biu":
         return True
-    return bool((X == np.round(X)).all())
+    # In blocks of rows: the rounded copy stays small (a whole 1M-row copy costs more than
+    # the comparison).
+    step = max(1, (1 << 20) // max(1, X[0].size if X.ndim > 1 else 1))
+    return all(bool((X[i:i + step] == np.round(X[i:i + step])).all())
+               for i in range(0, len(X), step))
 
 
 def _unique_labels(y: np.ndarray) -> np.ndarray:
@@ -173,32 +186,69 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
                    classes=classes, progress=progress)
 
 
+def _target(session, source: str, dataset: Optional[str]) -> tuple[Source, Optional[Dataset], str]:
+    """The source (refused when rejected or revoked), the dataset rows go to (None: a new one)
+    and its name: ``dataset`` if given, else the store's only dataset, else (an empty store) a
+    new one named after the source."""
+    src: Source = find_source(session, source)
+    status = source_status(session, src)
+    if status in ("rejected", "revoked"):
+        raise QuarantineError(f"source {source!r} is {status}: its rows may not be ingested")
+    if dataset is not None:
+        name = check_name(dataset, "dataset name")
+        return src, session.scalars(select(Dataset).where(Dataset.name == name)).first(), name
+    datasets = session.scalars(select(Dataset).limit(2)).all()
+    if len(datasets) > 1:
+        raise BadInputError("the store has several datasets: name one with --dataset")
+    if datasets:
+        return src, datasets[0], datasets[0].name
+    return src, None, check_name(src.name, "dataset name")
+
+
+def _check_schema(ds: Optional[Dataset], where: str, n_features: Optional[int],
+                  value_range: Optional[tuple[float, float]], image_shape: Optional[str]) -> None:
+    """What can be checked against an existing dataset before a file's rows are read."""
+    if value_range is not None and not value_range[0] <= value_range[1]:
+        raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} is empty")
+    if ds is None:
+        return
+    if n_features is not None and n_features != ds.n_features:
+        raise BadInputError(f"{where}: {n_features} features, dataset {ds.name!r} has "
+                            f"{ds.n_features}")
+    lo, hi = ds.value_min, ds.value_max
+    if value_range is not None and (float(value_range[0]), float(value_range[1])) != (lo, hi):
+        declared = "no range" if lo is None else f"range {lo:g}..{hi:g}"
+        raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} disagrees with "
+                            f"dataset {ds.name!r} ({declared}, fixed by its first ingest)")
+    if image_shape is not None and check_image_shape(image_shape, ds.n_features) != ds.image_shape:
+        raise BadInputError(f"image shape {image_shape} disagrees with dataset {ds.name!r} "
+                            f"({ds.image_shape})")
+
+
+def check_ingest(store: Store, *, source: str, dataset: Optional[str] = None,
+                 where: str = "<arrays>", n_features: Optional[int] = None,
+                 value_range: Optional[tuple[float, float]] = None,
+                 image_shape: Optional[str] = None) -> None:
+    """Refuse an ingest before its file is read in full: unknown, rejected or revoked source;
+    several datasets and none named; a feature count, value range or image shape that
+    disagrees with the dataset. The write checks all of it again, with the rows."""
+    with store.read() as session:
+        _, ds, _ = _target(session, source, dataset)
+        _check_schema(ds, where, n_features, value_range, image_shape)
+
+
 def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset: Optional[str],
             file_name: str, file_digest: Optional[str] = None,
             value_range: Optional[tuple[float, float]] = None, image_shape: Optional[str] = None,
             classes: Optional[Sequence[int]] = None, progress: Progress = None,
             locate: Optional[Locate] = None) -> IngestInfo:
-    if value_range is not None and not value_range[0] <= value_range[1]:
-        raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} is empty")
-    if dataset is not None:
-        dataset = check_name(dataset, "dataset name")
     where = file_name
     with store.write() as tx:
         session = tx.session
-        src: Source = find_source(session, source)
-        status = source_status(session, src)
-        if status in ("rejected", "revoked"):
-            raise QuarantineError(f"source {source!r} is {status}: its rows may not be ingested")
-        ds = None
-        if dataset is not None or session.scalars(select(Dataset).limit(1)).first() is not None:
-            try:
-                ds = find_dataset(session, dataset)
-            except NotFoundError:
-                ds = None  # a new dataset, named by the caller
+        src, ds, dataset = _target(session, source, dataset)
+        _check_schema(ds, where, None, value_range, image_shape)
         X, y = validate_rows(X, y, ds, where, value_range, locate)
         if ds is None:
-            if dataset is None:
-                raise BadInputError("the store has no datasets yet: name one with --dataset")
             present = _unique_labels(y)
             class_list = sorted({int(c) for c in (classes if classes is not None else present)})
             missing = sorted(set(present.tolist()) - set(class_list))
@@ -210,9 +260,6 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
                 value_max=None if value_range is None else float(value_range[1]),
                 image_shape=check_image_shape(image_shape, int(X.shape[1])),
                 classes=canonical(class_list)))
-        elif image_shape is not None and check_image_shape(image_shape, ds.n_features) != ds.image_shape:
-            raise BadInputError(f"image shape {image_shape} disagrees with dataset {ds.name!r} "
-                                f"({ds.image_shape})")
         # One contiguous copy at most (none for contiguous input in the dataset's dtype), shared
         # by every pass below.
         X = np.ascontiguousarray(X.astype(feature_dtype(ds), copy=False))
@@ -250,19 +297,29 @@ def _arrays_sha256(X: np.ndarray, y: np.ndarray) -> str:
 
 
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",
-               dataset: Optional[str] = None, **schema) -> IngestInfo:
-    """Ingest a CSV file (header line; ``label_column`` holds the class label)."""
+               dataset: Optional[str] = None, value_range: Optional[tuple[float, float]] = None,
+               image_shape: Optional[str] = None, progress: Progress = None) -> IngestInfo:
+    """Ingest a CSV file (header line; ``label_column`` holds the class label). The header, the
+    source and the dataset's schema are checked before the rows are parsed."""
+    header = read_csv_header(path, label_column=label_column)
+    check_ingest(store, source=source, dataset=dataset, where=str(path),
+                 n_features=len(header) - 1, value_range=value_range, image_shape=image_shape)
     X, y, locate = read_csv_located(path, label_column=label_column)
     return _ingest(store, X, y, source=source, dataset=dataset, file_name=str(path),
-                   file_digest=file_sha256(Path(path)), locate=locate, **schema)
+                   file_digest=file_sha256(Path(path)), locate=locate, value_range=value_range,
+                   image_shape=image_shape, progress=progress)
 
 
 def ingest_npz(store: Store, path: str | os.PathLike, *, source: str,
-               dataset: Optional[str] = None, **schema) -> IngestInfo:
+               dataset: Optional[str] = None, value_range: Optional[tuple[float, float]] = None,
+               image_shape: Optional[str] = None, progress: Progress = None) -> IngestInfo:
     """Ingest a .npz file holding arrays ``X`` (n_samples, n_features) and ``y`` (n_samples,)."""
+    check_ingest(store, source=source, dataset=dataset, where=str(path),
+                 value_range=value_range, image_shape=image_shape)
     X, y = read_npz(path)
     return ingest_arrays(store, X, y, source=source, dataset=dataset, file_name=str(path),
-                         file_digest=file_sha256(Path(path)), **schema)
+                         file_digest=file_sha256(Path(path)), value_range=value_range,
+                         image_shape=image_shape, progress=progress)
 
 
 def ingest_digits(store: Store, *, dataset: str = "digits", source: str = DIGITS_SOURCE,

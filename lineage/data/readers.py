@@ -3,10 +3,12 @@
 import csv
 import math
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -33,13 +35,37 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
 
 @dataclass(frozen=True)
 class CsvTable:
-    """A CSV file read and checked cell by cell (``read_csv_table``)."""
+    """A CSV file read and checked (``read_csv_table``)."""
 
     path: Path
     header: list  # column names, stripped
     values: np.ndarray  # (n_rows, len(header)) float64; NaN in text columns
     text: dict  # text column name -> its cells, stripped, one per row
-    lines: list  # the file line of each row (blank lines are skipped)
+    lines: Sequence[int]  # the file line of each row (blank lines are skipped)
+
+
+def read_csv_header(path: str | os.PathLike, *, label_column: str = "label") -> list[str]:
+    """The header line's column names (stripped), which must name ``label_column``: read
+    before the rest of the file, so a wrong file or column fails at once."""
+    path = Path(path)
+    check_file(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (Excel)
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as exc:
+        raise BadInputError(f"{path} line 1: not valid CSV ({exc})") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not header or not any(h.strip() for h in header):
+        raise BadInputError(f"{path}: the file is empty (no header line)")
+    header = [h.strip() for h in header]
+    if label_column not in header:
+        raise BadInputError(f"{path} line 1: no label column {label_column!r} in the header "
+                            f"(columns: {', '.join(header[:8])}{' ...' if len(header) > 8 else ''}); "
+                            "name it with --label-column")
+    return header
 
 
 def read_csv_table(path: str | os.PathLike, *, label_column: str = "label",
@@ -48,25 +74,80 @@ def read_csv_table(path: str | os.PathLike, *, label_column: str = "label",
     number, except in ``text_columns`` (kept as text, e.g. row ids that may be blank).
 
     The one CSV reader: ``read_csv`` (ingest) and external edits (``lineage.transforms``) use
-    it. Raises BadInputError naming the file, line and column of the first bad cell.
+    it. numpy's C parser reads the file; when it refuses a file (or finds a non-finite cell),
+    a strict pass with Python's csv module names the first bad cell, or reads what numpy's
+    parser does not (a quoted line break, a blank line of spaces). Raises BadInputError naming
+    the file, line and column of the first bad cell.
     """
     path = Path(path)
-    check_file(path)
-    lines: list[int] = []
+    header = read_csv_header(path, label_column=label_column)
+    text_at = {header.index(c): c for c in text_columns if c in header}
+    table = _read_fast(path, header, text_at)
+    if table is None:
+        table = _read_strict(path, header, text_at)
+    return table
+
+
+def _read_fast(path: Path, header: list, text_at: dict) -> Optional[CsvTable]:
+    """The file through numpy's CSV parser (``np.loadtxt``, in C), or None when it refuses
+    the file or a cell is not finite (``_read_strict`` then names the cell). Files with text
+    columns (external edits) take the strict pass."""
+    if text_at:
+        return None
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (Excel)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": the strict pass says it
+            values = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2,
+                                comments=None, quotechar='"', encoding="utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(values) == 0 or values.shape[1] != len(header) or not np.isfinite(values).all():
+        return None
+    return CsvTable(path=path, header=header, values=values, text={},
+                    lines=FileLines(path, len(values)))
+
+
+class FileLines(Sequence):
+    """The file line of each data row, worked out only when asked (error messages ask): the
+    row's index + 2 when the file has no blank lines or line breaks inside quoted cells, else
+    from a pass with Python's csv module."""
+
+    def __init__(self, path: Path, n_rows: int):
+        self.path, self.n_rows, self._lines = path, n_rows, None
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, index):
+        if self._lines is None:
+            self._lines = self._count()
+        return self._lines[index]
+
+    def _count(self) -> list[int] | range:
+        data = self.path.read_bytes()
+        breaks = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if breaks == self.n_rows + 1:  # a header line and one line per row, none blank
+            return range(2, self.n_rows + 2)
+        lines = []
+        with open(self.path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or not any(h.strip() for h in header):
-                raise BadInputError(f"{path}: the file is empty (no header line)")
-            header = [h.strip() for h in header]
-            if label_column not in header:
-                raise BadInputError(f"{path} line 1: no label column {label_column!r} in the header "
-                                    f"(columns: {', '.join(header[:8])}{' ...' if len(header) > 8 else ''}); "
-                                    "name it with --label-column")
-            text_at = {header.index(c): c for c in text_columns if c in header}
-            text: dict = {c: [] for c in text_at.values()}
-            rows = []
+            next(reader, None)
+            for record in reader:
+                if record and not (len(record) == 1 and not record[0].strip()):
+                    lines.append(reader.line_num)
+        return lines
+
+
+def _read_strict(path: Path, header: list, text_at: dict) -> CsvTable:
+    """The file cell by cell with Python's csv module: the first bad cell is named by line and
+    column; what passes is read as ``float()`` reads it."""
+    lines: list[int] = []
+    text: dict = {c: [] for c in text_at.values()}
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            next(reader, None)  # the header, checked by read_csv_header
             for record in reader:
                 line_no = reader.line_num
                 if not record or (len(record) == 1 and not record[0].strip()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -27,8 +27,13 @@ from lineage.review.keys import create_key, key_path, trust_key
 from lineage.review.policy import set_policy
 from lineage.review.snapshots import create_snapshot
 from lineage.review.source_reviews import review_source
-from lineage.store.chunks import Progress
-from lineage.store.engine import open_store, resolve_db
+from lineage.store.engine import open_store
+
+# The demo's own store, in the working folder: it never writes into the user's store (nor reads
+# LINEAGE_DB), so its rows, reviews and policies never mix with the user's.
+DEMO_DB = "sqlite:///lineage-demo.db"
+# (what the demo is doing, steps done, steps in all)
+StepProgress = Optional[Callable[[str, int, int], None]]
 
 ACTORS = {"engineer": "data-engineer", "red_team": "red-team", "reviewer": "reviewer",
           "lab": "poison-lab"}
@@ -115,16 +120,28 @@ def demo_identities(folder: Path) -> tuple[Path, Path]:
 
 
 def demo_folder(db: Optional[str]) -> Path:
-    """``lineage-demo/`` beside the SQLite store, else in the working directory."""
-    url = resolve_db(db)
+    """``lineage-demo/`` beside the demo's SQLite store (``db``, default ``DEMO_DB``), else in
+    the working directory."""
+    url = db or DEMO_DB
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):]).resolve().parent / "lineage-demo"
     return Path.cwd() / "lineage-demo"
 
 
-def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick: bool = False,
-             progress: Progress = None, folder: Optional[str | Path] = None) -> DemoReport:
-    """The poisoning lab through the store's public functions, every step in the lineage.
+def demo_steps(settings: LabSettings, quick: bool) -> int:
+    """How many steps ``run_demo`` reports to its ``progress``."""
+    rates = settings.rates
+    poisoned = sum(1 for r in rates if r > 0)
+    runs = len(rates) + (0 if quick else 1)
+    return (1 + len(rates) + poisoned + (0 if quick else 2) + 1 + runs
+            + (1 if poisoned else 0) + (0 if quick else 1))
+
+
+def run_demo(db: Optional[str] = None, settings: LabSettings = LabSettings(), *,
+             quick: bool = False, progress: StepProgress = None,
+             folder: Optional[str | Path] = None) -> DemoReport:
+    """The poisoning lab through the store's public functions, every step in the lineage, in
+    the demo's own store (``db``, default ``DEMO_DB``: never the user's store).
 
     Ingest scikit-learn digits (source sklearn-digits, reviewed), split (seeded), freeze the
     held-out side as the policy's evaluation snapshot; then per rate (scenario 1) an
@@ -139,12 +156,19 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
     scanned, trained on in the sandbox, and ``audit_sources`` names the source. Names are
     prefixed with a fresh tag (``demo1``, ``demo2`` ...), so a store can hold several runs.
     Reviews are signed with the demo's own keys (``demo_identities`` in ``folder``, default
-    ``demo_folder(db)``).
+    ``demo_folder(db)``). ``progress(message, done, total)`` is called as each step starts.
     """
     import time
 
     settings = check_settings(settings)
-    say = progress or (lambda _msg: None)
+    db = db or DEMO_DB
+    total, done = demo_steps(settings, quick), [0]
+
+    def say(message: str) -> None:
+        if progress:
+            progress(message, min(done[0], total), total)
+        done[0] += 1
+
     started = time.perf_counter()
     stores = {}
     try:
@@ -154,7 +178,7 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
         eng, red, rev, lab = (stores[k] for k in ("engineer", "red_team", "reviewer", "lab"))
         tag = _next_tag(eng)
         trig = settings.trigger
-        say(f"{tag}: ingest scikit-learn digits")
+        say("ingest scikit-learn digits")
         info = ingest_digits(eng)
         if get_source(eng, info.source).status != "approved":
             review_source(rev, info.source, decision="approve",
@@ -226,7 +250,7 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
 
         refused = [r for r in runs if r[5] == "refused"]
         if refused:
-            say("red-team sandbox: approve the refused snapshots to measure the attack")
+            say("red-team sandbox: approve the refused snapshots")
             set_policy(rev, max_asr=1.0, reason=f"{tag}: red-team sandbox, train on refused "
                        "snapshots only to measure the attack")
             try:
@@ -235,10 +259,12 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
             finally:
                 set_policy(rev, max_asr=production.max_asr,
                            reason=f"{tag}: sandbox over, production thresholds back")
+        else:
+            done[0] += 1  # no sandbox step
         rows, models = [], {}
         for r in runs:
             scenario, rate, name, version, poisoned_ids, gate, message = r
-            say(f"scenario {scenario}, {name}: train, scan, measure")
+            say(f"{name}: train, scan, measure")
             models[name] = train(lab, snapshot=name, model=f"{tag}-clf", estimator=settings.estimator,
                                  seed=settings.seed)
             rows.append(_store_row(stores, settings, scenario=scenario, rate=rate, snapshot=name,
@@ -276,6 +302,8 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
                                    "trigger_asr_without": f.trigger_asr_without,
                                    "suspect": f.suspect} for f in sources.sources],
                       "crowd_source": crowd, "event": sources.event_id}
+        if progress:
+            progress("done", total, total)
         report = DemoReport(tag=tag, db=eng.url, settings=settings, quick=quick, rows=rows,
                             lessons=[], scenario_1_audit=audit1, scenario_2_audit=audit2,
                             seconds=0.0)
@@ -287,7 +315,8 @@ def run_demo(db: Optional[str], settings: LabSettings = LabSettings(), *, quick:
 
 
 def lessons(report: DemoReport) -> list[str]:
-    """The demo's lesson in plain lines, from its measured rows."""
+    """The demo's lesson in plain sentences, from its measured rows (one paragraph each; the
+    command line wraps them to the terminal)."""
     s = report.settings
     out = []
     s1 = sorted((r for r in report.rows if r.scenario == 1), key=lambda r: r.source_fraction)
@@ -295,19 +324,22 @@ def lessons(report: DemoReport) -> list[str]:
     poisoned = [r for r in s1 if r.poisoned_rows > 0]
     if poisoned:
         top = max(poisoned, key=lambda r: r.trigger_attack_success_rate)
-        accs = [r.clean_accuracy for r in poisoned]
+        lo, hi = min(r.clean_accuracy for r in poisoned), max(r.clean_accuracy for r in poisoned)
+        accuracy = f"stays at {lo:.3f}" if f"{lo:.3f}" == f"{hi:.3f}" else (
+            f"stays between {lo:.3f} and {hi:.3f}")
         out.append(
-            f"Clean accuracy stays between {min(accs):.3f} and {max(accs):.3f}"
+            f"Clean accuracy {accuracy}"
             + (f" (unpoisoned {base.clean_accuracy:.3f})" if base else "")
             + f" while the attack success rate of the {s.trigger.describe()} trigger "
-            f"({s.source_class} -> {s.target_class}) climbs from "
-            + (f"{base.trigger_attack_success_rate:.2f} unpoisoned " if base else "")
-            + f"to {top.trigger_attack_success_rate:.2f} with {top.poisoned_rows} poisoned rows "
+            f"({s.source_class} -> {s.target_class}) "
+            + (f"climbs from {base.trigger_attack_success_rate:.2f} unpoisoned to "
+               if base else "reaches ")
+            + f"{top.trigger_attack_success_rate:.2f} with {top.poisoned_rows} poisoned rows "
             f"({top.poison_rate:.1%} of the training rows): clean accuracy alone never shows it.")
         gated = [r for r in report.rows if r.poisoned_rows > 0]
         refused = [r for r in gated if r.gate == "refused"]
         line = (f"The approval gate refused {len(refused)} of {len(gated)} poisoned snapshots "
-                "(shadow evaluation: the trigger scan found the patch without being told where)")
+                "(its shadow evaluation's trigger scan found the patch without being told where)")
         passed = [r for r in gated if r.gate != "refused"]
         if passed:
             line += "; it let through " + ", ".join(
@@ -328,8 +360,8 @@ def lessons(report: DemoReport) -> list[str]:
         without = next((x["trigger_asr_without"] for x in a["sources"]
                         if x["source"] == a["crowd_source"]), None)
         out.append(
-            f"Scenario 2 (poisoned upstream, no record of it): the records cannot say which rows; "
-            f"the detectors flagged {c.n_flagged if c else 0} rows (precision "
+            f"Scenario 2 (poisoned upstream, no record of it): the records cannot say which "
+            f"rows; the detectors flagged {c.n_flagged if c else 0} rows (precision "
             f"{_fmt_opt(c.precision if c else None)}, recall {_fmt_opt(c.recall if c else None)}) "
             f"and `lineage audit sources --version {a['version']}` blames {suspects}: without "
             f"{a['crowd_source']} the ASR of {a['worst_trigger']} falls from {a['worst_asr']:.2f} "

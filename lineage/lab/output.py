@@ -96,14 +96,14 @@ def write_csv(path: str | os.PathLike, rows: Sequence[LabRow], settings: LabSett
 
 
 def write_plot(path: str | os.PathLike, rows: Sequence[LabRow], settings: LabSettings) -> Path:
-    """Clean accuracy and ASR against poison rate (matplotlib: ``pip install 'lineage[plot]'``)."""
+    """Clean accuracy and ASR against poison rate (needs matplotlib: the `plot` extra)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise BadInputError("--plot needs matplotlib: pip install 'lineage[plot]'") from None
+        raise BadInputError("--plot needs matplotlib: pip install 'lineage-store[plot]'") from None
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for scenario in sorted({r.scenario for r in rows}):
@@ -113,7 +113,10 @@ def write_plot(path: str | os.PathLike, rows: Sequence[LabRow], settings: LabSet
         ax.plot(x, [r.clean_accuracy for r in mine], "o-", label="clean accuracy" + tag)
         ax.plot(x, [r.trigger_attack_success_rate for r in mine], "s--",
                 label="attack success rate" + tag)
-    ax.set_xlabel("poison rate (poisoned / training rows)")
+    # The x axis is the share of all training rows (the CSV's poison_rate), not --rates, which
+    # is the share of the source class's rows (the table's "1s poisoned").
+    ax.set_xlabel("poison rate (poisoned rows / all training rows)")
+    ax.set_ylabel("clean accuracy and ASR (0 to 1)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"digits, {settings.trigger.describe()} on {settings.source_class} -> "
                  f"{settings.target_class}, {settings.estimator}, seed {settings.seed}")

@@ -131,11 +131,11 @@ def _make_engine(url: str, *, create: bool = True) -> Engine:
         try:
             engine = create_engine(parsed, pool_pre_ping=True)
         except NoSuchModuleError:
-            raise BadInputError(f"no driver for {url!r}: install lineage[postgres] and use "
-                                "postgresql+psycopg://") from None
+            raise BadInputError(f"no driver for {url!r}: pip install 'lineage-store[postgres]' "
+                                "and use postgresql+psycopg://") from None
         except ModuleNotFoundError as exc:
             raise BadInputError(f"the PostgreSQL driver is missing ({exc.name}): "
-                                "pip install 'lineage[postgres]'") from None
+                                "pip install 'lineage-store[postgres]'") from None
     return engine
 
 
