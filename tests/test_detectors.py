@@ -1,5 +1,6 @@
 """Detectors: the scenario-2 targets (poisoned rows arrive stamped and relabelled, the detectors are
-told nothing about the trigger) and one contract every detector honours."""
+told nothing about the trigger), one contract every detector honours, and the calibrated
+combination (Cauchy combination of p-values, Benjamini-Hochberg at the FDR)."""
 
 import numpy as np
 import pytest
@@ -29,16 +30,19 @@ def scenario_2(fraction: float, seed: int):
 
 @pytest.fixture(scope="module")
 def small():
-    """500 rows with 25 poisoned 1->7 rows and two conflicting duplicates: every detector has
-    something to flag, quickly."""
+    """500 rows with 25 poisoned 1->7 rows, 8 relabelled rows and a row copied 5 times with one
+    conflicting copy: every detector has something to flag, quickly."""
     X, y, poisoned = scenario_2(0.3, 3)
     rng = np.random.default_rng(0)
     keep = np.union1d(np.flatnonzero(poisoned)[:25],
-                      rng.choice(np.flatnonzero(~poisoned), 473, replace=False))
+                      rng.choice(np.flatnonzero(~poisoned), 469, replace=False))
     X, y, poisoned = X[keep], y[keep], poisoned[keep]
-    X = np.concatenate([X, X[:2]])
-    y = np.concatenate([y, (y[:2] + 1) % 10])
-    return X, y, np.concatenate([poisoned, [False, False]])
+    flip = rng.choice(np.flatnonzero(~poisoned & (y == 0)), 8, replace=False)
+    y = y.copy()
+    y[flip] = 6
+    X = np.concatenate([X, np.repeat(X[:1], 6, axis=0)])
+    y = np.concatenate([y, np.repeat(y[:1], 5), [(y[0] + 1) % 10]])
+    return X, y, np.concatenate([poisoned, np.zeros(6, bool)])
 
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
@@ -49,6 +53,8 @@ def test_detector_contract(name, small):
     again = detector(X, y, image_shape=(8, 8), value=16, random_state=0)
     assert isinstance(first, DetectorResult) and first.name == name
     assert first.scores.shape == (len(X),) and np.isfinite(first.scores).all()
+    assert first.pvalues.shape == (len(X),) and ((first.pvalues >= 0) & (first.pvalues <= 1)).all()
+    assert all(f"p={first.pvalues[i]:.2g}" in first.evidence[int(i)] for i in first.flagged)
     assert first.flagged.dtype == np.int64
     assert np.array_equal(first.flagged, np.unique(first.flagged))  # sorted, no repeats
     assert set(first.flagged) <= set(range(len(X)))
@@ -57,7 +63,8 @@ def test_detector_contract(name, small):
     np.testing.assert_array_equal(first.scores, again.scores)
     np.testing.assert_array_equal(first.flagged, again.flagged)
     assert first.evidence == again.evidence
-    assert len(first.flagged) > 0, f"{name} flags nothing on rows built to carry its signal"
+    if name != "trigger_scan":  # its pooled flip share is weak evidence on 500 rows (see doc)
+        assert len(first.flagged) > 0, f"{name} flags nothing on rows built to carry its signal"
 
 
 @pytest.mark.parametrize("fraction,seed", [(0.05, 0), (0.5, 1)])
@@ -96,25 +103,49 @@ def test_a_trigger_elsewhere_is_found_without_being_told(small):
     assert result.params["patterns"][0]["looks_like"] == "3"
 
 
-def test_combine_needs_two_general_detectors_or_one_confirmed():
-    n = 5
-    weak = DetectorResult("pixel_blocks", np.zeros(n), np.array([0, 1]), {0: "a", 1: "b"})
-    other = DetectorResult("label_disagreement", np.zeros(n), np.array([1]), {1: "c"})
-    strong = DetectorResult("shared_patch", np.zeros(n), np.array([3]), {3: "d"})
-    report = combine([weak, other, strong], n)
-    assert report.flagged.tolist() == [1, 3]
+def test_combine_is_calibrated_one_strong_detector_flags_alone():
+    n = 1000
+    ones = np.ones(n)
+    strong = ones.copy()
+    strong[3] = 1e-9  # far beyond what 1000 rows at FDR 1% need
+    weak_a, weak_b = ones.copy(), ones.copy()
+    weak_a[[0, 1]] = [3e-5, 1e-5]
+    weak_b[1] = 1e-5  # two detectors agree on row 1
+    results = [DetectorResult("pixel_blocks", -np.log10(weak_a), np.array([0, 1]),
+                              {0: "a", 1: "b"}, pvalues=weak_a),
+               DetectorResult("label_disagreement", -np.log10(weak_b), np.array([1]), {1: "c"},
+                              pvalues=weak_b),
+               DetectorResult("shared_patch", -np.log10(strong), np.array([3]), {3: "d"},
+                              pvalues=strong)]
+    report = combine(results, n)
+    assert report.params["fdr_q"] == 0.01 and report.params["combination"] == "cauchy"
+    assert 3 in report.flagged and 1 in report.flagged  # alone, and by agreement
+    assert 0 not in report.flagged  # one weak detector is not enough
     by_row = {e.position: e for e in report.entries}
     assert by_row[1].detectors == ("label_disagreement", "pixel_blocks")
     assert by_row[1].evidence == {"label_disagreement": "c", "pixel_blocks": "b"}
-    assert by_row[0].score == 0.5 and 0 not in report.flagged
+    assert by_row[3].pvalues["shared_patch"] == 1e-9 and by_row[3].pvalue < 1e-8
+    assert by_row[0].pvalue > by_row[1].pvalue  # agreement strengthens
+
+
+def test_benjamini_hochberg_and_cauchy():
+    from lineage.poison.calibration import benjamini_hochberg, cauchy_combine
+
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    assert benjamini_hochberg(p, 0.05).tolist() == [True, True] + [False] * 8
+    rng = np.random.default_rng(0)
+    null = cauchy_combine(rng.random((20000, 4)))
+    assert abs((null < 0.01).mean() - 0.01) < 0.004  # valid at the level the scan uses
+    assert cauchy_combine(np.array([[1e-12, 0.9, 0.9]]))[0] < 1e-11
 
 
 def test_duplicates_flag_the_minority_label():
-    X = np.array([[0, 1], [0, 1], [0, 1], [5, 5]], dtype=float)
-    y = np.array([1, 1, 7, 7])
-    result = detect_duplicates(X, y)
-    assert result.flagged.tolist() == [2]
-    assert "exact duplicate" in result.evidence[2]
+    X = np.array([[0, 1]] * 6 + [[5, 5], [9, 9]], dtype=float)
+    y = np.array([1, 1, 1, 1, 1, 7, 7, 2])
+    result = detect_duplicates(X, y, q=0.05)
+    assert result.flagged.tolist() == [5]
+    assert result.pvalues[5] == pytest.approx((1 / 3) ** 5)
+    assert "exact duplicate" in result.evidence[5]
 
 
 def test_pixel_blocks_names_the_block():

@@ -8,7 +8,9 @@ per-source shadow evaluation.
   records (trigger injections, edits made outside the store, label changes by actors who are not
   reviewers) and rows flagged by the detectors.
 - ``audit_sources`` retrains the policy's reference model without each source in turn and names
-  the source whose removal collapses the attack success rate of the worst scanned trigger.
+  the source whose removal collapses the attack: the worst per-class ASR of the triggers the
+  scan found in the data (or, failing one, of the worst square patch), or, for label poisoning,
+  the source that holds far more of the scan's flags than its share.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ from lineage.data.sources import source_status
 from lineage.errors import BadInputError, NotFoundError
 from lineage.models.registry import find_model_version
 from lineage.poison.detectors import DETECTORS, scan_rows
-from lineage.poison.estimators import fit_estimator, make_estimator
-from lineage.poison.trigger_scan import baseline_rates, scan_triggers
-from lineage.poison.triggers import candidate_triggers
+from lineage.poison.estimators import make_estimator
 from lineage.review.evaluation import evaluation_rows
 from lineage.review.policy import policy_in_force
 from lineage.review.snapshots import read_snapshot_rows
@@ -59,9 +59,11 @@ class FlaggedRow:
     row_id: int
     label: int
     detectors: tuple[str, ...]
-    score: float
-    combined: bool  # in the combined audit list (see ``lineage.detectors.combine``)
+    score: float  # -log10 of the combined p-value
+    combined: bool  # a combined flag (Cauchy combination, Benjamini-Hochberg at the FDR)
     evidence: dict = field(default_factory=dict)
+    pvalue: float = 1.0  # combined p-value
+    pvalues: dict = field(default_factory=dict)  # detector -> its p-value for the row
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class ScanRecord:
     params: dict
     detectors: dict  # detector -> {"flagged": count, "params": {...}}
     flagged: list  # FlaggedRow in the combined list, most suspicious first
-    noted: list  # FlaggedRow flagged by some detector but below the combined cut
+    noted: list  # FlaggedRow flagged by some detector alone but not by the combination
 
 
 def _jsonable(value):
@@ -115,8 +117,12 @@ def _rows_of(session: Session, snap: Optional[Snapshot], version: Version):
 
 
 def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] = None,
-                 seed: int = 0) -> ScanRecord:
+                 seed: int = 0, progress=None) -> ScanRecord:
     """Run the detectors on a snapshot or version (rows digest-verified) and record the scan.
+
+    Every detector turns its scores into p-values against the data's own null; the combined
+    flags pass Benjamini-Hochberg at FDR 1% (``lineage.poison.detectors``). ``progress(done,
+    total)`` is called after each detector (the CLI's progress bar).
 
     Example: ``scan_version(store, "v7")`` or ``scan_version(store, "digits-train-2026w48")``
     """
@@ -141,24 +147,26 @@ def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] =
     if len(ids) == 0:
         raise BadInputError(f"{target} has no rows to scan")
     report = scan_rows(X, y, image_shape=image_shape, value=value, random_state=seed,
-                       detectors=names)
+                       detectors=names, progress=progress)
     combined = set(int(i) for i in report.flagged)
     rows = [FlaggedRow(row_id=int(ids[e.position]), label=int(y[e.position]), detectors=e.detectors,
-                       score=e.score, combined=e.position in combined, evidence=dict(e.evidence))
+                       score=e.score, combined=e.position in combined, evidence=dict(e.evidence),
+                       pvalue=float(f"{e.pvalue:.3g}"),
+                       pvalues={k: float(f"{v:.3g}") for k, v in e.pvalues.items()})
             for e in report.entries]
     flagged = [r for r in rows if r.combined]
     noted = [r for r in rows if not r.combined]
     per_detector = {name: {"flagged": int(len(res.flagged)), "params": _jsonable(res.params)}
                     for name, res in report.results.items()}
     params = {"detectors": names, "seed": seed, "image_shape": image_shape, "value": value,
-              "weights": report.params["weights"], "cut": report.params["cut"]}
+              "combination": report.params["combination"], "fdr_q": report.params["fdr_q"]}
     with store.write() as tx:
         tx.event("scan", f"scan of {target}: {len(ids)} rows, {len(flagged)} flagged ("
                  + ", ".join(f"{k} {v['flagged']}" for k, v in per_detector.items()) + ")",
                  target=target, snapshot=snap_name, version=version_id, content_digest=digest,
                  n_rows=len(ids), params=_jsonable(params), detectors=per_detector,
                  flagged=[{"row_id": r.row_id, "detectors": list(r.detectors), "score": r.score,
-                           "combined": r.combined,
+                           "combined": r.combined, "pvalue": r.pvalue, "pvalues": r.pvalues,
                            **({"evidence": r.evidence} if i < MAX_EVIDENCE else {})}
                           for i, r in enumerate(flagged + noted)])
     with store.read() as session:
@@ -298,10 +306,13 @@ class SourceFigures:
     status: str
     rows: int
     clean_accuracy_without: Optional[float]
-    trigger_asr_without: Optional[float]  # ASR of the full data's worst trigger, source removed
-    worst_asr_without: Optional[float]  # worst scanned trigger of the model without the source
+    trigger_asr_without: Optional[float]  # ASR of the attack under suspicion, source removed
+    worst_asr_without: Optional[float]  # worst scanned square trigger of the model without it
     worst_trigger_without: Optional[str]
     suspect: bool = False
+    flagged_rows: int = 0  # of the source's rows, flagged by the calibrated scan
+    flag_log10_p: Optional[float] = None  # flags concentrated in this source (binomial tail)
+    why: Optional[str] = None  # the figures behind a blame
 
 
 @dataclass(frozen=True)
@@ -315,27 +326,34 @@ class SourcesAudit:
     seed: int
     max_asr: float
     clean_accuracy: float
-    worst_trigger: Optional[str]
+    worst_trigger: Optional[str]  # the attack under suspicion (see ``audit_sources``)
     worst_asr: float
     sources: list  # SourceFigures, one per source
     event_id: Optional[int] = None
+    attack: dict = field(default_factory=dict)  # the attack under suspicion, per class
+    scan: dict = field(default_factory=dict)  # the calibrated scan's summary
 
 
 def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
                   seed: Optional[int] = None, min_drop: float = 0.2) -> SourcesAudit:
-    """Retrain without each source and name the one whose removal collapses the attack success
-    rate of the worst scanned trigger.
+    """Retrain without each source and name the source whose removal collapses the attack.
 
     The reference model (the policy's estimator and seed unless given) is trained on all rows of
-    the version or snapshot ``ref`` and scanned on the policy's evaluation snapshot (baseline-
-    corrected, as the approval gate does); the worst candidate is the trigger under suspicion.
-    Then, per source, the model is retrained without that source's rows (derived rows count for
-    their raw row's source) and the same trigger's ASR is measured again. A source is a suspect
-    when removing it collapses that ASR: to at most half of what it was, and by at least
-    ``min_drop`` (a clean model's baseline-corrected rates wander by about 0.1 between
-    retrainings). The audit is recorded as an event.
+    the version or snapshot ``ref``; the rows are scanned by the calibrated detectors (FDR 1%)
+    and the triggers they find in the data, as well as every square patch, are measured on the
+    policy's evaluation snapshot per source class -> target class, baseline-corrected
+    (``lineage.poison.blame.blame_sources``). The attack under suspicion is the worst trigger
+    found in the data when its ASR exceeds the policy's ``max_asr``, else the worst square patch
+    pooled over the classes (as the approval gate measures it). Per source, the model is
+    retrained without that source's rows (derived rows count for their raw row's source) and the
+    same attack is measured again: a source is a suspect when removing it collapses that ASR (to
+    at most half and by at least ``min_drop``), or, for label poisoning (the label detector
+    flags at least 3 rows), when it holds far more of the scan's flags than its share of the
+    rows. Every blame comes with its figures (``why``). The audit is recorded as an event.
     Example: ``audit_sources(store, "v7")``
     """
+    from lineage.poison.blame import blame_sources
+
     seed = None if seed is None else check_seed(seed)
 
     with store.read() as session:
@@ -356,67 +374,43 @@ def audit_sources(store: Store, ref: str, *, estimator: Optional[str] = None,
     estimator = estimator or policy.reference_estimator
     seed = policy.seed if seed is None else seed
     make_estimator(estimator, seed=seed, value_max=1.0)  # unknown estimator: BadInputError now
-    X = X.astype(np.float64)
-    row_source = np.array([source_of_ingest[int(i)][0] or "" for i in ingest_of], dtype=object)
-    sizes = tuple(policy.scan_sizes)
-    Xe, ye = evaluation.X.astype(np.float64), evaluation.y
-    candidates = candidate_triggers(evaluation.image_shape, value=evaluation.value_max, sizes=sizes)
-
-    def fit(Xr, yr, n_equivalent=None):
-        return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
-                             n_equivalent=n_equivalent)
-
-    model = fit(X, y)
-    classes = sorted(set(np.unique(ye).tolist()) | set(model.classes_.tolist()))
-    baseline = baseline_rates(lambda a, b: fit(a, b, n_equivalent=len(X)), Xe, ye,
-                              image_shape=evaluation.image_shape, value=evaluation.value_max,
-                              sizes=sizes, classes=classes, random_state=seed)
-
-    def evaluate(m):
-        scan = scan_triggers(m, Xe, ye, image_shape=evaluation.image_shape,
-                             value=evaluation.value_max, sizes=sizes, target_classes=classes,
-                             baseline=baseline)
-        corrected = np.clip(scan.rates - baseline, 0.0, None)
-        accuracy = float((m.predict(Xe) == ye).mean())
-        return accuracy, scan, corrected
-
-    accuracy, scan, corrected = evaluate(model)
-    worst = scan.worst
-    worst_asr = float(worst.asr) if worst else 0.0
-    at = (next(i for i, c in enumerate(candidates) if c == worst.trigger),
-          classes.index(worst.target)) if worst else None
-
+    outside = "\x00outside"  # rows from outside the store: a name no source can have
+    row_source = np.array([source_of_ingest[int(i)][0] or outside for i in ingest_of],
+                          dtype=object)
+    names = sorted({v[0] for v in source_of_ingest.values()}, key=lambda s: (s is None, s or ""))
+    blame = blame_sources(X.astype(np.float64), y, row_source, evaluation.X, evaluation.y,
+                          image_shape=evaluation.image_shape, value_max=evaluation.value_max,
+                          estimator=estimator, seed=seed, max_asr=policy.max_asr,
+                          sizes=tuple(policy.scan_sizes), min_drop=min_drop)
+    by_name = {r.source: r for r in blame.sources}
     figures = []
-    for name in sorted({v[0] for v in source_of_ingest.values()}, key=lambda s: (s is None, s or "")):
+    for name in names:
         kind, status = next((v[1], v[2]) for v in source_of_ingest.values() if v[0] == name)
-        mask = row_source == (name or "")
-        rest = ~mask
-        if rest.sum() == 0 or len(np.unique(y[rest])) < 2:
-            figures.append(SourceFigures(name, kind, status, int(mask.sum()), None, None, None, None))
-            continue
-        acc_w, scan_w, corr_w = evaluate(fit(X[rest], y[rest]))
+        r = by_name[name or outside]
         figures.append(SourceFigures(
-            source=name, kind=kind, status=status, rows=int(mask.sum()),
-            clean_accuracy_without=round(acc_w, 6),
-            trigger_asr_without=round(float(corr_w[at]), 6) if at else None,
-            worst_asr_without=round(float(scan_w.worst.asr), 6) if scan_w.worst else 0.0,
-            worst_trigger_without=scan_w.worst.describe if scan_w.worst else None))
-    suspects = {f.source for f in figures if f.trigger_asr_without is not None
-                and f.trigger_asr_without <= 0.5 * worst_asr
-                and worst_asr - f.trigger_asr_without >= min_drop}
-    figures = [SourceFigures(**{**f.__dict__, "suspect": f.source in suspects}) for f in figures]
+            source=name, kind=kind, status=status, rows=r.rows,
+            clean_accuracy_without=r.clean_accuracy_without,
+            trigger_asr_without=r.attack_asr_without, worst_asr_without=r.worst_asr_without,
+            worst_trigger_without=r.worst_trigger_without, suspect=r.suspect,
+            flagged_rows=r.flagged_rows, flag_log10_p=r.flag_log10_p, why=r.why))
+    suspects = {f.source for f in figures if f.suspect}
+    report = blame.scan
+    scan_info = {"fdr_q": report.params.get("fdr_q"), "flagged": int(len(report.flagged)),
+                 "per_detector": {n: int(len(r.flagged)) for n, r in report.results.items()},
+                 "found_triggers": blame.found_triggers}
     result = SourcesAudit(target=target, n_rows=len(ids), evaluation_snapshot=evaluation.name,
                           estimator=estimator, seed=seed, max_asr=policy.max_asr,
-                          clean_accuracy=round(accuracy, 6),
-                          worst_trigger=worst.describe if worst else None,
-                          worst_asr=round(worst_asr, 6), sources=figures)
+                          clean_accuracy=blame.clean_accuracy, worst_trigger=blame.attack,
+                          worst_asr=blame.attack_asr, sources=figures, attack=blame.attack_detail,
+                          scan=scan_info)
     with store.write() as tx:
-        tx.event("audit.sources", f"audit sources of {target}: worst trigger "
-                 f"{result.worst_trigger} ASR {worst_asr:.4f}; suspect: "
+        tx.event("audit.sources", f"audit sources of {target}: attack under suspicion "
+                 f"{result.worst_trigger} ASR {result.worst_asr:.4f}; suspect: "
                  + (", ".join(sorted(str(s) for s in suspects)) or "none"),
                  target=target, estimator=estimator, seed=seed,
                  evaluation_snapshot=evaluation.name, worst_trigger=result.worst_trigger,
-                 worst_asr=result.worst_asr,
+                 worst_asr=result.worst_asr, attack=_jsonable(result.attack),
+                 scan=_jsonable(scan_info),
                  sources=[_jsonable(f.__dict__) for f in figures])
     with store.read() as session:
         event_id = session.scalar(select(Event.id).where(Event.kind == "audit.sources",

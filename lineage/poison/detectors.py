@@ -1,69 +1,98 @@
-"""Poisoned-row detectors: functions over (X, y) that score every row and flag suspects with evidence.
+"""Poisoned-row detectors: functions over (X, y) that score every row, turn the score into a
+p-value against the data's own null, and flag suspects with evidence.
 
 Every detector has the same shape::
 
-    result = detect_pixel_blocks(X, y, image_shape=(8, 8), value=16, random_state=0)
+    result = detect_pixel_blocks(X, y, image_shape="8x8", value=16, random_state=0)
     result.scores     # ndarray of shape (n_samples,), higher = more suspicious
-    result.flagged    # sorted positions (0..n_samples-1) of the rows it flags
+    result.pvalues    # ndarray of shape (n_samples,): small = evidence that the row is poisoned
+    result.flagged    # sorted positions of the rows whose p-value passes Benjamini-Hochberg at q
     result.evidence   # {position: "why"} for every flagged row
 
-and ``combine`` merges several results into one audit list in which each row carries the
-detectors that flagged it and why. ``scan_rows`` runs them all.
+``combine`` merges several results into one audit list: per row the detectors' p-values are
+combined by the Cauchy combination test (valid under any dependence, dominated by the smallest
+p-value, so one strong detector flags a row alone), and the combined p-values pass through the
+Benjamini-Hochberg procedure at false discovery rate ``FDR_Q`` (1%). A backdoor is a group of
+rows, and a group is one hypothesis: the rows of every group a detector discovers at the same
+level (its p-value corrected for the candidate groups it tried) are flagged too and carry the
+group's p-value. Every flag keeps each detector's p-value and evidence.
 
-Measured (``lineage.lab.detector_sweep``, scenario 2 of the reference experiment: digits, 1257
-training rows, 2x2 patch at 16 lower-right on 1s relabelled 7; seeds 0..4): the combined scan
-has precision 1.0 and recall 1.0 at source fractions 0.05, 0.1, 0.2, 0.3 and 0.5 (6 to 64
-poisoned rows) and flags no row of the unpoisoned data; at 0.02 (3 rows) its recall is 0 to 1
-(mean 0.53).
-Limits: ``shared_patch`` looks for a patch uniform at the bright value that explains the label;
-a patch inside the strokes of the source class changes little and is not found. Measured
-(seed 0, 2x2 at (3,3) on 1s relabelled 7): at fraction 0.5 the model's ASR is 0.73 and the
-combined scan flags none of the 64 rows (at 0.2 the ASR is only 0.07).
+The nulls come from the data itself: a row's own score against its class's robust score tail
+(``lineage.poison.calibration.tail_pvalues``); a group's evidence from its rows against the
+rest of the class (``Lookalikes.confirm``): a poisoned row of label t is, underneath its
+trigger, a row of another label s, so with the anomaly a detector found removed (the block, the
+direction) and the other members of its group out of the pool, its nearest rows vote s, and do
+so still when only the group itself is left out; a natural style of t stops looking like s once
+the rows like it are back. The binomial tail of that count against t's other rows' rate is the
+group's p-value, Bonferroni-corrected over the candidates (shares of the class, blocks,
+directions). No detector knows where a trigger sits, what shape or value it has, or which
+classes it connects; no weight or threshold is tuned to one. Rows of any image shape ``HxW`` or
+``HxWxC`` (channels last): block sizes scale with the image (``sizes`` are in eighths of its
+shorter side, at least one pixel). Above a few thousand rows the searches run on seeded samples
+and what they confirm is applied to every row (bounded time and memory on 1M rows).
 
-The detectors know nothing about where a trigger sits. They are:
-
-- ``pixel_blocks``: small blocks far from the row's class (per class, per pixel robust centre and
-  spread). The "simple inspection" behind ``trigger_visibility``.
-- ``shared_patch``: the backdoor signature. A poisoned set shares one patch: a block that is
-  uniform at an extreme value across a subset of one label's rows. A candidate is confirmed when
-  its carriers, with the block masked, sit among rows of another class (their nearest clean
-  neighbours vote for a different label) far more often than that label's rows do by chance.
-- ``label_disagreement``: a row whose nearest neighbours (other rows) nearly all carry one other
-  label. It catches flipped labels; it misses a trigger's rows once they are many, because
-  they share the patch and so are each other's neighbours.
+- ``pixel_blocks``: each row's most abnormal block against its class (per class, per pixel
+  robust centre and spread); groups: the most abnormal rows of a class, and those abnormal at
+  the same block (the block masked). Also the "simple inspection" behind
+  ``trigger_visibility``.
+- ``shared_patch``: rows of one label that share a patch uniform at the bright value and look
+  like another class once it is masked: a binomial test per candidate; as many patterns as are
+  significant are kept.
+- ``label_disagreement``: rows whose label an out-of-fold model does not believe: 5-fold
+  logistic probabilities, a second pass trained without the first pass's confident-learning
+  candidates, and the label's p-value under the second model (the probability of a label as
+  unlikely as the given one).
 - ``duplicates``: exact and near duplicates that carry different labels.
-- ``spectral``: per class, the top singular direction of the centred (standardized) rows;
-  rows far out along it.
-- ``trigger_scan``: the shared trigger scan (``lineage.scan.scan_triggers``) on a model trained on
-  the rows: rows of the target class that carry the worst candidate patch.
+- ``spectral``: per class, the top singular directions of the standardized rows; groups: the
+  rows farthest out (along one direction and side: that direction projected out).
+- ``trigger_scan``: the trigger scan (``lineage.poison.trigger_scan``) on a model trained on the
+  rows: rows of the target class that carry a candidate patch flipping far more rows than the
+  other candidates do (weak evidence on its own: natural patches flip rows too).
+
+Measured (bench/bench_detect.py, bench/README.md): per attack family, precision, recall, F1 and
+the share of clean rows flagged, side by side with cleanlab.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from lineage.errors import BadInputError
+from lineage.poison.calibration import (
+    FDR_Q,
+    benjamini_hochberg,
+    cauchy_combine,
+    tail_pvalues,
+)
 from lineage.poison.estimators import fit_estimator
 from lineage.poison.trigger_scan import scan_triggers
-from lineage.poison.triggers import Trigger, image_shape_for
+from lineage.poison.triggers import Trigger, image_geometry_for
 
-ImageShape = Optional[str | tuple[int, int]]
-CHUNK_ROWS = 65536  # rows scored at once: bounded memory on big versions
+ImageShape = Optional[str | tuple[int, ...]]
+CHUNK_ROWS = 32768  # rows scored at once: bounded memory on big versions
+STAT_ROWS = 4000  # rows per class behind the robust per-pixel statistics (seeded sample)
+TRIM = 0.1  # share of features a found patch may cover (``lineage.poison.candidates``)
+MAX_MEMBERS = 400  # members of a candidate group behind its test (a seeded sample above that)
+Progress = Optional[Callable[[int, int], None]]
 
 
 @dataclass(frozen=True)
 class DetectorResult:
-    """What one detector found: a score per row, the flagged rows, and why each is flagged."""
+    """What one detector found: a score and a p-value per row, the flagged rows, and why."""
 
     name: str
-    scores: np.ndarray  # (n_samples,) float64, higher = more suspicious
+    scores: np.ndarray  # (n_samples,) float32, higher = more suspicious
     flagged: np.ndarray  # (n_flagged,) int64 positions into X, sorted
     evidence: dict[int, str]  # position -> one line of evidence, for every flagged row
     params: dict = field(default_factory=dict)
+    pvalues: Optional[np.ndarray] = None  # (n_samples,) float32; None: ones (no evidence)
+    # The groups (patterns) the detector confirmed, most significant first: dicts with label,
+    # looks_like, log10_p, rows (positions), and mask (feature indices) or direction.
+    found: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def flag_mask(self) -> np.ndarray:
@@ -71,15 +100,21 @@ class DetectorResult:
         mask[self.flagged] = True
         return mask
 
+    @property
+    def p(self) -> np.ndarray:
+        return np.ones(len(self.scores), np.float32) if self.pvalues is None else self.pvalues
+
 
 @dataclass(frozen=True)
 class AuditEntry:
     """One row of the combined audit list."""
 
     position: int
-    score: float  # combined: sum of the flagging detectors' weights
-    detectors: tuple[str, ...]  # the detectors that flagged the row
+    score: float  # -log10 of the combined p-value
+    detectors: tuple[str, ...]  # the detectors whose own p-value is significant for the row
     evidence: dict[str, str]  # detector -> why
+    pvalue: float = 1.0  # combined (Cauchy) p-value
+    pvalues: dict = field(default_factory=dict)  # detector -> its p-value for the row
 
 
 @dataclass(frozen=True)
@@ -87,13 +122,17 @@ class ScanReport:
     """The detectors' results and their combination over one (X, y)."""
 
     results: dict[str, DetectorResult]
-    entries: list[AuditEntry]  # flagged rows, most suspicious first
+    entries: list[AuditEntry]  # flagged rows (by any detector), most suspicious first
     flagged: np.ndarray  # positions of the combined flags, sorted
     params: dict = field(default_factory=dict)
+    pvalues: Optional[np.ndarray] = None  # (n_samples,) combined p-values
+    lookalikes: Optional[object] = field(default=None, compare=False, repr=False)
 
 
 def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
+    if X.dtype.kind not in "uif":
+        X = X.astype(np.float64)
     y = np.asarray(y)
     if X.ndim != 2:
         raise BadInputError(f"X must have shape (n_samples, n_features), got {X.shape}")
@@ -102,92 +141,449 @@ def _check(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _blocks(h: int, w: int, sizes: Sequence[int]) -> list[tuple[int, int, int, np.ndarray]]:
-    """(size, row, col, feature indices) for every square block of the given sizes."""
-    grid = np.arange(h * w).reshape(h, w)
-    return [(k, r, c, grid[r:r + k, c:c + k].ravel())
-            for k in sizes if k <= min(h, w)
+def _geometry(image_shape: ImageShape, n_features: int) -> tuple[int, int, int]:
+    return image_geometry_for(image_shape, n_features)
+
+
+def scaled_sizes(geometry: tuple[int, int, int], sizes: Sequence[int]) -> list[int]:
+    """Block sizes for an image: ``sizes`` in eighths of the shorter side (8x8: as given)."""
+    h, w, _ = geometry
+    unit = max(1, int(round(min(h, w) / 8)))
+    return sorted({min(k * unit, min(h, w)) for k in sizes if k >= 1})
+
+
+def _blocks(h: int, w: int, sizes: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(size, row, col) of every square block of the given sizes."""
+    return [(k, r, c) for k in sizes if k <= min(h, w)
             for r in range(h - k + 1) for c in range(w - k + 1)]
 
 
-def _result(name: str, scores: np.ndarray, flagged: np.ndarray, evidence: dict[int, str],
-            **params) -> DetectorResult:
-    flagged = np.unique(np.asarray(flagged, dtype=np.int64))
-    return DetectorResult(name=name, scores=np.asarray(scores, dtype=np.float64), flagged=flagged,
-                          evidence={int(i): evidence[int(i)] for i in flagged}, params=params)
+def _block_features(geometry, block) -> np.ndarray:
+    h, w, c = geometry
+    k, r, col = block
+    grid = np.arange(h * w * c).reshape(h, w, c)
+    return grid[r:r + k, col:col + k].ravel()
+
+
+def _sample(n: int, m: int, rng) -> np.ndarray:
+    return np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
+
+
+def _abs_max(X: np.ndarray) -> float:
+    """max |x| without a copy of X (``np.abs(X)`` would copy a 1M-row array)."""
+    return max(abs(float(X.max())), abs(float(X.min())), 1e-12)
+
+
+def _value_range(X: np.ndarray) -> float:
+    lo, hi = float(X.min()), float(X.max())
+    return max(hi - lo, 1e-12)
+
+
+def _result(name: str, scores: np.ndarray, pvalues: np.ndarray, evidence_of: Callable[[int], str],
+            *, q: float = FDR_Q, found=(), **params) -> DetectorResult:
+    # float32 keeps a 1M-row scan's per-row arrays small; p-values below 1e-37 are clipped
+    # (far beyond any level Benjamini-Hochberg needs).
+    pvalues = np.clip(np.asarray(pvalues, dtype=np.float32), 1e-37, 1.0)
+    mask = benjamini_hochberg(pvalues, q)
+    mask[_group_rows(found, q, len(pvalues))] = True
+    flagged = np.flatnonzero(mask).astype(np.int64)
+    evidence = {int(i): f"{evidence_of(int(i))} (p={pvalues[i]:.2g})" for i in flagged}
+    scores = np.asarray(scores, dtype=np.float32)
+    # A detector that saw nothing keeps no per-row arrays (read-only views of one value).
+    if len(pvalues) and float(pvalues.min()) >= 1.0:
+        pvalues = np.broadcast_to(np.float32(1.0), pvalues.shape)
+    if len(scores) and not scores.any():
+        scores = np.broadcast_to(np.float32(0.0), scores.shape)
+    return DetectorResult(name=name, scores=scores, flagged=flagged,
+                          evidence=evidence, params={**params, "fdr_q": q}, pvalues=pvalues,
+                          found=tuple(found))
+
+
+def _group_rows(found, q: float, n: int) -> np.ndarray:
+    """Rows of the groups discovered at level ``q`` (their p-values are already corrected for
+    the candidates tried): a group is a hypothesis of its own, tested once, not once per row."""
+    rows = [np.asarray(g["rows"], dtype=np.int64) for g in found
+            if g.get("log10_p", 0.0) < math.log10(q) and len(g.get("rows", ()))]
+    return np.unique(np.concatenate(rows)) if rows else np.empty(0, np.int64)
+
+
+def _empty(name: str, n: int, why: str) -> DetectorResult:
+    return DetectorResult(name=name, scores=np.zeros(n, np.float32), flagged=np.empty(0, np.int64),
+                          evidence={}, params={"skipped": why}, pvalues=np.ones(n, np.float32))
 
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def block_scores(X: np.ndarray, y: np.ndarray, *, image_shape: ImageShape = None,
-                 sizes: Sequence[int] = (1, 2, 3), floor: float = 0.125
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's most abnormal block against its class: (scores, best block index).
+def _class_stats(X, y_idx, n_labels, rng, floor):
+    centre = np.zeros((n_labels, X.shape[1]), dtype=np.float32)
+    spread = np.ones((n_labels, X.shape[1]), dtype=np.float32)
+    for k in range(n_labels):
+        rows = np.flatnonzero(y_idx == k)
+        if len(rows) == 0:
+            continue
+        rows = rows if len(rows) <= STAT_ROWS else np.sort(rng.choice(rows, STAT_ROWS, replace=False))
+        part = X[rows].astype(np.float32)
+        centre[k] = np.median(part, axis=0)
+        spread[k] = np.maximum(1.4826 * np.median(np.abs(part - centre[k]), axis=0), floor)
+    return centre, spread
 
-    Per class and pixel a robust centre (median) and spread (1.4826 x MAD, floored at ``floor`` x
-    the data's value range, so a pixel that is always blank does not make every speck infinite).
-    A block's deviation is the sum of its pixels' z-scores over sqrt(pixels): a whole block far
-    off counts more than one speck. The row's score is its largest absolute block deviation.
+
+class Lookalikes:
+    """Which class a row looks like: its ``n_neighbors`` nearest rows of a seeded pool (at most
+    ``pool_rows``), Euclidean on the raw features,
+    optionally with a block of features masked or a direction projected out.
+
+    ``confirm`` is the group test every pattern detector shares: the members of a candidate
+    group (rows of label t with one anomaly in common) are compared, with the anomaly removed, to
+    the pool rows outside the group; when far more of them look like one other label s than label
+    t's other rows do (same removal, rate floored at 2%), the binomial tail is the group's
+    p-value. A natural style of a class is not a poisoning: once the rows like it are back in the
+    pool, its rows look like their own class again.
+    """
+
+    def __init__(self, X, y, *, random_state: int = 0, pool_rows: int = 2000,
+                 n_neighbors: int = 5):
+        rng = np.random.default_rng(random_state)
+        self.pool = _sample(len(X), pool_rows, rng)
+        # Raw features (in units of the value range): standardizing would blow up the pixels a
+        # class rarely uses, which is where a trigger sits, and hide what a row looks like.
+        self.mean = np.zeros(X.shape[1], dtype=np.float32)
+        self.scale = np.full(X.shape[1], _value_range(X), dtype=np.float32)
+        self.Zp = self.z(X[self.pool])
+        self.yp = y[self.pool]
+        self.norms = (self.Zp * self.Zp).sum(1)
+        self.k = max(1, min(n_neighbors, len(self.pool) - 2))
+        self.where = np.full(len(X), -1, dtype=np.int64)
+        self.where[self.pool] = np.arange(len(self.pool))
+
+    def z(self, rows: np.ndarray) -> np.ndarray:
+        return (rows.astype(np.float32) - self.mean) / self.scale
+
+    def _za(self, X, chunk, shift):
+        Za = self.z(X[chunk])
+        return Za if shift is None else Za - shift
+
+    def _dists(self, Za, mask=None, direction=None) -> np.ndarray:
+        d = (Za * Za).sum(1)[:, None] + self.norms[None, :] - 2.0 * Za @ self.Zp.T
+        if mask is not None and len(mask):
+            A, B = Za[:, mask], self.Zp[:, mask]
+            d -= (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
+        if direction is not None:
+            U = direction.reshape(len(direction), -1)
+            U, _ = np.linalg.qr(U)
+            for j in range(U.shape[1]):
+                d -= ((Za @ U[:, j])[:, None] - (self.Zp @ U[:, j])[None, :]) ** 2
+        return np.maximum(d, 0.0)
+
+    def nearest(self, X, rows: np.ndarray, label, *, exclude=None, mask=None,
+                direction=None, shift=None, self_out: bool = False) -> np.ndarray:
+        """Pool index of each row's nearest pool row labelled ``label`` (``self_out``: not
+        itself)."""
+        cols = np.flatnonzero(self.yp == label)
+        if exclude is not None and len(exclude):
+            cols = cols[~np.isin(self.pool[cols], exclude)]
+        out = np.empty(len(rows), dtype=np.int64)
+        for start in range(0, len(rows), 1024):
+            chunk = rows[start:start + 1024]
+            d = self._dists(self._za(X, chunk, shift), mask, direction)[:, cols]
+            if self_out:
+                d[self.pool[cols][None, :] == chunk[:, None]] = np.inf
+            out[start:start + len(chunk)] = cols[d.argmin(axis=1)]
+        return out
+
+    def votes(self, X, rows: np.ndarray, *, exclude: Optional[np.ndarray] = None, mask=None,
+              direction=None, shift=None) -> np.ndarray:
+        """Majority label of each row's nearest pool rows (itself and ``exclude`` left out)."""
+        out = np.empty(len(rows), dtype=self.yp.dtype)
+        banned = np.zeros(len(self.pool), dtype=bool)
+        if exclude is not None and len(exclude):
+            banned[np.isin(self.pool, exclude)] = True
+        for start in range(0, len(rows), 1024):
+            chunk = rows[start:start + 1024]
+            d = self._dists(self._za(X, chunk, shift), mask, direction)
+            d[:, banned] = np.inf
+            own = self.where[chunk]
+            hit = own >= 0
+            d[np.flatnonzero(hit), own[hit]] = np.inf
+            nn = np.argpartition(d, self.k, axis=1)[:, :self.k]
+            out[start:start + len(chunk)] = _majorities(self.yp[nn])
+        return out
+
+    def confirm(self, X, y, members: np.ndarray, label, *, mask=None, direction=None,
+                n_tests: int = 1, min_rows: int = 3, max_p: float = 1.0,
+                also_exclude: Optional[np.ndarray] = None) -> Optional[dict]:
+        """The group test (see the class doc) of ``members`` (positions, all labelled
+        ``label``); None when fewer than ``min_rows`` of them look like one other label.
+
+        The members whose nearest pool rows outside the group vote for one other label s are
+        the group's core. The core is retested against the pool with only itself left out
+        (twice): rows that looked like s only because rows like them were left out with the
+        group (a natural style of t) fall away; rows that are s underneath, and so have only
+        one another for look-alikes among t's rows, stay. The binomial tail counts the core
+        among the members against the chance rate: the share of t's other pool rows whose
+        nearest rows, with the core left out, vote s.
+        """
+        how = {"mask": mask, "direction": direction}
+        extra = np.empty(0, np.int64) if also_exclude is None else np.asarray(also_exclude)
+        all_members = members
+        if len(members) > MAX_MEMBERS:  # a seeded sample tests the group; all get the verdict
+            members = np.sort(np.random.default_rng(len(members)).choice(members, MAX_MEMBERS,
+                                                                          replace=False))
+        votes = self.votes(X, members, exclude=np.union1d(members, extra), **how)
+        other = votes[votes != label]
+        if len(other) < min_rows:
+            return None
+        vals, counts = np.unique(other, return_counts=True)
+        s = vals[counts.argmax()]
+        # Even if every voter stayed, could the group be significant? If not, stop here.
+        best = _log_binom_tail(len(members), int(counts.max()), 0.02) + math.log(max(n_tests, 1))
+        if best >= math.log(max_p):
+            return None
+        core = members[votes == s]
+        for _ in range(2):
+            again = self.votes(X, core, exclude=np.union1d(core, extra), **how) == s
+            if again.all():
+                break
+            core = core[again]
+        k = len(core)
+        if k < min_rows:
+            return None
+        outside = np.union1d(core, extra)
+        rest = np.setdiff1d(self.pool[self.yp == label], outside)
+        rate = (max(0.02, float((self.votes(X, rest, exclude=outside, **how) == s).mean()))
+                if len(rest) else 0.5)
+        logp = _log_binom_tail(len(members), k, rate) + math.log(max(n_tests, 1))
+        like = np.isin(members, core)
+        if len(all_members) > len(members):
+            like = self.looks_like(X, all_members, s, how,
+                                   exclude=np.union1d(all_members, extra))
+            k = int(like.sum())
+        return {"label": label, "looks_like": s, "members": int(len(all_members)), "lookalike": k,
+                "chance_rate": round(rate, 4), "log10_p": logp / math.log(10), "like": like,
+                "test": how}
+
+    def looks_like(self, X, rows: np.ndarray, s, test: dict, *, exclude: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` look like s under a confirmed group's removal (``confirm``'s
+        ``test``): their nearest pool rows outside ``exclude`` vote s."""
+        how = {"mask": test.get("mask"), "direction": test.get("direction")}
+        return self.votes(X, rows, exclude=exclude, **how) == s
+
+
+LEVELS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5)  # shares of a class tried as candidate groups
+
+
+def group_evidence(look: Lookalikes, X, y, scores: np.ndarray, keys: np.ndarray, removal, *,
+                   q: float = FDR_Q, min_rows: int = 3, levels: Sequence[float] = LEVELS,
+                   max_search: int = 5000, random_state: int = 0
+                   ) -> tuple[np.ndarray, list[dict]]:
+    """Per-row group p-values (1 outside a confirmed group) and the confirmed groups.
+
+    Candidates, per label t and share ``level`` of its rows: the most anomalous ``level`` of
+    t's rows by ``scores``, and those of them that share a key (a block, a direction and side).
+    Several shares are tried because the poisoned share of a class is unknown: the group test
+    needs the poisoned rows inside the group (left in the pool, they vouch for each other's
+    label). ``removal(key)`` gives what is removed before the look-alike test: ``{"mask":
+    features}`` or ``{"direction": vector}``. Each candidate goes through ``Lookalikes.confirm``
+    (Bonferroni over all candidates); the members of a confirmed group that look like its other
+    label get the group's p-value. Above ``max_search`` rows the candidates are drawn from a
+    seeded sample of that size; a confirmed group is then applied to every row of its label
+    that scores as high (same key), against the same look-alike test.
+    """
+    n = len(y)
+    rng = np.random.default_rng(random_state + 7)
+    search = _sample(n, max_search, rng)
+    cands = []
+    seen = set()
+    for t in np.unique(y[search]):
+        rows = search[y[search] == t]
+        order = rows[np.argsort(-scores[rows], kind="stable")]
+        for level in levels:
+            m = int(math.ceil(level * len(rows)))
+            if m < min_rows or m > len(rows) - min_rows:
+                continue
+            top = order[:m]
+            if (t, None, m) not in seen:
+                seen.add((t, None, m))
+                cands.append((t, None, np.sort(top)))
+            ks, counts = np.unique(keys[top], return_counts=True)
+            for key, c in zip(ks, counts):
+                if c >= min_rows and (t, key, int(c)) not in seen:
+                    seen.add((t, key, int(c)))
+                    cands.append((t, key, np.sort(top[keys[top] == key])))
+    tested = []
+    for t, key, members in cands:
+        how = {} if key is None else removal(key)
+        g = look.confirm(X, y, members, t, n_tests=len(cands), min_rows=min_rows, max_p=q, **how)
+        if g is None or g["log10_p"] >= math.log10(q):
+            continue
+        g.update(key=key, members_at=members, how=how)
+        tested.append(g)
+    # Poisoned rows of label t that look like s make s's own rows look like t (their nearest
+    # rows labelled t are the poisoned ones): a group is retested without the rows of every
+    # more significant group it looks like, and kept only if still significant.
+    tested.sort(key=lambda g: g["log10_p"])
+    out = np.ones(n)
+    found = []
+    in_search = np.zeros(n, dtype=bool)
+    in_search[search] = True
+    for g in tested:
+        members, how = g.pop("members_at"), g.pop("how")
+        stronger = [f["rows"] for f in found if f["label"] == g["looks_like"]]
+        if stronger:
+            g2 = look.confirm(X, y, members, g["label"], n_tests=len(cands), min_rows=min_rows,
+                              max_p=q, also_exclude=np.concatenate(stronger), **how)
+            if g2 is None or g2["log10_p"] >= math.log10(q) or g2["looks_like"] != g["looks_like"]:
+                continue
+            g2.update(key=g["key"])
+            g = g2
+        hit = members[g.pop("like")]
+        g.update(flagged=int(len(hit)), rows=hit, cut=float(scores[members].min()),
+                 test=g.pop("test"), **how)
+        out[hit] = np.minimum(out[hit], 10.0 ** g["log10_p"])
+        found.append(g)
+    if len(search) < n:
+        # The rest of the rows that score as high as a confirmed group's (same label, same key)
+        # and look like the same label: once per (label, look-alike, key), at the lowest cut.
+        by_kind: dict = {}
+        for g in found:
+            kind = (g["label"], g["looks_like"], g["key"])
+            if kind not in by_kind or g["cut"] < by_kind[kind]["cut"]:
+                by_kind[kind] = g
+        for (t, s, key), g in by_kind.items():
+            p_kind = min(10.0 ** f["log10_p"] for f in found
+                         if (f["label"], f["looks_like"], f["key"]) == (t, s, key))
+            more = np.flatnonzero((y == t) & ~in_search & (scores >= g["cut"])
+                                  & ((keys == key) if key is not None else True))
+            if len(more):
+                like = look.looks_like(X, more, s, g["test"], exclude=np.union1d(g["rows"], more))
+                out[more[like]] = np.minimum(out[more[like]], p_kind)
+                g["rows"] = np.union1d(g["rows"], more[like])
+                g["flagged"] = int(len(g["rows"]))
+    for g in found:
+        g.pop("test", None)
+        g.pop("cut", None)
+    return out, found
+
+
+def block_scores(X: np.ndarray, y: np.ndarray, *, image_shape: ImageShape = None,
+                 sizes: Sequence[int] = (1, 2, 3), floor: float = 0.125,
+                 random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's most abnormal block against its class: (scores, best block index into
+    ``_blocks(h, w, scaled_sizes(...))``).
+
+    Per class and feature a robust centre (median) and spread (1.4826 x MAD, floored at ``floor``
+    x the data's value range, so a pixel that is always blank does not make every speck
+    infinite), from at most ``STAT_ROWS`` rows of the class. A pixel's deviation is the sum of
+    its channels' z-scores; a block's is the sum over its pixels over sqrt(values): a whole block
+    far off counts more than one speck. The row's score is its largest absolute block deviation.
     """
     X, y = _check(X, y)
-    h, w = image_shape_for(image_shape, X.shape[1])
-    spread_floor = floor * max(float(X.max() - X.min()), 1e-12)
+    geometry = _geometry(image_shape, X.shape[1])
+    h, w, c = geometry
+    rng = np.random.default_rng(random_state)
     labels, y_idx = np.unique(y, return_inverse=True)
-    centre = np.empty((len(labels), X.shape[1]))
-    spread = np.empty((len(labels), X.shape[1]))
-    for k in range(len(labels)):
-        rows = X[y_idx == k]
-        centre[k] = np.median(rows, axis=0)
-        spread[k] = np.maximum(1.4826 * np.median(np.abs(rows - centre[k]), axis=0), spread_floor)
-    blocks = _blocks(h, w, sizes)
-    # Block sums as one matrix product: (pixels x blocks) indicator over sqrt(block pixels).
-    weights = np.zeros((X.shape[1], len(blocks)))
-    for b, (_, _, _, idx) in enumerate(blocks):
-        weights[idx, b] = 1.0 / math.sqrt(len(idx))
-    scores = np.empty(len(X))
-    best = np.empty(len(X), dtype=np.int64)
-    for start in range(0, len(X), CHUNK_ROWS):
-        part = slice(start, start + CHUNK_ROWS)
-        dev = np.abs(((X[part] - centre[y_idx[part]]) / spread[y_idx[part]]) @ weights)
-        best[part] = dev.argmax(axis=1)
-        scores[part] = dev[np.arange(len(dev)), best[part]]
+    centre, spread = _class_stats(X, y_idx.ravel(), len(labels), rng, floor * _value_range(X))
+    ks = scaled_sizes(geometry, sizes)
+    blocks = _blocks(h, w, ks)
+    offsets = np.cumsum([0] + [(h - k + 1) * (w - k + 1) for k in ks])
+    scores = np.empty(len(X), dtype=np.float32)
+    best = np.empty(len(X), dtype=np.int32)
+    step = 8192
+    yi_all = y_idx.ravel()
+    for start in range(0, len(X), step):
+        part = slice(start, start + step)
+        yi = yi_all[part]
+        z = (X[part].astype(np.float32) - centre[yi]) / spread[yi]
+        z = z.reshape(-1, h, w) if c == 1 else z.reshape(-1, h, w, c).sum(3)
+        # Block sums from an integral image: every block of every size in O(pixels) per row.
+        integral = np.zeros((len(z), h + 1, w + 1), dtype=np.float32)
+        integral[:, 1:, 1:] = z.cumsum(1).cumsum(2)
+        top = np.full(len(z), -1.0, dtype=np.float32)
+        arg = np.zeros(len(z), dtype=np.int32)
+        for k, offset in zip(ks, offsets[:-1]):
+            dev = np.abs(integral[:, k:, k:] - integral[:, :-k, k:] - integral[:, k:, :-k]
+                         + integral[:, :-k, :-k]).reshape(len(z), -1)
+            dev *= 1.0 / math.sqrt(k * k * c)
+            j = dev.argmax(axis=1)
+            v = dev[np.arange(len(z)), j]
+            better = v > top
+            top[better] = v[better]
+            arg[better] = j[better] + offset
+        scores[part] = top
+        best[part] = arg
+    assert offsets[-1] == len(blocks)
     return scores, best
 
 
 def detect_pixel_blocks(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
-                        random_state: int = 0, threshold: float = 12.0,
-                        sizes: Sequence[int] = (1, 2, 3)) -> DetectorResult:
-    """Rows with a small block far brighter or darker than the row's class usually is.
+                        random_state: int = 0, sizes: Sequence[int] = (1, 2, 3),
+                        q: float = FDR_Q, lookalikes: Optional[Lookalikes] = None
+                        ) -> DetectorResult:
+    """Rows with a block far brighter or darker than the row's class usually is, alone or (the
+    group evidence) together with other rows of their class.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, h*w)
+    X : ndarray of shape (n_samples, h*w*c)
     y : ndarray of shape (n_samples,)
-    threshold : a row is flagged when its most abnormal block deviates by more than this
-        (sum of robust z-scores over sqrt(block pixels)); see ``block_scores``.
+    q : false discovery rate of this detector's own flags.
     """
     X, y = _check(X, y)
-    h, w = image_shape_for(image_shape, X.shape[1])
-    scores, best = block_scores(X, y, image_shape=(h, w), sizes=sizes)
-    blocks = _blocks(h, w, sizes)
-    flagged = np.flatnonzero(scores > threshold)
-    evidence = {}
-    for i in flagged:
-        k, r, c, idx = blocks[best[i]]
-        evidence[int(i)] = (f"{k}x{k} block at ({r},{c}) with values "
-                            f"{'/'.join(_fmt(v) for v in X[i, idx])} deviates {scores[i]:.1f} "
-                            f"robust sd from label {_fmt(y[i])}'s typical rows")
-    return _result("pixel_blocks", scores, flagged, evidence, threshold=threshold,
-                   sizes=list(sizes))
+    geometry = _geometry(image_shape, X.shape[1])
+    scores, best = block_scores(X, y, image_shape=geometry, sizes=sizes, random_state=random_state)
+    blocks = _blocks(geometry[0], geometry[1], scaled_sizes(geometry, sizes))
+    own = tail_pvalues(scores, y, random_state=random_state, upper=0.9)
+    look = lookalikes or Lookalikes(X, y, random_state=random_state)
+    feats = {}
+
+    def removal(key):
+        if key not in feats:
+            feats[key] = _block_features(geometry, blocks[int(key)])
+        return {"mask": feats[key]}
+
+    group, found = group_evidence(look, X, y, scores, best, removal, q=q,
+                                  random_state=random_state)
+    p = np.minimum(1.0, 2.0 * np.minimum(own, group))
+    group_of = {}
+    for g in found:
+        group_of.setdefault(g["label"], []).append(g)
+
+    def why(i):
+        k, r, col = blocks[best[i]]
+        text = (f"{k}x{k} block at ({r},{col}) deviates {scores[i]:.1f} robust sd from label "
+                f"{_fmt(y[i])}'s typical rows")
+        g = next((g for g in group_of.get(y[i], []) if g["key"] in (None, best[i])), None)
+        if g and group[i] < 1:
+            where = "this block" if g["key"] is not None else "some block"
+            text += (f"; {g['members']} rows of label {_fmt(y[i])} abnormal at {where}, "
+                     f"{g['lookalike']} of them look like {_fmt(g['looks_like'])} with it "
+                     f"removed (chance {g['chance_rate']:.0%}; group p=1e{g['log10_p']:.0f})")
+        return text
+
+    return _result("pixel_blocks", scores, p, why, q=q, found=found,
+                   sizes=scaled_sizes(geometry, sizes),
+                   groups=[_jsonable_group(g, blocks) for g in found][:20])
+
+
+def _jsonable_group(g: dict, blocks=None) -> dict:
+    key = g["key"]
+    if key is not None and blocks is not None:
+        k, r, c = blocks[int(key)]
+        key = f"{k}x{k} at ({r},{c})"
+    elif key is not None:
+        key = int(key)
+    return {"label": _fmt(g["label"]), "looks_like": _fmt(g["looks_like"]), "key": key,
+            "members": g["members"], "lookalike": g["lookalike"], "chance_rate": g["chance_rate"],
+            "flagged": g.get("flagged"), "log10_p": round(g["log10_p"], 1)}
 
 
 def trigger_visibility(X, y, poisoned, *, image_shape: ImageShape = None,
                        fpr: float = 0.01) -> float:
     """Recall of a simple abnormal-pixel-block inspection at a ``fpr`` false-positive rate.
 
-    The inspection is ``block_scores`` (each row's most abnormal 1x1..3x3 block against the robust
+    The inspection is ``block_scores`` (each row's most abnormal block against the robust
     per-pixel statistics of its label). The threshold is set so that a share ``fpr`` (default
     1%) of the clean rows (``~poisoned``) score above it; trigger_visibility is the share of the
     poisoned rows that score above it: 1.0 means the trigger stands out to anyone who looks,
@@ -204,8 +600,13 @@ def trigger_visibility(X, y, poisoned, *, image_shape: ImageShape = None,
 
 
 def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    d = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-    return np.maximum(d, 0.0)
+    A = A.astype(np.float32)
+    B = B.astype(np.float32)
+    d = A @ B.T  # one (len(A), len(B)) array, updated in place
+    d *= -2.0
+    d += (A * A).sum(1)[:, None]
+    d += (B * B).sum(1)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def _log_binom_tail(n: int, k: int, p: float) -> float:
@@ -218,44 +619,46 @@ def _log_binom_tail(n: int, k: int, p: float) -> float:
 def detect_shared_patch(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                         random_state: int = 0, sizes: Sequence[int] = (1, 2, 3),
                         n_neighbors: int = 5, min_rows: int = 3, min_patch_share: float = 0.3,
-                        alpha: float = 1e-3, max_patterns: int = 3,
-                        max_search: int = 4000) -> DetectorResult:
+                        max_patterns: int = 50, max_search: int = 2500,
+                        q: float = FDR_Q) -> DetectorResult:
     """Rows that share a uniform bright patch and look like another class once it is masked.
 
-    For every label c and block B (sizes 1..3 at every position), the carriers are the rows
-    labelled c whose block B is uniformly at the bright value v (``value``, default the data's
-    maximum, the value the trigger scan stamps). Each carrier is compared, with B masked, to its
-    ``n_neighbors`` nearest rows that do not carry the pattern. A carrier is *explained by the
-    patch* when those lookalikes vote for another label s and the patch is most of what separates
-    it from them (its pixels make at least ``min_patch_share`` of the squared distance): masked,
-    it is an s; the patch alone makes it a c. A candidate is accepted when its explained carriers
-    are too many for chance: the binomial tail against the leave-one-out neighbour rate of s
-    among label c's other rows (floored at 2%) is below ``alpha`` over the number of candidates. The best candidate's
-    carriers whose lookalikes vote for another label are flagged (once the pattern is
-    established, a carrier that is not a c underneath is poisoned even when its own strokes
-    touch the patch); the search repeats on the rest (up to ``max_patterns``).
+    For every label c and block B (``sizes`` in eighths of the image's shorter side, every
+    position), the carriers are the rows labelled c whose block B is uniformly at the bright value
+    v (``value``, default the data's maximum) on every channel. Each carrier is compared, with B
+    masked, to its ``n_neighbors`` nearest rows that do not carry the pattern. A carrier is
+    *explained by the patch* when those lookalikes vote for another label s and the patch is most
+    of what separates it from them (at least ``min_patch_share`` of the squared distance). The
+    candidate's p-value is the binomial tail of its explained carriers against the
+    leave-one-out neighbour rate of s among label c's other rows (floored at 2%), times the number
+    of candidates (labels x blocks: Bonferroni). The most significant candidate's carriers that look like another
+    label are its rows; the search repeats on the rest while a candidate is significant at ``q``
+    (up to ``max_patterns``): as many patterns as the evidence supports.
 
     The search runs on at most ``max_search`` rows (a seeded sample when there are more); an
     accepted pattern is then applied to every row against that sample. A natural style of a class
     is not a trigger: its carriers' lookalikes share the style, so the patch explains little.
     """
     X, y = _check(X, y)
-    h, w = image_shape_for(image_shape, X.shape[1])
+    geometry = _geometry(image_shape, X.shape[1])
+    h, w, _ = geometry
     n = len(X)
     v = float(X.max()) if value is None else float(value)
     rng = np.random.default_rng(random_state)
-    pool = np.arange(n) if n <= max_search else np.sort(rng.choice(n, max_search, replace=False))
-    Xp, yp = X[pool], y[pool]
+    pool = _sample(n, max_search, rng)
+    Xp, yp = X[pool].astype(np.float32), y[pool]
     labels = np.unique(y)
-    blocks = _blocks(h, w, sizes)
+    ks = scaled_sizes(geometry, sizes)
+    blocks = _blocks(h, w, ks)
+    feats = [_block_features(geometry, b) for b in blocks]
     D = _sq_dists(Xp, Xp)
-    # Label c's rows whose leave-one-out neighbours (whole rows) vote for s: the chance rate.
+    k_nn = min(n_neighbors, max(len(pool) - 2, 1))
     np.fill_diagonal(D, np.inf)
-    base = np.array([_majority(yp[row]) for row in np.argpartition(D, n_neighbors, axis=1)[:, :n_neighbors]])
+    base = np.concatenate([_majorities(yp[np.argpartition(D[i:i + 256], k_nn, axis=1)[:, :k_nn]])
+                           for i in range(0, len(D), 256)]) if len(D) else yp[:0]
     np.fill_diagonal(D, 0.0)
-    uniform = np.stack([(Xp[:, idx] == v).all(axis=1) for _, _, _, idx in blocks], axis=1)
-    patch_cost = np.stack([((v - Xp[:, idx]) ** 2).sum(axis=1) for _, _, _, idx in blocks])
-    cut = math.log(alpha / (len(blocks) * len(labels)))
+    uniform = np.stack([(Xp[:, idx] == v).all(axis=1) for idx in feats], axis=1)
+    n_tests = max(len(blocks) * len(labels), 1)  # Bonferroni over every (label, block)
 
     taken = np.zeros(len(pool), dtype=bool)
     patterns = []
@@ -264,12 +667,14 @@ def detect_shared_patch(X, y, *, image_shape: ImageShape = None, value: Optional
         for c in labels:
             in_class = (yp == c) & ~taken
             n_class = int(in_class.sum())
-            for b, (k, r, col, idx) in enumerate(blocks):
+            cand = np.flatnonzero(uniform[in_class].sum(0) >= min_rows)
+            for b in cand:
                 carriers = np.flatnonzero(uniform[:, b] & in_class)
-                if len(carriers) < min_rows or len(carriers) > 0.6 * n_class:
+                if len(carriers) > 0.6 * n_class:
                     continue
-                votes, share = _explain(D[carriers] - patch_cost[b][None, :], D[carriers],
-                                        np.isin(np.arange(len(pool)), carriers), yp, n_neighbors)
+                cost = ((v - Xp[:, feats[b]]) ** 2).sum(axis=1)
+                votes, share = _explain(D[carriers] - cost[None, :], D[carriers],
+                                        np.isin(np.arange(len(pool)), carriers), yp, k_nn)
                 explained = (votes != c) & (share >= min_patch_share)
                 if explained.sum() < min_rows:
                     continue
@@ -277,49 +682,69 @@ def detect_shared_patch(X, y, *, image_shape: ImageShape = None, value: Optional
                 s, n_flip = others[counts.argmax()], int(counts.max())
                 if n_flip < min_rows:
                     continue
-                # Chance rate from the label's other rows: the carriers would inflate it.
                 others_c = in_class.copy()
                 others_c[carriers] = False
                 rate = max(0.02, float((base[others_c] == s).sum()) / max(int(others_c.sum()), 1))
-                logp = _log_binom_tail(len(carriers), n_flip, rate)
-                if logp < cut and (best is None or (logp, -k) < best[0]):
-                    best = ((logp, -k), c, s, b, logp)
+                logp = _log_binom_tail(len(carriers), n_flip, rate) + math.log(n_tests)
+                key = (logp, -blocks[b][0])
+                if logp < math.log(q) and (best is None or key < best[0]):
+                    best = (key, c, s, b, logp)
         if best is None:
             break
         _, c, s, b, logp = best
-        k, r, col, idx = blocks[b]
         taken |= uniform[:, b] & (yp == c)
+        k, r, col = blocks[b]
         patterns.append({"label": c, "looks_like": s, "size": k, "row": r, "col": col, "value": v,
-                         "log10_p": round(logp / math.log(10), 1)})
+                         "block": b, "log10_p": round(logp / math.log(10), 1)})
 
     scores = np.zeros(n)
+    p = np.ones(n)
     evidence: dict[int, str] = {}
+    found = []
     for pattern in patterns:
         k, r, col, c = pattern["size"], pattern["row"], pattern["col"], pattern["label"]
-        idx = next(bl[3] for bl in blocks if bl[:3] == (k, r, col))
+        idx = feats[pattern.pop("block")]
         carriers = np.flatnonzero((X[:, idx] == v).all(axis=1) & (y == c))
         pool_carries = (Xp[:, idx] == v).all(axis=1) & (yp == c)
         cost = ((v - Xp[:, idx]) ** 2).sum(axis=1)
-        explained_n = 0
+        explained = []
+        pp = 10.0 ** pattern["log10_p"]
         for start in range(0, len(carriers), 1024):
             chunk = carriers[start:start + 1024]
             full = _sq_dists(X[chunk], Xp)
-            votes, share = _explain(full - cost[None, :], full, pool_carries, yp, n_neighbors)
+            votes, share = _explain(full - cost[None, :], full, pool_carries, yp, k_nn)
             for i, vote, sh in zip(chunk, votes, share):
                 if vote != c:
-                    explained_n += 1
+                    explained.append(int(i))
                     scores[i] = max(scores[i], -pattern["log10_p"])
-                    evidence[int(i)] = (
+                    if pp < p[i]:
+                        p[i] = pp
+                        evidence[int(i)] = (
+                            f"carries a uniform {k}x{k} patch at ({r},{col})={_fmt(v)} shared by "
+                            f"{len(carriers)} rows labelled {_fmt(c)}; with it masked the row's "
+                            f"nearest rows are labelled {_fmt(vote)} and the patch makes {sh:.0%} "
+                            f"of the difference (pattern p=1e{pattern['log10_p']:.0f})")
+        if 2 * len(explained) >= len(carriers):
+            # Most carriers are another label underneath: the patch itself is the pattern, and
+            # the rest of its carriers (a clean-label attack's, which are c underneath) carry it.
+            for i in carriers:
+                if int(i) not in evidence or pp < p[i]:
+                    p[i] = min(p[i], pp)
+                    scores[i] = max(scores[i], -pattern["log10_p"])
+                    evidence.setdefault(int(i), (
                         f"carries a uniform {k}x{k} patch at ({r},{col})={_fmt(v)} shared by "
-                        f"{len(carriers)} rows labelled {_fmt(c)}; with it masked the row's nearest "
-                        f"rows are labelled {_fmt(vote)} and the patch makes {sh:.0%} of the "
-                        f"difference (pattern p=1e{pattern['log10_p']:.0f})")
-        pattern.update(carriers=int(len(carriers)), flagged=explained_n,
+                        f"{len(carriers)} rows labelled {_fmt(c)}, {len(explained)} of which look "
+                        f"like another label with it masked (pattern p=1e"
+                        f"{pattern['log10_p']:.0f})"))
+            explained = [int(i) for i in carriers]
+        found.append({"label": c, "looks_like": pattern["looks_like"],
+                      "log10_p": pattern["log10_p"], "rows": np.array(explained, dtype=np.int64),
+                      "mask": idx, "value": v, "square": (k, r, col)})
+        pattern.update(carriers=int(len(carriers)), flagged=len(explained),
                        label=_fmt(c), looks_like=_fmt(pattern["looks_like"]))
-    flagged = np.array(sorted(evidence), dtype=np.int64)
-    return _result("shared_patch", scores, flagged, evidence, sizes=list(sizes), value=v,
-                   n_neighbors=n_neighbors, min_patch_share=min_patch_share, alpha=alpha,
-                   patterns=patterns)
+    return _result("shared_patch", scores, p, lambda i: evidence.get(i, "carries a shared patch"),
+                   q=q, found=found, sizes=ks, value=v, n_neighbors=n_neighbors,
+                   min_patch_share=min_patch_share, patterns=patterns)
 
 
 def _explain(masked: np.ndarray, full: np.ndarray, exclude: np.ndarray, yp: np.ndarray,
@@ -330,7 +755,7 @@ def _explain(masked: np.ndarray, full: np.ndarray, exclude: np.ndarray, yp: np.n
     nn = np.argpartition(masked, k, axis=1)[:, :k]
     rows = np.arange(len(masked))[:, None]
     share = 1.0 - masked[rows, nn] / np.maximum(full[rows, nn], 1e-12)
-    return np.array([_majority(yp[row]) for row in nn]), share.mean(axis=1)
+    return _majorities(yp[nn]), share.mean(axis=1)
 
 
 def _majority(labels: np.ndarray):
@@ -338,201 +763,370 @@ def _majority(labels: np.ndarray):
     return vals[counts.argmax()]
 
 
+def _majorities(labels: np.ndarray) -> np.ndarray:
+    """Per row of ``labels`` (n, k): its most common value (ties: the smallest), vectorized."""
+    vals, idx = np.unique(labels, return_inverse=True)
+    idx = idx.reshape(labels.shape)
+    counts = np.zeros((labels.shape[0], len(vals)), dtype=np.int32)
+    np.add.at(counts, (np.repeat(np.arange(labels.shape[0]), labels.shape[1]), idx.ravel()), 1)
+    return vals[counts.argmax(axis=1)]
+
+
+def out_of_fold_probabilities(X, y, *, folds: int = 5, random_state: int = 0, C: float = 100.0,
+                              max_fit: int = 5000, train_mask: Optional[np.ndarray] = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """(P, classes): P of shape (n_samples, n_classes), each row's class probabilities from a
+    logistic model (``lineage.poison.estimators``, ``C``) that did not train on it.
+
+    ``folds``-fold on at most ``max_fit`` rows (a seeded sample); rows outside the sample get
+    the probabilities of a model trained on the whole sample (it never saw them).
+    ``train_mask`` leaves rows out of every training fold (they are still predicted).
+    """
+    X, y = _check(X, y)
+    rng = np.random.default_rng(random_state)
+    classes = np.unique(y)
+    n = len(X)
+    fit_rows = _sample(n, max_fit, rng)
+    fold_of = np.full(n, -1, dtype=np.int8)
+    fold_of[fit_rows] = rng.permutation(len(fit_rows)) % folds
+    allowed = np.ones(n, dtype=bool) if train_mask is None else np.asarray(train_mask, bool)
+    P = np.zeros((n, len(classes)), dtype=np.float32)
+    vmax = _abs_max(X)
+
+    def fit(rows):
+        return fit_estimator("logistic", X[rows], y[rows], seed=random_state, value_max=vmax,
+                             params={"C": C})
+
+    def predict(model, rows):
+        cols = np.searchsorted(classes, model.classes_)
+        for start in range(0, len(rows), 8192):
+            chunk = rows[start:start + 8192]
+            P[np.ix_(chunk, cols)] = model.predict_proba(X[chunk].astype(np.float64))
+
+    for f in range(folds):
+        train = np.flatnonzero((fold_of >= 0) & (fold_of != f) & allowed)
+        test = np.flatnonzero(fold_of == f)
+        if len(np.unique(y[train])) >= 2 and len(test):
+            predict(fit(train), test)
+    if len(fit_rows) < n:  # rows outside the sample: a model on the whole sample never saw them
+        train = np.flatnonzero((fold_of >= 0) & allowed)
+        if len(np.unique(y[train])) >= 2:
+            model = fit(train)
+            for start in range(0, n, 1 << 18):
+                predict(model, np.flatnonzero(fold_of[start:start + (1 << 18)] < 0) + start)
+    return P, classes
+
+
+def label_pvalues(P: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+    """Per row, the probability under the model of a label as unlikely as the given one."""
+    out = np.empty(len(P), dtype=np.float32)
+    for start in range(0, len(P), CHUNK_ROWS):
+        part = P[start:start + CHUNK_ROWS].astype(np.float64)
+        own = part[np.arange(len(part)), y_idx[start:start + CHUNK_ROWS]]
+        out[start:start + CHUNK_ROWS] = np.where(part <= own[:, None], part, 0.0).sum(axis=1)
+    return np.minimum(1.0, out)
+
+
+def confident_issues(P: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
+    """Confident learning's candidates (Northcutt et al. 2021): with per-class thresholds
+    t_j = the mean probability of class j over the rows labelled j, a row is a candidate when
+    the most probable class among those at or above their threshold is not its label, or when
+    its label gets less than 0.5."""
+    n, k = P.shape
+    own = P[np.arange(n), y_idx]
+    counts = np.bincount(y_idx, minlength=k)
+    sums = np.bincount(y_idx, weights=own, minlength=k)
+    t = np.where(counts > 0, sums / np.maximum(counts, 1), 1.0).astype(P.dtype)
+    out = own < 0.5
+    for start in range(0, n, CHUNK_ROWS):
+        part = P[start:start + CHUNK_ROWS]
+        above = np.where(part >= t[None, :], part, -1.0)
+        confident = above.argmax(axis=1)
+        has = above.max(axis=1) >= 0
+        out[start:start + CHUNK_ROWS] |= has & (confident != y_idx[start:start + CHUNK_ROWS])
+    return out
+
+
 def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
                               value: Optional[float] = None, random_state: int = 0,
-                              n_neighbors: int = 10, max_agree: float = 0.1,
-                              min_other: float = 0.7, max_pool: int = 2000) -> DetectorResult:
-    """Rows whose nearest neighbours carry another label.
+                              folds: int = 5, C: float = 100.0, max_fit: int = 3000,
+                              q: float = FDR_Q) -> DetectorResult:
+    """Rows whose label an out-of-fold model does not believe.
 
-    Each row's ``n_neighbors`` nearest other rows (Euclidean, raw features) vote: a row is flagged
-    when at most ``max_agree`` of them share its label and at least ``min_other`` share one other
-    label. Score: the share that disagrees with the row's label. Above ``max_pool`` rows the
-    neighbours come from a seeded sample of that size.
+    First pass: ``folds``-fold out-of-fold probabilities of a logistic model (C=``C``: weakly
+    regularized, so that it is sure where it can be; ``out_of_fold_probabilities``). Second
+    pass: the same, trained without the first pass's candidates (``confident_issues``):
+    mislabelled rows teach a model their labels, and without them it is sure where they are
+    wrong. A row's p-value is the second-pass probability of a label as unlikely as its own
+    (``label_pvalues``); score: -log10 of it.
     """
     X, y = _check(X, y)
     n = len(X)
-    rng = np.random.default_rng(random_state)
-    pool = np.arange(n) if n <= max_pool else np.sort(rng.choice(n, max_pool, replace=False))
-    k = min(n_neighbors, len(pool) - 1)
-    if k < 1:
-        return _result("label_disagreement", np.zeros(n), np.empty(0, np.int64), {},
-                       skipped="needs at least two rows")
-    labels, y_idx = np.unique(y, return_inverse=True)
-    y_idx = y_idx.ravel()
-    scores = np.zeros(n)
-    evidence: dict[int, str] = {}
-    where_in_pool = np.full(n, -1)
-    where_in_pool[pool] = np.arange(len(pool))
-    Xp, yp_idx = X[pool], y_idx[pool]
-    for start in range(0, n, 1024):
-        rows = np.arange(start, min(start + 1024, n))
-        D = _sq_dists(X[rows], Xp)
-        self_at = where_in_pool[rows]
-        D[np.flatnonzero(self_at >= 0), self_at[self_at >= 0]] = np.inf
-        nn = np.argpartition(D, k, axis=1)[:, :k]
-        # Votes per label, (rows, labels): one count matrix instead of a loop per row.
-        counts = np.zeros((len(rows), len(labels)), dtype=np.int64)
-        np.add.at(counts, (np.repeat(np.arange(len(rows)), k), yp_idx[nn].ravel()), 1)
-        agree = counts[np.arange(len(rows)), y_idx[rows]] / k
-        scores[rows] = 1.0 - agree
-        counts[np.arange(len(rows)), y_idx[rows]] = -1
-        other = counts.argmax(axis=1)
-        n_other = counts[np.arange(len(rows)), other]
-        for j in np.flatnonzero((agree <= max_agree) & (n_other >= min_other * k)):
-            i = rows[j]
-            evidence[int(i)] = (f"labelled {_fmt(y[i])} but {n_other[j]} of its {k} nearest "
-                                f"rows are labelled {_fmt(labels[other[j]])}")
-    flagged = np.array(sorted(evidence), dtype=np.int64)
-    return _result("label_disagreement", scores, flagged, evidence, n_neighbors=k,
-                   max_agree=max_agree, min_other=min_other)
+    if n < 2 * folds or len(np.unique(y)) < 2:
+        return _empty("label_disagreement", n, "needs at least two labels and 2 rows per fold")
+    # Only the rows the models may train on (the same seeded sample both passes draw) need a
+    # first-pass verdict.
+    fit_rows = _sample(n, max_fit, np.random.default_rng(random_state))
+    P1, classes1 = out_of_fold_probabilities(X[fit_rows], y[fit_rows], folds=folds,
+                                             random_state=random_state, C=C, max_fit=max_fit)
+    trainable = np.ones(n, dtype=bool)
+    trainable[fit_rows[confident_issues(P1, np.searchsorted(classes1, y[fit_rows]))]] = False
+    doubtful_n = int((~trainable).sum())
+    del P1
+    P, classes = out_of_fold_probabilities(X, y, folds=folds, random_state=random_state, C=C,
+                                           max_fit=max_fit, train_mask=trainable)
+    y_idx = np.searchsorted(classes, y).astype(np.int32)
+    p = label_pvalues(P, y_idx)
+
+    def why(i):
+        other = int(np.argmax(np.where(np.arange(len(classes)) == y_idx[i], -1, P[i])))
+        return (f"labelled {_fmt(y[i])} but a model that never saw it gives that label "
+                f"{P[i, y_idx[i]]:.2g} and label {_fmt(classes[other])} {P[i, other]:.2g}")
+
+    scores = np.maximum(p, np.float32(1e-37))
+    np.log10(scores, out=scores)
+    scores *= -1.0
+    return _result("label_disagreement", scores, p, why, q=q,
+                   folds=folds, C=C, first_pass_candidates=doubtful_n)
 
 
 def detect_duplicates(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                       random_state: int = 0, tolerance: float = 0.05,
-                      max_exact: int = 20000) -> DetectorResult:
+                      max_exact: int = 20000, n_near: int = 10,
+                      q: float = FDR_Q) -> DetectorResult:
     """Exact and near duplicates whose labels conflict.
 
     Two rows are near duplicates when their Euclidean distance is at most ``tolerance`` x the
     data's value range x sqrt(n_features) (0 finds exact copies only). In a group of such rows
-    with more than one label, the rows holding a minority label are flagged (all of them when
-    the labels tie). Score: the share of the row's duplicates that disagree with its label.
-    Above ``max_exact`` distinct rows, near duplicates are found by grid hashing instead of a
-    radius search (sound but not complete).
+    with more than one label, each row holding a minority label gets p = (1 / K) ** m, K the
+    number of labels and m the count of the majority label's copies (the chance that m copies
+    would all carry one label other than the row's if a copy's label were drawn at random).
+    Score: the share of the row's duplicates that disagree with its label. Above ``max_exact`` distinct rows, only exact copies are looked for.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     X, y = _check(X, y)
     n = len(X)
-    radius = tolerance * max(float(X.max() - X.min()), 1e-12) * math.sqrt(X.shape[1])
-    # Exact copies collapse first, so a million identical rows do not make a million neighbours.
-    uniq, inverse = _unique_rows(X)
-    if radius > 0 and 1 < len(uniq) <= max_exact:
-        graph = NearestNeighbors(radius=radius).fit(uniq).radius_neighbors_graph(uniq)
+    radius = tolerance * _value_range(X) * math.sqrt(X.shape[1])
+    first, inverse = _unique_rows(X)
+    if radius > 0 and 1 < len(first) <= max_exact:
+        uniq = X[first]
+        # Each distinct row's nearest few, kept when within the radius: bounded memory even
+        # where many rows lie within the radius of each other.
+        from scipy.sparse import csr_matrix
         from scipy.sparse.csgraph import connected_components
 
+        k = min(n_near, len(uniq))
+        idx = np.empty((len(uniq), k), dtype=np.int64)
+        dist = np.empty((len(uniq), k), dtype=np.float32)
+        for start in range(0, len(uniq), 256):
+            d = _sq_dists(uniq[start:start + 256], uniq)
+            nn = np.argpartition(d, k - 1, axis=1)[:, :k]
+            idx[start:start + 256] = nn
+            dist[start:start + 256] = np.sqrt(np.take_along_axis(d, nn, axis=1))
+        near = dist <= radius
+        rows_of = np.repeat(np.arange(len(uniq)), k)[near.ravel()]
+        graph = csr_matrix((np.ones(len(rows_of)), (rows_of, idx.ravel()[near.ravel()])),
+                           shape=(len(uniq), len(uniq)))
         _, group_of_uniq = connected_components(graph, directed=False)
-    elif radius > 0 and len(uniq) > max_exact:
-        # Too many rows for a radius search: rows in one grid cell of side radius/sqrt(d) are
-        # within the radius of each other (near pairs split by a cell border are missed).
-        _, group_of_uniq = _unique_rows(np.floor(uniq / (radius / math.sqrt(X.shape[1]))))
     else:
-        group_of_uniq = np.arange(len(uniq))
+        group_of_uniq = np.arange(len(first))
     group = group_of_uniq[inverse]
-    scores = np.zeros(n)
+    scores = np.zeros(n, dtype=np.float32)
+    p = np.ones(n, dtype=np.float32)
+    n_labels = max(len(np.unique(y)), 2)
     evidence: dict[int, str] = {}
-    order = np.argsort(group, kind="stable")
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(group[order])) + 1])
-    ends = np.append(starts[1:], n)
+    # Only rows whose group holds more than one row can conflict.
+    shared = np.flatnonzero(np.bincount(group)[group] > 1)
+    order = shared[np.argsort(group[shared], kind="stable")]
+    m = len(order)
+    starts = (np.concatenate([[0], np.flatnonzero(np.diff(group[order])) + 1]) if m
+              else np.empty(0, int))
+    ends = np.append(starts[1:], m)
     y_sorted = y[order]
-    # Only groups whose labels disagree need a look: min != max label within the group.
-    conflict = np.minimum.reduceat(y_sorted, starts) != np.maximum.reduceat(y_sorted, starts)
+    conflict = (np.minimum.reduceat(y_sorted, starts) != np.maximum.reduceat(y_sorted, starts)
+                if m else np.empty(0, bool))
     for start, end in zip(starts[conflict], ends[conflict]):
         members = order[start:end]
         labels, counts = np.unique(y[members], return_counts=True)
-        top = counts.max()
-        majority = labels[counts == top]
+        top = int(counts.max())
         for i in members:
             disagree = int((y[members] != y[i]).sum())
             scores[i] = disagree / (len(members) - 1)
-            if y[i] in majority and len(majority) == 1:
+            own = int(counts[labels == y[i]][0])
+            if own == top and (counts == top).sum() == 1:
                 continue
+            p[i] = (1.0 / n_labels) ** top
             exact = int((inverse[members] == inverse[i]).sum()) - 1
             evidence[int(i)] = (f"{'an exact' if exact else 'a near'} duplicate of "
                                 f"{len(members) - 1} other row(s) of which {disagree} carry another "
                                 f"label ({', '.join(f'{_fmt(l)}x{c}' for l, c in zip(labels, counts))})")
-    flagged = np.array(sorted(evidence), dtype=np.int64)
-    return _result("duplicates", scores, flagged, evidence, tolerance=tolerance)
+    return _result("duplicates", scores, p, lambda i: evidence.get(i, "conflicting duplicate"),
+                   q=q, tolerance=tolerance)
 
 
 def _unique_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows and, per row, the index of its distinct row (hashing row bytes: much faster
-    than ``np.unique(axis=0)`` on big arrays)."""
+    """The position of one row of each distinct content and, per row, the index of its distinct
+    content (into the positions).
+
+    Rows are hashed to 64 bits (FNV-1a over their bytes, in chunks: a few bytes per row of
+    memory, where sorting the rows' bytes would copy them); rows with equal hashes are then
+    compared byte for byte, so a collision never merges different rows.
+    """
     A = np.ascontiguousarray(A)
-    keys = A.view(np.dtype((np.void, A.dtype.itemsize * A.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return A[first], inverse.ravel()
+    n = len(A)
+    width = A.dtype.itemsize * (A.shape[1] if A.ndim > 1 else 1)
+    h = np.empty(n, dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    with np.errstate(over="ignore"):
+        for start in range(0, n, CHUNK_ROWS):
+            part = A[start:start + CHUNK_ROWS].view(np.uint8).reshape(-1, width)
+            acc = np.full(len(part), np.uint64(14695981039346656037), dtype=np.uint64)
+            for j in range(width):
+                acc ^= part[:, j].astype(np.uint64)
+                acc *= prime
+            h[start:start + CHUNK_ROWS] = acc
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    del h
+    inverse = inverse.ravel()
+    # Equal hashes: make sure the rows are equal too (else give the row its own group).
+    same = np.ones(n, dtype=bool)
+    for start in range(0, n, CHUNK_ROWS):
+        part = slice(start, start + CHUNK_ROWS)
+        same[part] = np.all(A[part] == A[first[inverse[part]]], axis=tuple(range(1, A.ndim)))
+    if not same.all():
+        extra = np.flatnonzero(~same)
+        inverse = inverse.copy()
+        inverse[extra] = len(first) + np.arange(len(extra))
+        first = np.concatenate([first, extra])
+    return first, inverse
 
 
 def detect_spectral(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
-                    random_state: int = 0, threshold: float = 6.0,
-                    min_rows: int = 10) -> DetectorResult:
-    """Spectral signatures: per label, rows far out along the top singular direction.
+                    random_state: int = 0, n_directions: int = 2, min_rows: int = 10,
+                    max_fit: int = 5000, q: float = FDR_Q,
+                    lookalikes: Optional[Lookalikes] = None) -> DetectorResult:
+    """Spectral signatures: per label, rows far out along the top singular directions.
 
-    Per label, the rows (standardized over the whole data, spreads floored at a tenth of the
-    value range) are centred on the label's median and
-    projected on the top right singular vector; a row's score is its projection's distance
-    from the median projection in robust standard deviations (1.4826 x MAD). Rows beyond
-    ``threshold`` are flagged. Labels with fewer than ``min_rows`` rows are skipped.
+    Rows are standardized over the whole data (spreads floored at a tenth of the value range),
+    centred per label on the label's median and projected on the label's top ``n_directions``
+    right singular vectors (from at most ``max_fit`` rows of it). A row's score is its largest
+    distance from the median projection in robust standard deviations (1.4826 x MAD). Per-row
+    p-values from the label's own score tail; group evidence (``group_evidence``) for the rows
+    farthest out, and those far out along the same direction and side (it projected out).
     """
     X, y = _check(X, y)
-    # Floored spread: a pixel that is nearly always blank must not dominate every direction.
-    scale = np.maximum(X.std(axis=0), 0.1 * max(float(X.max() - X.min()), 1e-12))
-    Z = (X - X.mean(axis=0)) / scale
-    scores = np.zeros(len(X))
-    evidence: dict[int, str] = {}
-    for label in np.unique(y):
+    n = len(X)
+    rng = np.random.default_rng(random_state)
+    ref = X[_sample(n, 20000, rng)].astype(np.float32)
+    mean = ref.mean(axis=0)
+    scale = np.maximum(ref.std(axis=0), 0.1 * _value_range(X)).astype(np.float32)
+    scores = np.zeros(n, dtype=np.float32)
+    keys = np.zeros(n, dtype=np.int32)
+    labels = np.unique(y)
+    directions = {}
+    for li, label in enumerate(labels):
         rows = np.flatnonzero(y == label)
         if len(rows) < min_rows:
             continue
-        C = Z[rows] - np.median(Z[rows], axis=0)
-        # Only the top direction: the small side of the matrix keeps this cheap on big classes.
-        _, _, vt = np.linalg.svd(C[:: max(1, len(rows) // 20000)], full_matrices=False)
-        proj = C @ vt[0]
-        centre = np.median(proj)
-        spread = 1.4826 * np.median(np.abs(proj - centre))
-        z = np.abs(proj - centre) / max(spread, 1e-12)
-        scores[rows] = z
-        for i in rows[z > threshold]:
-            evidence[int(i)] = (f"lies {scores[i]:.1f} robust sd out along the top singular "
-                                f"direction of label {_fmt(label)}'s rows")
-    flagged = np.array(sorted(evidence), dtype=np.int64)
-    return _result("spectral", scores, flagged, evidence, threshold=threshold)
+        fit = rows if len(rows) <= max_fit else np.sort(rng.choice(rows, max_fit, replace=False))
+        Z = (X[fit].astype(np.float32) - mean) / scale
+        med = np.median(Z, axis=0)
+        _, _, vt = np.linalg.svd(Z - med, full_matrices=False)
+        V = vt[:n_directions].T  # (features, directions)
+        directions[label] = V
+        ref_proj = (Z - med) @ V
+        centre = np.median(ref_proj, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(ref_proj - centre), axis=0), 1e-6)
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = rows[start:start + CHUNK_ROWS]
+            proj = ((X[part].astype(np.float32) - mean) / scale - med) @ V
+            z = (proj - centre) / spread
+            a = np.abs(z)
+            j = a.argmax(axis=1)
+            scores[part] = a[np.arange(len(part)), j]
+            keys[part] = li * 2 * n_directions + 2 * j + (z[np.arange(len(part)), j] > 0)
+    own = tail_pvalues(scores, y, random_state=random_state, upper=0.9)
+    look = lookalikes or Lookalikes(X, y, random_state=random_state)
+
+    def removal(key):
+        li, j = divmod(int(key) // 2, n_directions)
+        v = directions[labels[li]][:, j] / scale  # the direction in raw features
+        return {"direction": (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)}
+
+    group, found = group_evidence(look, X, y, scores, keys, removal, q=q,
+                                  random_state=random_state)
+    p = np.minimum(1.0, 2.0 * np.minimum(own, group))
+    group_of = {}
+    for g in found:
+        group_of.setdefault(g["label"], []).append(g)
+
+    def why(i):
+        d = int(keys[i] % (2 * n_directions)) // 2
+        text = (f"lies {scores[i]:.1f} robust sd out along singular direction {d + 1} of label "
+                f"{_fmt(y[i])}'s rows")
+        g = next((g for g in group_of.get(y[i], []) if g["key"] in (None, keys[i])), None)
+        if g and group[i] < 1:
+            text += (f"; {g['members']} rows of label {_fmt(y[i])} lie that far out, "
+                     f"{g['lookalike']} of them look like {_fmt(g['looks_like'])} without it "
+                     f"(chance {g['chance_rate']:.0%}; group p=1e{g['log10_p']:.0f})")
+        return text
+
+    return _result("spectral", scores, p, why, q=q, found=found, n_directions=n_directions,
+                   groups=[_jsonable_group(g) for g in found][:20])
 
 
 def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                         random_state: int = 0, sizes: Sequence[int] = (1, 2, 3),
-                        min_flip: float = 0.5, max_rows: int = 20000) -> DetectorResult:
-    """Rows of the target class that carry the worst candidate trigger of the shared scan.
+                        max_rows: int = 10000, scan_rows_n: int = 2000,
+                        q: float = FDR_Q) -> DetectorResult:
+    """Rows of the target class that carry a candidate trigger the model obeys far more than the
+    other candidates.
 
-    The seeded logistic model of ``lineage.training`` is trained on the rows (a seeded sample of ``max_rows`` above
-    that); ``lineage.scan.scan_triggers`` stamps every candidate patch (sizes 1..3, every
-    position, at ``value``, default the data's maximum) on the rows and reports, per candidate,
-    the largest share of non-target rows flipped to one class. When the worst candidate flips at
-    least ``min_flip`` of them, the rows labelled with its target class whose block is uniformly
-    at the patch value are flagged: they carry the pattern the model learned to obey.
-    Score: the worst flip share, on the rows that carry its patch.
+    The seeded logistic model of ``lineage.poison.estimators`` is trained on the rows (a seeded
+    sample of ``max_rows`` above that); ``scan_triggers`` stamps every square candidate patch
+    (``sizes`` in eighths of the shorter side, every position, at ``value``, default the data's
+    maximum) on ``scan_rows_n`` of the rows and reports, per candidate, the largest share of
+    non-target rows flipped to one class. The worst candidate's flip share gets a p-value against
+    the other candidates' shares (robust exponential tail, ``tail_pvalues``, times the number of
+    candidates); rows labelled with its target class whose block is uniformly at the patch value
+    carry that p-value. Score: the worst flip share, on the rows that carry its patch.
     """
-
     X, y = _check(X, y)
-    h, w = image_shape_for(image_shape, X.shape[1])
+    geometry = _geometry(image_shape, X.shape[1])
+    n = len(X)
     v = float(X.max()) if value is None else float(value)
     rng = np.random.default_rng(random_state)
-    rows = np.arange(len(X)) if len(X) <= max_rows else np.sort(rng.choice(len(X), max_rows, replace=False))
-    scores = np.zeros(len(X))
+    rows = _sample(n, max_rows, rng)
+    scores = np.zeros(n)
+    p = np.ones(n)
     if len(np.unique(y[rows])) < 2:
-        return _result("trigger_scan", scores, np.empty(0, np.int64), {},
-                       skipped="needs at least two labels")
-
+        return _empty("trigger_scan", n, "needs at least two labels")
     model = fit_estimator("logistic", X[rows], y[rows], seed=random_state,
-                          value_max=max(float(np.abs(X).max()), 1e-12))
-    worst = _worst_candidate(scan_triggers(model, X[rows], y[rows], image_shape=(h, w), value=v,
-                                           sizes=tuple(sizes)))
-    evidence: dict[int, str] = {}
-    params = dict(sizes=list(sizes), value=v, min_flip=min_flip)
+                          value_max=_abs_max(X))
+    scan_at = rows if len(rows) <= scan_rows_n else np.sort(rng.choice(rows, scan_rows_n, replace=False))
+    ks = tuple(scaled_sizes(geometry, sizes))
+    scan = scan_triggers(model, X[scan_at].astype(np.float64), y[scan_at], image_shape=geometry,
+                         value=v, sizes=ks)
+    params = dict(sizes=list(ks), value=v)
+    worst = scan.worst
+    carriers = np.zeros(n, dtype=bool)
     if worst is not None:
-        trigger, target, flip = worst
-        params.update(worst=trigger.describe(), target=_fmt(target), flip_share=round(flip, 4))
-        grid = np.arange(h * w).reshape(h, w)
-        idx = grid[trigger.row:trigger.row + trigger.size, trigger.col:trigger.col + trigger.size].ravel()
-        carries = (X[:, idx] == trigger.value).all(axis=1)
-        scores[carries] = flip
-        if flip >= min_flip:
-            for i in np.flatnonzero(carries & (y == target)):
-                evidence[int(i)] = (f"labelled {_fmt(target)} and carries the worst scanned trigger "
-                                    f"{trigger.describe()}, which turns {flip:.0%} of other rows "
-                                    f"into {_fmt(target)} for a model trained on these rows")
-    flagged = np.array(sorted(evidence), dtype=np.int64)
-    return _result("trigger_scan", scores, flagged, evidence, **params)
+        asrs = np.array([c.asr for c in scan.candidates])
+        tail = tail_pvalues(asrs, np.zeros(len(asrs)))
+        p_worst = min(1.0, float(tail[0]) * len(asrs))
+        trigger = worst.trigger
+        idx = _block_features(geometry, (trigger.size, trigger.row, trigger.col))
+        carriers = (X[:, idx] == trigger.value).all(axis=1) & (y == worst.target)
+        scores[carriers] = worst.asr
+        p[carriers] = p_worst
+        params.update(worst=trigger.describe(), target=_fmt(worst.target),
+                      flip_share=round(float(worst.asr), 4), log10_p=round(math.log10(max(p_worst, 1e-300)), 1))
+
+    def why(i):
+        return (f"labelled {_fmt(worst.target)} and carries the scanned trigger "
+                f"{worst.trigger.describe()}, which turns {worst.asr:.0%} of other rows into "
+                f"{_fmt(worst.target)} for a model trained on these rows")
+
+    return _result("trigger_scan", scores, p, why, q=q, **params)
 
 
 def _worst_candidate(scan) -> Optional[tuple[Trigger, int, float]]:
@@ -550,47 +1144,75 @@ DETECTORS: dict[str, Callable[..., DetectorResult]] = {
     "trigger_scan": detect_trigger_scan,
 }
 
-# A detector's vote in the combined list. Pattern-confirmed detectors flag on their own; the
-# general-purpose ones flag noisy-but-innocent rows too, so two of them must agree.
-WEIGHTS = {"shared_patch": 1.0, "trigger_scan": 0.5, "pixel_blocks": 0.5,
-           "label_disagreement": 0.5, "duplicates": 0.5, "spectral": 0.25}
 
-
-def combine(results: Sequence[DetectorResult], n_samples: int, *,
-            weights: Optional[dict[str, float]] = None, cut: float = 1.0) -> ScanReport:
+def combine(results: Sequence[DetectorResult], n_samples: int, *, q: float = FDR_Q) -> ScanReport:
     """One audit list from several detectors' results.
 
-    A row's combined score is the sum of the weights of the detectors that flagged it (default
-    ``WEIGHTS``: 1 for the pattern-confirmed detectors, 0.5 for the general-purpose ones, 0.25 for
-    spectral signatures, which mostly agree with pixel blocks on odd-but-honest rows); rows at
-    or above ``cut`` are the combined flags. Every row flagged by any detector is listed, most
-    suspicious first, with each flagging detector's evidence.
+    Per row, the detectors' p-values are combined by the Cauchy combination test
+    (``cauchy_combine``) and the combined p-values pass the Benjamini-Hochberg procedure at false
+    discovery rate ``q``: those rows are the combined flags, together with the rows of every
+    group a detector discovered at ``q`` (a group of rows that share one anomaly is one
+    hypothesis, its p-value corrected for the candidate groups tried; its rows carry it). Every row flagged by any detector
+    (at its own level ``q``) or by the combination is listed, most suspicious first, with each
+    detector's p-value and the evidence of those that flagged it.
     """
-    weights = {**WEIGHTS, **(weights or {})}
-    by_row: dict[int, dict[str, str]] = {}
-    for result in results:
-        for i in result.flagged:
-            by_row.setdefault(int(i), {})[result.name] = result.evidence[int(i)]
-    entries = [AuditEntry(position=i, score=round(sum(weights.get(d, 0.5) for d in ev), 6),
-                          detectors=tuple(sorted(ev)), evidence=dict(sorted(ev.items())))
-               for i, ev in by_row.items()]
+    results = list(results)
+    combined = np.ones(n_samples)
+    if results:
+        for start in range(0, n_samples, CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            combined[part] = cauchy_combine(np.column_stack([r.p[part] for r in results]))
+    flags = benjamini_hochberg(combined, q)
+    for r in results:  # rows of the groups the detectors discovered at q
+        grouped = _group_rows(r.found, q, n_samples)
+        flags[grouped] = True
+        combined[grouped] = np.minimum(combined[grouped], r.p[grouped])
+    listed = flags.copy()
+    for r in results:
+        listed[r.flagged] = True
+    entries = []
+    for i in np.flatnonzero(listed):
+        i = int(i)
+        names = tuple(sorted(r.name for r in results if i in r.evidence))
+        evidence = {r.name: r.evidence[i] for r in sorted(results, key=lambda r: r.name)
+                    if i in r.evidence}
+        if not evidence:  # flagged by agreement only: the strongest detector's reading
+            strongest = min(results, key=lambda r: r.p[i])
+            evidence = {strongest.name: f"p={strongest.p[i]:.2g} (not significant alone)"}
+        entries.append(AuditEntry(
+            position=i, score=round(-math.log10(max(float(combined[i]), 1e-300)), 3),
+            detectors=names, evidence=evidence, pvalue=float(combined[i]),
+            pvalues={r.name: float(r.p[i]) for r in results}))
     entries.sort(key=lambda e: (-e.score, e.position))
-    flagged = np.array(sorted(e.position for e in entries if e.score >= cut), dtype=np.int64)
-    return ScanReport(results={r.name: r for r in results}, entries=entries, flagged=flagged,
-                      params={"weights": weights, "cut": cut, "n_samples": n_samples})
+    return ScanReport(results={r.name: r for r in results}, entries=entries,
+                      flagged=np.flatnonzero(flags).astype(np.int64),
+                      params={"combination": "cauchy", "fdr_q": q, "n_samples": n_samples},
+                      pvalues=combined)
 
 
 def scan_rows(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
-              random_state: int = 0, detectors: Optional[Sequence[str]] = None) -> ScanReport:
-    """Run the detectors (default: all of ``DETECTORS``) over (X, y) and combine their flags.
+              random_state: int = 0, detectors: Optional[Sequence[str]] = None,
+              q: float = FDR_Q, progress: Progress = None) -> ScanReport:
+    """Run the detectors (default: all of ``DETECTORS``) over (X, y) and combine their p-values.
 
-    X : ndarray of shape (n_samples, h*w); y : ndarray of shape (n_samples,).
+    X : ndarray of shape (n_samples, h*w*c); y : ndarray of shape (n_samples,).
+    ``progress(done, total)`` is called after each detector.
     """
     names = list(DETECTORS) if detectors is None else list(detectors)
     unknown = [d for d in names if d not in DETECTORS]
     if unknown:
         raise BadInputError(f"unknown detector {unknown[0]!r}: choose from {', '.join(DETECTORS)}")
     X, y = _check(X, y)
-    results = [DETECTORS[name](X, y, image_shape=image_shape, value=value,
-                               random_state=random_state) for name in names]
-    return combine(results, len(X))
+    results = []
+    look = None
+    for done, name in enumerate(names):
+        extra = {}
+        if name in ("pixel_blocks", "spectral"):  # one look-alike pool for both
+            look = look or Lookalikes(X, y, random_state=random_state)
+            extra["lookalikes"] = look
+        results.append(DETECTORS[name](X, y, image_shape=image_shape, value=value,
+                                       random_state=random_state, q=q, **extra))
+        if progress:
+            progress(done + 1, len(names))
+    report = combine(results, len(X), q=q)
+    return replace(report, lookalikes=look)

@@ -21,6 +21,7 @@ class Detection:
     recall: Optional[float]
     f1: Optional[float]
     n_flagged: int
+    clean_flagged: Optional[float] = None  # share of the clean rows flagged (None: no clean row)
 
 
 def detection(flagged: np.ndarray, poisoned: np.ndarray) -> Detection:
@@ -35,7 +36,9 @@ def detection(flagged: np.ndarray, poisoned: np.ndarray) -> Detection:
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     elif recall is not None:
         f1 = 0.0
-    return Detection(precision=precision, recall=recall, f1=f1, n_flagged=int(flagged.sum()))
+    clean = int((~poisoned).sum())
+    return Detection(precision=precision, recall=recall, f1=f1, n_flagged=int(flagged.sum()),
+                     clean_flagged=(int((flagged & ~poisoned).sum()) / clean) if clean else None)
 
 
 def scan_detection(report: ScanReport, poisoned: np.ndarray) -> dict[str, Detection]:

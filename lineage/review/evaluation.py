@@ -10,8 +10,17 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from lineage.errors import BadInputError
+from lineage.poison.calibration import FDR_Q
+from lineage.poison.candidates import candidate_patterns
+from lineage.poison.detectors import ScanReport, scan_rows
 from lineage.poison.estimators import fit_estimator
-from lineage.poison.trigger_scan import baseline_rates, scan_triggers
+from lineage.poison.trigger_scan import (
+    AttackResult,
+    baseline_rates,
+    class_baseline_rates,
+    scan_attacks,
+    scan_triggers,
+)
 from lineage.review.policy import PolicyInfo
 from lineage.review.snapshots import find_snapshot, read_snapshot_rows, snapshot_status
 from lineage.store.tables import Dataset
@@ -91,3 +100,120 @@ def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, e
                          value=evaluation.value_max, sizes=sizes, target_classes=classes,
                          baseline=baseline)
     return model, accuracy, scan
+
+
+@dataclass(frozen=True)
+class AttackEvidence:
+    """What the calibrated scan of a snapshot's rows found, and what its patterns do to a model
+    trained on them (per source class -> target class, on the evaluation rows)."""
+
+    report: ScanReport  # the detectors' scan of the rows (combined flags at FDR q)
+    groups: list  # confirmed groups: detector, label, looks_like, rows, log10_p
+    attacks: list  # AttackResult of the candidates found in the data, worst first
+    label_flags: int  # rows the label detector flags at FDR q
+    q: float
+
+    @property
+    def worst(self) -> Optional[AttackResult]:
+        return self.attacks[0] if self.attacks else None
+
+
+def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *,
+                    estimator: str, seed: int, params: Optional[dict] = None,
+                    q: float = FDR_Q, report: Optional[ScanReport] = None) -> AttackEvidence:
+    """Scan (X, y) with the calibrated detectors (``lineage.poison.detectors.scan_rows``), turn
+    the groups they confirm into trigger candidates (``lineage.poison.candidates``) and measure
+    each on the evaluation rows for ``model`` (trained on X, y) per source class -> target class,
+    corrected by reference models cross-fitted on the evaluation rows (``scan_attacks``)."""
+    if report is None:
+        report = scan_rows(X, y, image_shape=evaluation.image_shape, value=evaluation.value_max,
+                           random_state=seed, q=q)
+    groups = [{"detector": name, "label": int(g["label"]), "looks_like": int(g["looks_like"]),
+               "rows": int(len(g["rows"])), "log10_p": round(float(g["log10_p"]), 1)}
+              for name, r in report.results.items() for g in r.found
+              if g["log10_p"] < np.log10(q)]
+    groups.sort(key=lambda g: g["log10_p"])
+    candidates = candidate_patterns(report, X, y, q=q, random_state=seed)
+    attacks = []
+    if candidates:
+        Xe = evaluation.X.astype(np.float64)
+        classes = sorted(set(np.unique(evaluation.y).tolist()) | set(model.classes_.tolist()))
+
+        def fit_reference(Xr, yr):
+            return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
+                                 params=params, n_equivalent=len(X))
+
+        baseline = class_baseline_rates(fit_reference, Xe, evaluation.y, candidates,
+                                        image_shape=evaluation.image_shape, classes=classes,
+                                        random_state=seed)
+        attacks = scan_attacks(model, Xe, evaluation.y, candidates,
+                               image_shape=evaluation.image_shape, classes=classes,
+                               baseline=baseline)
+    label = report.results.get("label_disagreement")
+    return AttackEvidence(report=report, groups=groups, attacks=attacks,
+                          label_flags=len(label.flagged) if label is not None else 0, q=q)
+
+
+def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evaluation,
+                policy: PolicyInfo) -> dict:
+    """The approval gate's shadow evaluation of a snapshot's rows (X, y, row ids ``ids``): its
+    report (``passed``, ``message`` and the figures).
+
+    A model of the policy's reference estimator and seed is trained on the rows and measured on
+    the evaluation snapshot, and the rows are scanned by the calibrated detectors
+    (``attack_evidence``, false discovery rate q = 1%). Refused when clean accuracy <
+    ``min_clean_accuracy``; when the worst square trigger's baseline-corrected ASR (pooled over
+    the non-target classes) > ``max_asr``; when a trigger found in the rows (a pattern or
+    direction a detector confirmed at the FDR) reaches a baseline-corrected ASR > ``max_asr``
+    for one source class -> target class; or when the label detector flags at least 3 rows at
+    the FDR (label poisoning without a trigger). ``max_asr`` 1 makes the gate measure only
+    (the lab's red-team sandbox): then only clean accuracy and overlap refuse.
+    """
+    overlap = int(np.isin(ids, evaluation.row_ids).sum())
+    model, accuracy, scan = shadow_evaluation(X, y, evaluation,
+                                              estimator=policy.reference_estimator,
+                                              seed=policy.seed, sizes=policy.scan_sizes)
+    evidence = attack_evidence(model, X, y, evaluation, estimator=policy.reference_estimator,
+                               seed=policy.seed)
+    worst = scan.worst
+    worst_asr = worst.asr if worst else 0.0
+    found = evidence.worst
+    found_asr = found.asr if found else 0.0
+    gating = policy.max_asr < 1.0
+    problems = []
+    if overlap:
+        problems.append(f"{overlap} evaluation rows are also in the snapshot (not held out)")
+    if accuracy < policy.min_clean_accuracy:
+        problems.append(f"clean accuracy {accuracy:.4f} < {policy.min_clean_accuracy:g}")
+    if worst_asr > policy.max_asr:
+        problems.append(f"trigger {worst.describe} ASR {worst_asr:.4f} > {policy.max_asr:g} "
+                        f"(raw {worst.raw_asr:.4f}, baseline {worst.baseline_asr:.4f})")
+    if gating and found_asr > policy.max_asr:
+        group = next((g for g in evidence.groups if g["detector"] == found.trigger.origin), None)
+        problems.append(
+            f"the scan found {found.trigger.describe()} in the rows"
+            + (f" ({group['rows']} rows of label {group['label']} that look like "
+               f"{group['looks_like']}, p=1e{group['log10_p']:.0f})" if group else "")
+            + f": ASR {found_asr:.4f} > {policy.max_asr:g} on class {found.source} -> "
+            f"{found.target} (raw {found.raw_asr:.4f}, baseline {found.baseline_asr:.4f})")
+    if gating and evidence.label_flags >= 3:
+        problems.append(f"the label detector flags {evidence.label_flags} rows whose labels a "
+                        f"model that never saw them does not believe (FDR {evidence.q:g})")
+    report = evidence.report
+    return {"gate": "shadow_evaluation", "passed": not problems,
+            "evaluation_snapshot": evaluation.name, "evaluation_rows": len(evaluation.y),
+            "overlap_rows": overlap, "estimator": policy.reference_estimator, "seed": policy.seed,
+            "clean_accuracy": round(accuracy, 6), "min_clean_accuracy": policy.min_clean_accuracy,
+            "worst_asr": round(worst_asr, 6), "max_asr": policy.max_asr,
+            "worst_trigger": worst.describe if worst else None,
+            "n_candidates": len(scan.candidates), "top_triggers": scan.top(5),
+            "scan": {"fdr_q": evidence.q, "flagged": len(report.flagged),
+                     "per_detector": {n: len(r.flagged) for n, r in report.results.items()},
+                     "groups": evidence.groups[:10], "label_flags": evidence.label_flags},
+            "found_asr": round(found_asr, 6),
+            "found_trigger": found.describe if found else None,
+            "found_triggers": [a.as_dict() for a in evidence.attacks[:5]],
+            "message": "; ".join(problems) if problems else
+            f"clean accuracy {accuracy:.4f} >= {policy.min_clean_accuracy:g}, worst trigger ASR "
+            f"{worst_asr:.4f} <= {policy.max_asr:g}; the scan (FDR {evidence.q:g}) flags "
+            f"{len(report.flagged)} rows, worst ASR of a trigger found in them {found_asr:.4f}"}

@@ -33,7 +33,7 @@ from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import BadInputError, GateFailedError, RefusedError
 from lineage.review.attestations import attest, signing_key_for
 from lineage.review.checkpoints import witness
-from lineage.review.evaluation import Evaluation, evaluation_rows, shadow_evaluation
+from lineage.review.evaluation import Evaluation, evaluation_rows
 from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.review.snapshots import (
     SnapshotInfo,
@@ -133,29 +133,12 @@ def four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
 
 
 def _shadow_gate(X, y, ids, evaluation: Evaluation, policy: PolicyInfo) -> dict:
-    overlap = int(np.isin(ids, evaluation.row_ids).sum())
-    _, accuracy, scan = shadow_evaluation(X, y, evaluation, estimator=policy.reference_estimator,
-                                          seed=policy.seed, sizes=policy.scan_sizes)
-    worst = scan.worst
-    worst_asr = worst.asr if worst else 0.0
-    problems = []
-    if overlap:
-        problems.append(f"{overlap} evaluation rows are also in the snapshot (not held out)")
-    if accuracy < policy.min_clean_accuracy:
-        problems.append(f"clean accuracy {accuracy:.4f} < {policy.min_clean_accuracy:g}")
-    if worst_asr > policy.max_asr:
-        problems.append(f"trigger {worst.describe} ASR {worst_asr:.4f} > {policy.max_asr:g} "
-                        f"(raw {worst.raw_asr:.4f}, baseline {worst.baseline_asr:.4f})")
-    return {"gate": "shadow_evaluation", "passed": not problems,
-            "evaluation_snapshot": evaluation.name, "evaluation_rows": len(evaluation.y),
-            "overlap_rows": overlap, "estimator": policy.reference_estimator, "seed": policy.seed,
-            "clean_accuracy": round(accuracy, 6), "min_clean_accuracy": policy.min_clean_accuracy,
-            "worst_asr": round(worst_asr, 6), "max_asr": policy.max_asr,
-            "worst_trigger": worst.describe if worst else None,
-            "n_candidates": len(scan.candidates), "top_triggers": scan.top(5),
-            "message": "; ".join(problems) if problems else
-            f"clean accuracy {accuracy:.4f} >= {policy.min_clean_accuracy:g}, worst trigger ASR "
-            f"{worst_asr:.4f} <= {policy.max_asr:g}"}
+    """The shadow evaluation gate (``lineage.review.evaluation.shadow_gate``): a model trained
+    on the snapshot measured on the evaluation snapshot, and the calibrated scan of the
+    snapshot's rows, with the triggers it finds measured per source class -> target class."""
+    from lineage.review.evaluation import shadow_gate  # only this function is the gate's
+
+    return shadow_gate(X, y, ids, evaluation, policy)
 
 
 def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -> SnapshotInfo:

@@ -1,0 +1,137 @@
+"""The calibrated scan on attacks it was not tuned on (blended, label flips, non-square), on
+unpoisoned rows, at another image shape, and the triggers it finds measured per class.
+Heavier measurements (every family, several seeds, cleanlab side by side) are in
+bench/bench_detect.py."""
+
+import numpy as np
+import pytest
+
+from lineage.errors import BadInputError
+from lineage.lab.experiment import LabSettings, poison, reference_split
+from lineage.poison.blame import blame_sources
+from lineage.poison.candidates import candidate_patterns
+from lineage.poison.detectors import scan_rows
+from lineage.poison.estimators import fit_estimator
+from lineage.poison.metrics import detection
+from lineage.poison.trigger_scan import class_baseline_rates, scan_attacks
+from lineage.poison.triggers import Pattern, image_geometry_for, parse_image_geometry, stamp
+
+
+def _flags(report, n):
+    mask = np.zeros(n, dtype=bool)
+    mask[report.flagged] = True
+    return mask
+
+
+def _dirty(apply, fraction=0.15, seed=0, source=1, target=7):
+    X, y, Xe, ye = reference_split(seed=seed)
+    rng = np.random.default_rng(100 + seed)
+    chosen = rng.choice(np.flatnonzero(y == source), int(round(fraction * (y == source).sum())),
+                        replace=False)
+    X = X.copy()
+    y = y.copy()
+    X[chosen] = apply(X[chosen])
+    y[chosen] = target
+    poisoned = np.zeros(len(y), bool)
+    poisoned[chosen] = True
+    return X, y, poisoned, Xe, ye
+
+
+@pytest.fixture(scope="module")
+def blended():
+    pattern = np.random.default_rng(7).uniform(0, 16, 64)
+    return _dirty(lambda rows: 0.8 * rows + 0.2 * pattern[None, :]), pattern
+
+
+def test_a_blended_low_amplitude_pattern_is_found(blended):
+    (X, y, poisoned, _, _), _ = blended
+    report = scan_rows(X, y, image_shape="8x8")
+    d = detection(_flags(report, len(y)), poisoned)
+    assert d.f1 >= 0.9, d
+    entry = next(e for e in report.entries if e.position == int(np.flatnonzero(poisoned)[0]))
+    assert entry.pvalue < 0.01 and set(entry.pvalues) == set(report.results)
+    assert any("look like 1" in text for text in entry.evidence.values())
+
+
+def test_the_triggers_found_in_the_data_are_measured_per_class(blended):
+    (X, y, poisoned, Xe, ye), pattern = blended
+    report = scan_rows(X, y, image_shape="8x8")
+    found = candidate_patterns(report, X, y)
+    assert found and all(isinstance(p, Pattern) for p in found)
+
+    def fit(A, b, n_equivalent=None):
+        return fit_estimator("logistic", A, b, seed=0, value_max=16, n_equivalent=n_equivalent)
+
+    base = class_baseline_rates(lambda A, b: fit(A, b, len(X)), Xe, ye, found, image_shape="8x8",
+                                classes=range(10))
+    poisoned_model = scan_attacks(fit(X, y), Xe, ye, found, image_shape="8x8", classes=range(10),
+                                  baseline=base)
+    assert poisoned_model[0].asr > 0.5 and poisoned_model[0].target == 7
+    Xc, yc, _, _ = reference_split(seed=0)
+    clean_model = scan_attacks(fit(Xc, yc), Xe, ye, found, image_shape="8x8", classes=range(10),
+                               baseline=base)
+    # the pattern is a backdoor only where it was planted: far weaker on an unpoisoned model
+    assert clean_model[0].asr < poisoned_model[0].asr - 0.3, (clean_model[0], poisoned_model[0])
+    truth = 0.8 * Xe[ye == 1] + 0.2 * pattern[None, :]
+    assert (fit(X, y).predict(truth) == 7).mean() > 0.5  # the attack works
+
+
+def test_label_flips_without_a_trigger():
+    X, y, _, _ = reference_split(seed=0)
+    rng = np.random.default_rng(3)
+    ones, sevens = np.flatnonzero(y == 1), np.flatnonzero(y == 7)
+    a = rng.choice(ones, 25, replace=False)
+    b = rng.choice(sevens, 25, replace=False)
+    y = y.copy()
+    y[a], y[b] = 7, 1
+    poisoned = np.isin(np.arange(len(y)), np.concatenate([a, b]))
+    report = scan_rows(X, y, image_shape="8x8", detectors=["label_disagreement", "pixel_blocks",
+                                                            "spectral"])
+    d = detection(_flags(report, len(y)), poisoned)
+    assert d.precision >= 0.85 and d.recall >= 0.7, d
+    assert len(report.results["label_disagreement"].flagged) >= 10
+
+
+def test_unpoisoned_rows_are_rarely_flagged():
+    X, y, _, _ = reference_split(seed=1)
+    report = scan_rows(X, y, image_shape="8x8")
+    assert len(report.flagged) < 0.01 * len(y)
+    assert report.params["fdr_q"] == 0.01
+
+
+def test_the_same_detectors_on_28x28x3_images():
+    X, y, _, _ = reference_split(seed=0)
+    X, y, poisoned = poison(X, y, rate=0.1, trigger=LabSettings().trigger, source_class=1,
+                            target_class=7, seed=0)
+    big = np.pad(np.kron(X.reshape(-1, 8, 8), np.ones((1, 3, 3))), ((0, 0), (2, 2), (2, 2)))
+    rgb = (big[..., None] * np.array([1.0, 0.8, 0.6])).reshape(len(X), -1)
+    assert image_geometry_for("28x28x3", rgb.shape[1]) == (28, 28, 3)
+    report = scan_rows(rgb, y, image_shape="28x28x3",
+                       detectors=["pixel_blocks", "shared_patch", "spectral"])
+    assert detection(_flags(report, len(y)), poisoned).f1 >= 0.9
+    assert report.results["pixel_blocks"].params["sizes"] == [4, 8, 12]
+
+
+def test_image_geometry():
+    assert parse_image_geometry("8x8") == (8, 8, 1)
+    assert parse_image_geometry("28X28x3") == (28, 28, 3)
+    with pytest.raises(BadInputError, match="holds 2352 values, rows have 784"):
+        image_geometry_for("28x28x3", 784)
+    with pytest.raises(BadInputError, match="write it as HxW or HxWxC"):
+        parse_image_geometry("28x28x3x2")
+    X = np.zeros((2, 2 * 2 * 3))
+    out = stamp(X, LabSettings(size=1, position=(1, 1)).trigger, "2x2x3")
+    assert out.reshape(2, 2, 2, 3)[:, 1, 1].tolist() == [[16.0] * 3] * 2
+
+
+def test_blame_names_the_poisoned_source_and_not_the_clean_one():
+    X, y, Xe, ye = reference_split(seed=0)
+    X, y, poisoned = poison(X, y, rate=0.1, trigger=LabSettings().trigger, source_class=1,
+                            target_class=7, seed=0)
+    rng = np.random.default_rng(0)
+    sources = np.where(poisoned | (rng.random(len(y)) < 0.3), "crowd", "base")
+    blame = blame_sources(X, y, sources, Xe, ye, image_shape="8x8", value_max=16.0)
+    assert blame.suspects == ["crowd"]
+    crowd = next(s for s in blame.sources if s.source == "crowd")
+    assert blame.attack_asr > 0.5 and crowd.attack_asr_without < 0.1
+    assert "falls from" in crowd.why
