@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,7 @@ from lineage.data.sources import source_status
 from lineage.errors import BadInputError, IntegrityError, RefusedError
 from lineage.lab.audit import record_implicated, scan_version
 from lineage.models.registry import find_model_version, model_info, model_reviews
+from lineage.poison.calibration import FDR_Q
 from lineage.review.attestations import attestation_of, verified_attestation
 from lineage.review.keys import Trust, read_trust
 from lineage.review.snapshots import (
@@ -204,6 +206,22 @@ def _pct(coverage: Optional[float]) -> str:
     return f"{coverage:.0%}" if coverage in (0.0, 1.0) else f"{coverage:.1%}"
 
 
+def _flags_blame(carried: int, unexplained: int, share: float, *,
+                 n_sources: int) -> tuple[bool, float]:
+    """Whether a source that delivered ``carried`` of the ``unexplained`` flagged rows (rows no
+    record explains) while holding ``share`` of the snapshot's rows is to blame for them: the
+    binomial tail of that count against its share, below the scan's FDR q with Bonferroni over
+    the snapshot's sources (a false alarm or two in a large source blames nothing; a source
+    that holds every row can only be blamed by its status or by ``lineage audit sources``).
+    Returns (blamed, log10 of the tail)."""
+    if carried == 0 or share >= 1.0:
+        return False, 0.0
+    from scipy.stats import binom
+
+    log10_p = float(binom.logsf(carried - 1, unexplained, share)) / math.log(10)
+    return log10_p < math.log10(FDR_Q / max(n_sources, 1)), log10_p
+
+
 def _graph(session: Session, walk: _Walk) -> LineageGraph:
     snap, mv = walk.snapshot, walk.model
     nodes: dict[str, GraphNode] = {}
@@ -211,6 +229,8 @@ def _graph(session: Session, walk: _Walk) -> LineageGraph:
     flagged_ingests = walk.delivered
     rows_from = {e["ingest"]: e["rows"]
                  for e in row_sources(session, snap.dataset_id, walk.member_ids)}
+    sources_in_snapshot = set(session.scalars(
+        select(Ingest.source_id).where(Ingest.id.in_(list(rows_from)))))
     implicated_steps: dict[int, int] = {}  # transformation -> implicated rows it touched
     for reasons in walk.implicated.values():
         for reason in reasons:  # each names its step: "... transformation 3 ..."
@@ -230,11 +250,14 @@ def _graph(session: Session, walk: _Walk) -> LineageGraph:
                                    ("source not approved", status == "approved")) if not ok]
         ingest_ids = set(session.scalars(select(Ingest.id).where(Ingest.source_id == src.id)))
         carried = sum(flagged_ingests.get(i, 0) for i in ingest_ids)
-        marks = (("suspect",) if status != "approved" or carried else ()) + (
+        share = sum(rows_from.get(i, 0) for i in ingest_ids) / max(len(walk.member_ids), 1)
+        blamed, log10_p = _flags_blame(carried, sum(flagged_ingests.values()), share,
+                                       n_sources=len(sources_in_snapshot))
+        marks = (("suspect",) if status != "approved" or blamed else ()) + (
             ("uncovered",) if missing else ())
         why = ([f"status {status}"] if status != "approved" else []) + (
-            [f"delivered {carried} rows the detectors flag and no record explains"]
-            if carried else [])
+            [f"delivered {carried} rows the detectors flag and no record explains, holding "
+             f"{share:.0%} of the rows (p=1e{log10_p:.0f})"] if blamed else [])
         return add(GraphNode(
             id=f"source{src.id}", kind="source", record_id=src.id, label=f"source {src.name}",
             detail=f"{src.kind} · {status}", coverage=0.0 if missing else 1.0, marks=marks,
@@ -248,11 +271,14 @@ def _graph(session: Session, walk: _Walk) -> LineageGraph:
                                    ("ingest without actor", (ing.actor or "").strip())) if not ok]
         carried = flagged_ingests.get(ing.id, 0)
         in_snap = rows_from.get(ing.id, 0)
+        blamed, _ = _flags_blame(carried, sum(flagged_ingests.values()),
+                                 in_snap / max(len(walk.member_ids), 1),
+                                 n_sources=len(rows_from))
         node_id = add(GraphNode(
             id=f"ingest{ing.id}", kind="ingest", record_id=ing.id, label=f"ingest {ing.id}",
             detail=f"{in_snap} of {ing.n_rows} rows · by {ing.actor}",
             coverage=0.0 if missing or "uncovered" in nodes[src_id].marks else 1.0,
-            marks=(("suspect",) if carried or "suspect" in nodes[src_id].marks else ())
+            marks=(("suspect",) if blamed or "suspect" in nodes[src_id].marks else ())
             + (("uncovered",) if missing else ()),
             info={"id": ing.id, "source": src.name, "file_name": ing.file_name,
                   "file_sha256": ing.file_sha256, "n_rows": ing.n_rows,
@@ -907,7 +933,7 @@ JavaScript for this file.</noscript></div>
       var r = maxDepth - depth[n.id];
       (ranks[r] = ranks[r] || []).push(n);
     });
-    var W = 250, H = 56, GAP = 28, ROW = 84, PAD = 16;
+    var W = 290, H = 56, GAP = 28, ROW = 84, PAD = 16;
     var widest = 0;
     ranks.forEach(function (rank) { widest = Math.max(widest, rank.length); });
     var width = Math.max(box.clientWidth || 640, widest * (W + GAP) + 2 * PAD);
@@ -954,9 +980,11 @@ JavaScript for this file.</noscript></div>
                   fill: st[0], stroke: st[1], "stroke-width": strong ? 2.5 : 1.2,
                   "stroke-dasharray": n.marks.indexOf("tainted") >= 0 && !strong ? "5 3" : "none"},
          g);
-      text(g, 10, 17, clip(n.label, 30), {"font-size": 13, "font-weight": 600, fill: "#111827"});
-      text(g, 10, 33, clip(n.detail, 40), {"font-size": 11, fill: "#374151"});
       var flags = n.marks.filter(function (m) { return m !== "uncovered"; });
+      // The label leaves room for the mark's badge at the top right.
+      text(g, 10, 17, clip(n.label, flags.length ? 27 : 34),
+           {"font-size": 13, "font-weight": 600, fill: "#111827"});
+      text(g, 10, 33, clip(n.detail, 44), {"font-size": 11, fill: "#374151"});
       if (flags.length) {
         text(g, W - 8, 16, flags[0].toUpperCase(), {"font-size": 9, "font-weight": 700,
              fill: st[1], "text-anchor": "end"});
