@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from types import UnionType
 from typing import (
     TYPE_CHECKING,
@@ -262,11 +263,31 @@ def opened(db: Optional[str], actor: Optional[str] = None, *,
     for every other a mistyped --db is "no store at ...", exit 3, and no empty store is made."""
     from lineage.store.engine import open_store
 
+    fresh = _new_sqlite_file(db) if create else None
     store = open_store(db, actor=actor, create=create)
     try:
         yield store
-    finally:
+    except BaseException:
         store.close()
+        if fresh is not None:  # a failed first command leaves no store behind, as it found none
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(fresh) + suffix).unlink(missing_ok=True)
+        raise
+    else:
+        store.close()
+
+
+def _new_sqlite_file(db: Optional[str]) -> Optional[Path]:
+    """The SQLite file a command would create (None: it exists already, or not SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    from lineage.store.engine import resolve_db
+
+    url = make_url(resolve_db(db))
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path.resolve()
 
 
 def plain(value: Any) -> Any:

@@ -312,6 +312,25 @@ def test_read_commands_never_create_a_store(empty_db_url, tmp_path):
     assert cli("version", "list").exit_code == 0
 
 
+def test_a_failed_first_write_leaves_no_store_behind(tmp_path):
+    """A write that may start a store but fails on its input (an unknown source, a bad
+    option) leaves the folder as it was: no empty store to trip over later."""
+    db = tmp_path / "lineage.db"
+    cli = Cli(f"sqlite:///{db}")
+    (tmp_path / "rows.csv").write_text("f0,label\n1,1\n")
+    r = cli("ingest", "csv", str(tmp_path / "rows.csv"), "--source", "nobody", "--label-column",
+            "label")
+    assert (r.exit_code, r.output.splitlines()) == (
+        3, ["Error: no source named 'nobody' (see `lineage source list`)"])
+    r = cli("source", "add", "crowd", "--kind", "bogus")
+    assert r.exit_code == 2
+    assert sorted(os.listdir(tmp_path)) == ["rows.csv"]
+    assert cli("source", "add", "crowd").exit_code == 0 and db.exists()
+    r = cli("ingest", "csv", str(tmp_path / "rows.csv"), "--source", "nobody", "--label-column",
+            "label")
+    assert r.exit_code == 3 and db.exists()  # a store that was there stays
+
+
 def test_an_empty_sqlite_file_is_not_a_store_to_read(tmp_path):
     path = tmp_path / "empty.db"
     path.touch()
