@@ -49,3 +49,35 @@ def test_policy_cli(cli):
     assert (r.exit_code, r.output.strip()) == (2, "Error: --scan-sizes 'a,b': give sizes like 1,2,3")
     r = cli("policy", "show", "--all")
     assert r.exit_code == 0 and "lead" in r.output
+
+
+def test_scan_sizes_must_fit_the_evaluation_images(store):
+    """A patch larger than the image stamps nothing: a policy whose scan sizes do not fit the
+    evaluation snapshot's 8x8 images would switch the ASR gate off, so it is refused (here the
+    sizes come second; the next test sets the snapshot second)."""
+    from lineage.data.ingest import ingest_digits
+    from lineage.review.snapshots import create_snapshot
+
+    ingest_digits(store)
+    create_snapshot(store, "eval", version="v1")
+    with_eval = set_policy(store, evaluation_snapshot="eval", reason="held out")
+    before = state(store)
+    with pytest.raises(BadInputError, match=r"^--scan-sizes 9,1000: larger than the 8x8 images "
+                                            r"of evaluation snapshot 'eval' \(at most 8\)$"):
+        set_policy(store, scan_sizes=[1, 9, 1000], reason="bigger patches")
+    assert state(store) == before
+    assert set_policy(store, scan_sizes=[8], reason="the whole image").scan_sizes == (8,)
+    assert get_policy(store).evaluation_snapshot == with_eval.evaluation_snapshot
+
+
+def test_an_evaluation_snapshot_too_small_for_the_scan_sizes_is_refused(store):
+    from lineage.data.ingest import ingest_digits
+    from lineage.review.snapshots import create_snapshot
+
+    set_policy(store, scan_sizes=[2, 12], reason="for 28x28 images")  # nothing to check yet
+    ingest_digits(store)
+    create_snapshot(store, "eval", version="v1")
+    before = state(store)
+    with pytest.raises(BadInputError, match=r"^--scan-sizes 12: larger than the 8x8 images"):
+        set_policy(store, evaluation_snapshot="eval", reason="held out")
+    assert state(store) == before

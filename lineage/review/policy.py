@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from lineage.data.datasets import check_seed
 from lineage.errors import BadInputError, NotFoundError
 from lineage.poison.estimators import ESTIMATORS
+from lineage.poison.triggers import parse_image_geometry
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
-from lineage.store.tables import Policy, Snapshot
+from lineage.store.tables import Dataset, Policy, Snapshot
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,24 @@ def _fraction(name: str, value: Optional[float]) -> None:
         raise BadInputError(f"--{name.replace('_', '-')} {value:g}: give a fraction between 0 and 1")
 
 
+def _check_scan_sizes(session: Session, policy: PolicyInfo) -> None:
+    """Every trigger-scan patch size fits the evaluation snapshot's images: a patch larger than
+    the image stamps nothing, so a policy of only such sizes would switch the ASR gate off."""
+    if not policy.evaluation_snapshot:
+        return
+    snap = session.scalars(select(Snapshot).where(
+        Snapshot.name == policy.evaluation_snapshot)).first()
+    dataset = session.get(Dataset, snap.dataset_id) if snap is not None else None
+    if dataset is None or not dataset.image_shape:
+        return
+    h, w, _ = parse_image_geometry(dataset.image_shape)
+    too_big = [s for s in policy.scan_sizes if s > min(h, w)]
+    if too_big:
+        raise BadInputError(
+            f"--scan-sizes {','.join(map(str, too_big))}: larger than the {dataset.image_shape} "
+            f"images of evaluation snapshot {snap.name!r} (at most {min(h, w)})")
+
+
 def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
                min_coverage: Optional[float] = None, max_asr: Optional[float] = None,
                min_clean_accuracy: Optional[float] = None,
@@ -160,6 +179,7 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
                                     "(create it with `lineage snapshot create`)")
         current = policy_in_force(tx.session)
         new = replace(current, **changes)
+        _check_scan_sizes(tx.session, new)
         record = tx.add(Policy(settings=canonical(new.settings()), reason=reason))
         tx.event("policy.set", f"policy version {record.id}: "
                  + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
