@@ -255,16 +255,21 @@ def deferred_help(**fills: Callable[[], str]) -> type[TyperCommand]:
     return DeferredHelpCommand
 
 
+TrustOpt = Annotated[Optional[str], typer.Option(
+    "--trust", help="The trust file [default: $LINEAGE_TRUST or ./lineage-trust.json].",
+    show_default=False)]
+
+
 @contextmanager
 def opened(db: Optional[str], actor: Optional[str] = None, *,
-           create: bool = False) -> Iterator["Store"]:
+           create: bool = False, trust: Optional[str] = None) -> Iterator["Store"]:
     """The store a command works on. Only the commands that can start a store (ingest, source
     add, policy set; train, so that its bad options are reported first) pass ``create=True``;
     for every other a mistyped --db is "no store at ...", exit 3, and no empty store is made."""
     from lineage.store.engine import open_store
 
     fresh = _new_sqlite_file(db) if create else None
-    store = open_store(db, actor=actor, create=create)
+    store = open_store(db, actor=actor, create=create, trust=trust)
     try:
         yield store
     except BaseException:

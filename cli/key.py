@@ -4,14 +4,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from lineage.cli.common import ActorOpt, JsonOpt, handle_errors, out, print_json, print_table
+from lineage.cli.common import (  # noqa: F401  TrustOpt: imported from here by other commands
+    ActorOpt,
+    JsonOpt,
+    TrustOpt,
+    handle_errors,
+    out,
+    print_json,
+    print_table,
+)
 
 key_app = typer.Typer(help="Keys are identities: make a reviewer's Ed25519 key pair, add public "
                       "keys to the trust file, list the trusted keys.", no_args_is_help=True)
-
-TrustOpt = Annotated[Optional[str], typer.Option(
-    "--trust", help="The trust file [default: $LINEAGE_TRUST or ./lineage-trust.json].",
-    show_default=False)]
 
 
 @key_app.command("create")

@@ -8,6 +8,7 @@ from lineage.cli.common import (
     ActorOpt,
     DbOpt,
     JsonOpt,
+    TrustOpt,
     handle_errors,
     opened,
     out,
@@ -77,7 +78,7 @@ def create(name: NameArg,
 @snapshot_app.command("approve")
 @handle_errors
 def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
-            as_json: JsonOpt = False):
+            trust: TrustOpt = None, as_json: JsonOpt = False):
     """Run every gate (coverage, sources, four eyes, shadow evaluation) and record the review;
     exit 4 listing each failed check (the failed review is recorded, the snapshot stays pending).
 
@@ -85,7 +86,7 @@ def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Ac
     """
     from lineage.review.gates import approve_snapshot
 
-    with opened(db, actor) as store, progress_bar(f"running the gates on {name}"):
+    with opened(db, actor, trust=trust) as store, progress_bar(f"running the gates on {name}"):
         info = approve_snapshot(store, name, reason=reason)
     _show(info, as_json)
 
@@ -93,28 +94,28 @@ def approve(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: Ac
 @snapshot_app.command("reject")
 @handle_errors
 def reject(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
-           as_json: JsonOpt = False):
+           trust: TrustOpt = None, as_json: JsonOpt = False):
     """Reject a pending snapshot.
 
     Example: lineage snapshot reject digits-train-2026w48 --reason "labels unchecked" --as reviewer
     """
     from lineage.review.gates import reject_snapshot
 
-    with opened(db, actor) as store:
+    with opened(db, actor, trust=trust) as store:
         _show(reject_snapshot(store, name, reason=reason), as_json)
 
 
 @snapshot_app.command("revoke")
 @handle_errors
 def revoke(name: NameArg, reason: ReasonOpt = None, db: DbOpt = None, actor: ActorOpt = None,
-           as_json: JsonOpt = False):
+           trust: TrustOpt = None, as_json: JsonOpt = False):
     """Revoke an approved snapshot; lists the model versions trained on it (now affected).
 
     Example: lineage snapshot revoke digits-train-2026w48 --reason "poisoned rows found" --as reviewer
     """
     from lineage.review.gates import revoke_snapshot
 
-    with opened(db, actor) as store:
+    with opened(db, actor, trust=trust) as store:
         info = revoke_snapshot(store, name, reason=reason)
     _show(info, as_json)
 

@@ -8,6 +8,7 @@ from lineage.cli.common import (
     ActorOpt,
     DbOpt,
     JsonOpt,
+    TrustOpt,
     handle_errors,
     opened,
     print_json,
@@ -60,7 +61,7 @@ def review(
     reject: Annotated[bool, typer.Option("--reject", help="Reject the source.")] = False,
     revoke: Annotated[bool, typer.Option("--revoke", help="Revoke an earlier approval.")] = False,
     reason: Annotated[Optional[str], typer.Option(help="Why (required to reject or revoke).")] = None,
-    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    db: DbOpt = None, actor: ActorOpt = None, trust: TrustOpt = None, as_json: JsonOpt = False,
 ):
     """Record a review of a source: exactly one of --approve, --reject, --revoke.
 
@@ -71,7 +72,7 @@ def review(
     chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
     if len(chosen) != 1:
         raise BadInputError("give exactly one of --approve, --reject, --revoke")
-    with opened(db, actor) as store:
+    with opened(db, actor, trust=trust) as store:
         _show(review_source(store, name, decision=chosen[0], reason=reason), as_json)
 
 

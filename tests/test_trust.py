@@ -404,3 +404,22 @@ def test_reviews_are_refused_without_a_key_and_leave_the_store_as_it_was(reviewe
 def test_a_name_longer_than_the_limit_is_refused(reviewed, cli):
     with pytest.raises(BadInputError, match="at most 200"):
         open_store(reviewed.url, actor="x" * 201)
+
+
+def test_signing_commands_take_the_trust_file_from_trust(cli, tmp_path):
+    """--trust names the trust file a signing command checks its own key against: a team file
+    that does not list the reviewer refuses the review (exit 4, nothing written); the default
+    (LINEAGE_TRUST, set by the test keyring) lists it."""
+    assert cli("source", "add", "crowd", "--kind", "crowdsourced", actor="engineer").exit_code == 0
+    other = tmp_path / "team-trust.json"
+    from lineage.review.keys import trust_key
+
+    trust_key("engineer", trust=str(other))
+    r = cli("source", "review", "crowd", "--approve", "--reason", "ok", "--trust", str(other),
+            actor="reviewer")
+    assert r.exit_code == 4 and len(r.output.splitlines()) == 1
+    assert f"is not in the trust file {other}" in r.output
+    crowd = [line for line in cli("source", "list").output.splitlines() if "crowd" in line]
+    assert "quarantined" in crowd[0]  # the refused review wrote nothing
+    r = cli("source", "review", "crowd", "--approve", "--reason", "ok", actor="reviewer")
+    assert r.exit_code == 0, r.output
