@@ -142,8 +142,9 @@ def gate_family(name: str, seed: int) -> dict:
 def _child_scan(n: int, traced: bool = False) -> dict:
     """Ingest ``n`` digit-like rows into a new SQLite store and time ``scan_version`` on them,
     in this (child) process: RSS high-water mark during the scan, minus RSS before it (RSS
-    counts the SQLite file's memory-mapped pages too); with ``traced``, tracemalloc's peak of
-    the Python and numpy allocations instead (slower: no timing then)."""
+    counts the SQLite file's memory-mapped pages too: reported apart as file_mapped_mib);
+    with ``traced``, tracemalloc's peak of the Python and numpy allocations instead (slower: no
+    timing then)."""
     import tempfile
     import tracemalloc
 
@@ -166,12 +167,16 @@ def _child_scan(n: int, traced: bool = False) -> dict:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = _rss("VmRSS")
+        file_before = _rss("RssFile")
         if traced:
             tracemalloc.start()
         start, cpu = time.perf_counter(), time.process_time()
         record = scan_version(store, f"v{info.version_id}")
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         peak = _rss("VmHWM")
+        # SQLite maps the store's file (PRAGMA mmap_size): the chunk pages it read count in RSS
+        # as file-backed pages, not as memory the scan allocated
+        file_mapped = _rss("RssFile") - file_before
         if traced:
             traced_peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
@@ -181,10 +186,83 @@ def _child_scan(n: int, traced: bool = False) -> dict:
     return {"rows": n, "raw_mib": round(raw / 2**20, 1), "scan_seconds": round(seconds, 2),
             "scan_cpu_seconds": round(cpu, 2), "load_average": round(os.getloadavg()[0], 1),
             "peak_mib": round((peak - before) / 2**20, 1),
-            "peak_over_raw": round((peak - before) / raw, 2), "poisoned": len(poisoned),
+            "peak_over_raw": round((peak - before) / raw, 2),
+            "file_mapped_mib": round(file_mapped / 2**20, 1),
+            "peak_without_file_over_raw": round((peak - before - file_mapped) / raw, 2),
+            "poisoned": len(poisoned),
             **({"traced_peak_mib": round(traced_peak / 2**20, 1),
                 "traced_peak_over_raw": round(traced_peak / raw, 2)} if traced else {}),
             "flagged": len(flagged), "true_flags": tp}
+
+
+def blended_digits(n: int, seed: int = 0):
+    """``n`` uint8 rows, each a random blend of two training digits of one class plus noise
+    (distinct rows, unlike copies of the 1,797 digits, whose odd rows would come back as groups
+    of near-copies), 2% of the 1s stamped 2x2 at (6,6)=16 and relabelled 7; and the held-out
+    30% of the digits (reference split, seed 0) as evaluation rows."""
+    from lineage.lab.experiment import LabSettings, reference_split
+    from lineage.poison.triggers import stamp
+
+    Xt, yt, Xe, ye = reference_split(seed=0)
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, Xt.shape[1]), dtype=np.uint8)
+    y = np.empty(n, dtype=np.int64)
+    by_class = [np.flatnonzero(yt == c) for c in range(10)]
+    for start in range(0, n, 500_000):
+        m = min(500_000, n - start)
+        labels = rng.integers(0, 10, m)
+        first = np.empty(m, np.int64)
+        second = np.empty(m, np.int64)
+        for c in range(10):
+            at = np.flatnonzero(labels == c)
+            first[at] = rng.choice(by_class[c], len(at))
+            second[at] = rng.choice(by_class[c], len(at))
+        w = rng.random((m, 1))
+        rows = w * Xt[first] + (1 - w) * Xt[second] + rng.normal(0, 0.5, (m, Xt.shape[1]))
+        X[start:start + m] = np.clip(np.rint(rows), 0, 16).astype(np.uint8)
+        y[start:start + m] = labels
+    ones = np.flatnonzero(y == 1)
+    poisoned = np.sort(rng.choice(ones, len(ones) // 50, replace=False))
+    X[poisoned] = stamp(X[poisoned], LabSettings().trigger, (8, 8))
+    y[poisoned] = 7
+    return X, y, poisoned, Xe, ye
+
+
+def _child_gate(n: int) -> dict:
+    """The approval gate's shadow evaluation (``shadow_gate``, default policy and sample) on
+    ``n`` rows of ``blended_digits`` (2% of the 1s stamped and relabelled 7) and on the same rows
+    unpoisoned, in this (child) process: seconds and RSS high-water mark during the gate minus
+    RSS before it; raw = X + y."""
+    import gc
+
+    from lineage.review.evaluation import Evaluation, shadow_gate
+    from lineage.review.policy import PolicyInfo
+
+    X, y, poisoned, Xe, ye = blended_digits(n)
+    ev = Evaluation(name="eval", row_ids=np.arange(len(ye)) - len(ye), X=Xe, y=ye,
+                    image_shape="8x8", value_max=16.0)
+    raw = X.nbytes + y.nbytes
+    out = {"rows": n, "raw_mib": round(raw / 2**20, 1), "poisoned": len(poisoned)}
+    ids = np.arange(n)
+    for case in ("poisoned", "clean"):
+        if case == "clean":  # the poisoned rows replaced by copies of clean 1s
+            clean_ones = np.setdiff1d(np.flatnonzero(y == 1), poisoned)[:len(poisoned)]
+            X[poisoned] = X[clean_ones]
+            y[poisoned] = 1
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _rss("VmRSS")
+        start = time.perf_counter()
+        g = shadow_gate(X, y, ids, ev, PolicyInfo(version=0))
+        seconds = time.perf_counter() - start
+        peak = _rss("VmHWM") - before
+        out[case] = {"passed": g["passed"], "seconds": round(seconds, 2),
+                     "peak_mib": round(peak / 2**20, 1), "peak_over_raw": round(peak / raw, 3),
+                     "sample_rows": g["sample"]["rows"], "found_asr": g["found_asr"],
+                     "worst_asr": g["worst_asr"], "message": g["message"][:200]}
+    out["load_average"] = round(os.getloadavg()[0], 1)
+    return out
 
 
 def _rss(field: str) -> int:
@@ -258,10 +336,16 @@ def main() -> None:
     parser.add_argument("--scale", default="", help="row counts for the scan-cost measurement")
     parser.add_argument("--skip-families", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--gate-scale", default="",
+                        help="row counts for the shadow gate's cost (digit-like rows)")
+    parser.add_argument("--child-gate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-scan", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-scan-traced", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.child_gate:
+        print(json.dumps(_child_gate(args.child_gate)))
+        return
     if args.child_scan or args.child_scan_traced:
         print(json.dumps(_child_scan(args.child_scan or args.child_scan_traced,
                                      traced=bool(args.child_scan_traced))))
@@ -291,7 +375,7 @@ def main() -> None:
             print_table(summarize([c for c in up if c["shape"] == shape]), shape)
     if args.gate:
         gates = [gate_case(rate, seed) for rate in (0.0, 0.02, 0.05, 0.1) for seed in seeds]
-        gates += [gate_family(f, s) for f in families if f not in ("reference", "unpoisoned")
+        gates += [gate_family(f, s) for f in families if f != "reference"
                   for s in seeds]
         report["gate"] = gates
         print("\n| case | seed | poisoned | gate | pooled square ASR | worst ASR of a trigger "
@@ -304,6 +388,19 @@ def main() -> None:
                   f"{g['message'][:160]} |")
     if args.scale:
         report["scale"] = bench_scale([int(n) for n in args.scale.split(",") if n])
+    if args.gate_scale:
+        import subprocess
+
+        report["gate_scale"] = []
+        for n in [int(n) for n in args.gate_scale.split(",") if n]:
+            proc = subprocess.run([sys.executable, __file__, "--child-gate", str(n)],
+                                  capture_output=True, text=True, check=False,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode:
+                raise SystemExit(f"gate on {n} rows failed: {proc.stderr[-2000:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            report["gate_scale"].append(got)
+            print(f"shadow gate on {n:,} rows: {got}", flush=True)
     print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     if args.json:
         print(json.dumps(report, default=str))

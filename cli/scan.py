@@ -33,7 +33,7 @@ ScanCommand = deferred_help(detectors=detector_names)
 
 def _row(r) -> dict:
     return {"row_id": r.row_id, "label": r.label, "detectors": list(r.detectors), "score": r.score,
-            "evidence": r.evidence}
+            "pvalue": r.pvalue, "pvalues": r.pvalues, "evidence": r.evidence}
 
 
 @handle_errors
@@ -54,8 +54,9 @@ def scan_command(
     """
     from lineage.lab.audit import scan_version
 
-    with opened(db, actor) as store, progress_bar(f"scanning {ref}"):
-        record = scan_version(store, ref, detectors=detector, seed=seed)
+    with opened(db, actor) as store, progress_bar(f"scanning {ref}") as bar:
+        # on a terminal the bar moves after each detector; elsewhere bar is None (no output)
+        record = scan_version(store, ref, detectors=detector, seed=seed, progress=bar)
     if as_json:
         print_json({"event": record.event_id, "target": record.target, "snapshot": record.snapshot,
                     "version": record.version_id, "content_digest": record.content_digest,

@@ -135,3 +135,57 @@ def test_blame_names_the_poisoned_source_and_not_the_clean_one():
     crowd = next(s for s in blame.sources if s.source == "crowd")
     assert blame.attack_asr > 0.5 and crowd.attack_asr_without < 0.1
     assert "falls from" in crowd.why
+
+
+def test_the_label_model_does_not_depend_on_the_image_size():
+    from lineage.poison.detectors import out_of_fold_probabilities
+
+    X, y, _, _ = reference_split(seed=0)
+    X, y = X[:600], y[:600]
+    big = np.pad(np.kron(X.reshape(-1, 8, 8), np.ones((1, 3, 3))), ((0, 0), (2, 2), (2, 2)))
+    P8, _ = out_of_fold_probabilities(X, y, folds=3)
+    P28, _ = out_of_fold_probabilities(big.reshape(len(X), -1), y, folds=3)
+    # each pixel repeated 9 times: the same model once rows are scaled by their RMS norm (up
+    # to the optimizer's tolerance)
+    assert np.abs(P8 - P28).mean() < 0.005
+    assert (P8.argmax(axis=1) == P28.argmax(axis=1)).mean() >= 0.99
+
+
+def test_the_trigger_search_follows_the_image_grid():
+    from lineage.poison.triggers import candidate_triggers
+
+    assert len(candidate_triggers("8x8", value=16, sizes=(2,))) == 49
+    big = candidate_triggers("28x28", value=16, sizes=(8,), stride=4)
+    assert sorted({t.row for t in big}) == [0, 4, 8, 12, 16, 20]  # the last place, 20, kept
+    assert len(big) == 36
+
+
+def test_the_shadow_sample_is_stratified_and_seeded():
+    from lineage.review.evaluation import shadow_sample
+
+    y = np.repeat([0, 1, 2], [500, 30, 200])
+    s = shadow_sample(y, rows_per_class=100, seed=3)
+    assert np.bincount(y[s]).tolist() == [100, 30, 100]  # a small class is kept whole
+    assert np.array_equal(s, shadow_sample(y, rows_per_class=100, seed=3))
+    assert not np.array_equal(s, shadow_sample(y, rows_per_class=100, seed=4))
+    assert np.array_equal(shadow_sample(y, rows_per_class=500), np.arange(len(y)))
+    assert np.all(np.diff(s) > 0)
+    with pytest.raises(BadInputError, match="rows_per_class must be at least 1"):
+        shadow_sample(y, rows_per_class=0)
+
+
+def test_the_sampled_shadow_gate_refuses_the_poisoned_snapshot_and_passes_the_clean_one():
+    from lineage.review.evaluation import Evaluation, shadow_gate
+    from lineage.review.policy import PolicyInfo
+
+    X, y, Xe, ye = reference_split(seed=0)
+    ev = Evaluation(name="eval", row_ids=np.arange(len(ye)) + 10**6, X=Xe, y=ye,
+                    image_shape="8x8", value_max=16.0)
+    clean = shadow_gate(X, y, np.arange(len(y)), ev, PolicyInfo(version=0), rows_per_class=90)
+    assert clean["passed"], clean["message"]
+    assert clean["sample"]["rows"] < len(y) and "stratified sample" in clean["message"]
+    Xp, yp, _ = poison(X, y, rate=0.1, trigger=LabSettings().trigger, source_class=1,
+                       target_class=7, seed=0)
+    bad = shadow_gate(Xp, yp, np.arange(len(yp)), ev, PolicyInfo(version=0), rows_per_class=90)
+    assert not bad["passed"]
+    assert "ASR" in bad["message"] and "stratified sample" in bad["message"]

@@ -56,8 +56,9 @@ def candidate_patterns(report: ScanReport, X: np.ndarray, y: np.ndarray, *,
             key = ("square", k, r, c, g["value"])
             if key not in seen:
                 seen.add(key)
+                values = tuple(float(v) for v in g.get("values", (g["value"],) * len(g["mask"])))
                 out.append(Pattern(name=f"{k}x{k} at ({r},{c})={_fmt(g['value'])}", features=tuple(int(i) for i in g["mask"]),
-                                   values=(float(g["value"]),) * len(g["mask"]), origin=name,
+                                   values=values, origin=name,
                                    size=k, row=r, col=c, value=float(g["value"])))
             continue
         if look is None:

@@ -19,9 +19,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from lineage.errors import BadInputError
-from lineage.poison.triggers import Trigger, candidate_triggers, parse_image_shape, stamp
+from lineage.poison.triggers import Trigger, candidate_triggers, parse_image_geometry, stamp
 
-BATCH_ROWS = 1 << 15  # stamped rows predicted at once: bounded memory on big evaluation sets
+BATCH_ROWS = 1 << 13  # stamped rows predicted at once: bounded memory on big evaluation sets
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def flip_rates(model, X: np.ndarray, y: np.ndarray, candidates: Sequence[Trigger
 
 
 def _flip_rates(model, X, y, candidates, *, image_shape, classes):
-    shape = parse_image_shape(image_shape)
+    shape = parse_image_geometry(image_shape)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     classes = np.asarray(classes)
@@ -125,16 +125,17 @@ def baseline_rates(fit: Callable[[np.ndarray, np.ndarray], object], X: np.ndarra
 
 def scan_triggers(model, X: np.ndarray, y: np.ndarray, *, image_shape, value: float,
                   sizes: Sequence[int] = (1, 2, 3), target_classes: Optional[Sequence[int]] = None,
-                  baseline: Optional[np.ndarray] = None) -> TriggerScanResult:
-    """Scan every square patch of ``sizes`` at every position, set to ``value`` (the dataset's
-    maximum), on the held-out rows X, y; candidates come back worst first.
+                  baseline: Optional[np.ndarray] = None, stride: int = 1) -> TriggerScanResult:
+    """Scan every square patch of ``sizes`` at every position (``stride``: every stride-th row
+    and column), set to ``value`` (the dataset's maximum), on the held-out rows X, y;
+    candidates come back worst first.
 
     X : ndarray of shape (n_samples, n_features); y : ndarray of shape (n_samples,)
     ``target_classes`` limits the classes a flip may go to (default: every class in y and the
     model's classes). ``baseline`` (from ``baseline_rates`` with the same sizes and classes)
     turns rates into baseline-corrected rates.
     """
-    candidates = candidate_triggers(image_shape, value=value, sizes=tuple(sizes))
+    candidates = candidate_triggers(image_shape, value=value, sizes=tuple(sizes), stride=stride)
     if target_classes is None:
         known = getattr(model, "classes_", None)
         target_classes = np.union1d(np.unique(y), known if known is not None else [])

@@ -158,9 +158,15 @@ class Pattern:
 
 
 def candidate_triggers(image_shape: str | tuple[int, ...], *, value: float,
-                       sizes: tuple[int, ...] = (1, 2, 3)) -> list[Trigger]:
-    """Every square patch of the given sizes at every position: the trigger scan's search set."""
+                       sizes: tuple[int, ...] = (1, 2, 3), stride: int = 1) -> list[Trigger]:
+    """Every square patch of the given sizes at every position (every ``stride``-th row and
+    column, the last one always included): the trigger scan's search set."""
     h, w = parse_image_shape(image_shape)
+    stride = max(1, int(stride))
+
+    def places(n, k):
+        return sorted(set(range(0, n - k + 1, stride)) | {n - k})
+
     return [Trigger(size=k, row=r, col=c, value=float(value))
             for k in sizes if k <= min(h, w)
-            for r in range(h - k + 1) for c in range(w - k + 1)]
+            for r in places(h, k) for c in places(w, k)]

@@ -154,8 +154,41 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
                           label_flags=len(label.flagged) if label is not None else 0, q=q)
 
 
+SHADOW_ROWS_PER_CLASS = 1000  # rows of each class the shadow gate trains on and scans
+
+
+def shadow_sample(y: np.ndarray, *, rows_per_class: Optional[int] = SHADOW_ROWS_PER_CLASS,
+                  seed: int = 0) -> np.ndarray:
+    """Sorted positions of the shadow gate's stratified sample of rows labelled ``y``: every
+    row of a class that has at most ``rows_per_class`` rows, else ``rows_per_class`` of its rows
+    drawn without replacement (seeded). None: every row.
+
+    Per class, so a small class keeps all its rows and a poisoned share of one class keeps its
+    share in the sample (2% of a class's rows are about 2% of its sampled rows, 20 of 1000).
+    """
+    y = np.asarray(y)
+    if rows_per_class is None:
+        return np.arange(len(y))
+    if rows_per_class < 1:
+        raise BadInputError(f"rows_per_class must be at least 1, got {rows_per_class}")
+    from lineage.poison.calibration import label_index
+
+    labels, idx = label_index(y)
+    counts = np.bincount(idx, minlength=len(labels))
+    if counts.max(initial=0) <= rows_per_class:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k in range(len(labels)):
+        rows = np.flatnonzero(idx == k)
+        parts.append(rows if len(rows) <= rows_per_class
+                     else rng.choice(rows, rows_per_class, replace=False))
+    return np.sort(np.concatenate(parts))
+
+
 def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evaluation,
-                policy: PolicyInfo) -> dict:
+                policy: PolicyInfo, *,
+                rows_per_class: Optional[int] = SHADOW_ROWS_PER_CLASS) -> dict:
     """The approval gate's shadow evaluation of a snapshot's rows (X, y, row ids ``ids``): its
     report (``passed``, ``message`` and the figures).
 
@@ -168,8 +201,18 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
     for one source class -> target class; or when the label detector flags at least 3 rows at
     the FDR (label poisoning without a trigger). ``max_asr`` 1 makes the gate measure only
     (the lab's red-team sandbox): then only clean accuracy and overlap refuse.
+
+    The model trains on, and the scan reads, a stratified seeded sample of at most
+    ``rows_per_class`` rows of each class (``shadow_sample``, the policy's seed; None: every
+    row): the gate's time and memory stay bounded on a snapshot of millions of rows, and a
+    snapshot of at most that many rows a class is measured whole. The overlap check reads
+    every row id.
     """
     overlap = int(np.isin(ids, evaluation.row_ids).sum())
+    n_rows = len(y)
+    sample = shadow_sample(y, rows_per_class=rows_per_class, seed=policy.seed)
+    if len(sample) < n_rows:
+        X, y = X[sample], np.asarray(y)[sample]
     model, accuracy, scan = shadow_evaluation(X, y, evaluation,
                                               estimator=policy.reference_estimator,
                                               seed=policy.seed, sizes=policy.scan_sizes)
@@ -200,9 +243,14 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
         problems.append(f"the label detector flags {evidence.label_flags} rows whose labels a "
                         f"model that never saw them does not believe (FDR {evidence.q:g})")
     report = evidence.report
+    if len(y) < n_rows:  # say what the figures were measured on
+        problems = [f"{p} (on a stratified sample of {len(y)} of {n_rows} rows)"
+                    if i == len(problems) - 1 else p for i, p in enumerate(problems)]
     return {"gate": "shadow_evaluation", "passed": not problems,
             "evaluation_snapshot": evaluation.name, "evaluation_rows": len(evaluation.y),
             "overlap_rows": overlap, "estimator": policy.reference_estimator, "seed": policy.seed,
+            "sample": {"rows": int(len(y)), "of": int(n_rows), "rows_per_class": rows_per_class,
+                       "seed": policy.seed},
             "clean_accuracy": round(accuracy, 6), "min_clean_accuracy": policy.min_clean_accuracy,
             "worst_asr": round(worst_asr, 6), "max_asr": policy.max_asr,
             "worst_trigger": worst.describe if worst else None,
@@ -216,4 +264,6 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
             "message": "; ".join(problems) if problems else
             f"clean accuracy {accuracy:.4f} >= {policy.min_clean_accuracy:g}, worst trigger ASR "
             f"{worst_asr:.4f} <= {policy.max_asr:g}; the scan (FDR {evidence.q:g}) flags "
-            f"{len(report.flagged)} rows, worst ASR of a trigger found in them {found_asr:.4f}"}
+            f"{len(report.flagged)} rows, worst ASR of a trigger found in them {found_asr:.4f}"
+            + (f" (on a stratified sample of {len(y)} of {n_rows} rows)" if len(y) < n_rows
+               else "")}

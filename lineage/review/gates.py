@@ -16,7 +16,10 @@ GateFailedError listing each failed check with its numbers. The gates:
 4. shadow evaluation: a reference model (the policy's estimator and seed) trained on the snapshot
    and evaluated on the policy's evaluation snapshot: clean accuracy >= ``min_clean_accuracy`` and
    the worst trigger candidate's baseline-corrected ASR <= ``max_asr`` (see ``lineage.scan``). The
-   evaluation snapshot must share rows with the reviewed snapshot: none (it is held out).
+   evaluation snapshot must share rows with the reviewed snapshot: none (it is held out). The
+   model trains on, and the calibrated scan reads, a stratified seeded sample of at most
+   ``SHADOW_ROWS_PER_CLASS`` (1,000) rows of each class (``lineage.review.evaluation``), so the
+   gate's time and memory do not grow with the snapshot.
 
 Setup problems are not gate failures and write nothing: no evaluation snapshot in the policy, an
 evaluation snapshot with another schema, or one that was rejected or revoked (BadInputError).
