@@ -98,13 +98,44 @@ def read_version(store, ref):
         return materialize(s, find_version(s, ref))
 
 
+def fixed_relabel(sizes: list[int], repeat: int, db: str | None) -> None:
+    """A fixed 100-row relabel (seeded random rows, each of a chain of ``repeat`` + 1 relabels
+    from the root; the first, which warms the process up, is left out) at each store size, in
+    one process, and each median against the smallest size's."""
+    medians = {}
+    for n in sizes:
+        tmp = tempfile.mkdtemp(prefix="lineage-bench-relabel-")
+        store = open_store(db or f"sqlite:///{tmp}/bench.db", actor="bench")
+        X, y = make_rows(n)
+        add_source(store, "synthetic", kind="internal")
+        v = ingest_arrays(store, X, y, source="synthetic", value_range=(0, 16)).version_id
+        del X, y
+        rng = np.random.default_rng(SEED + 2)
+        times = []
+        for i in range(repeat + 1):
+            rows = np.sort(rng.choice(n, 100, replace=False)) + 1
+            r, t = timed(lambda: relabel_rows(store, version=v, rows=rows, to=i % 10, reason="b"))
+            v = r.version_id
+            times.append(t)
+        store.close()
+        medians[n] = statistics.median(times[1:])
+        print(f"{n:>10,} rows: fixed 100-row relabel median {medians[n] * 1000:.1f} ms "
+              f"({medians[n] / medians[sizes[0]]:.2f}x {sizes[0]:,}); runs "
+              + ", ".join(f"{t * 1000:.1f}" for t in times[1:]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--db", default=None, help="an empty database URL (default: SQLite in a temp dir)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--fixed-relabel", default=None, metavar="N,N,...",
+                    help="only time a fixed 100-row relabel at these store sizes (SQLite)")
     args = ap.parse_args()
+    if args.fixed_relabel:
+        fixed_relabel([int(x) for x in args.fixed_relabel.split(",")], args.repeat, None)
+        return
 
     tmp = tempfile.mkdtemp(prefix="lineage-bench-versions-")
     url = args.db or f"sqlite:///{tmp}/bench.db"

@@ -68,9 +68,12 @@ def test_json_on_every_listing(cli):
     assert table.splitlines()[-1] == "2 more events (--limit 0 shows all; --json lists them)"
 
     report = json.loads(cli("verify", "--json").output)
+    timing = {k: report.pop(k) for k in ("seconds", "rate_bytes_per_s")}
     assert report == {"ok": True, "events": 3, "records": 6, "head_digest": events[0]["digest"],
-                      "signatures": {"signed": 0, "legacy": 0}, "checkpoints": 0,
+                      "fast": False, "chunk_rows": 1797, "chunk_bytes": 1797 * (64 + 8),
+                      "versions": 1, "signatures": {"signed": 0, "legacy": 0}, "checkpoints": 0,
                       "trust_file": os.environ["LINEAGE_TRUST"]}
+    assert timing["seconds"] > 0 and timing["rate_bytes_per_s"] > 0
 
 
 def test_actor_precedence(store, cli, monkeypatch):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from lineage.data.deltas import content_digest, materialize
+from lineage.data.deltas import materialize, version_digest
 from lineage.data.ingest import ingest_arrays, ingest_digits
 from lineage.data.sources import add_source
 from lineage.data.transforms import (
@@ -134,8 +134,8 @@ def test_recorded_digest_equals_digest_of_materialized_content(store):
         versions = session.scalars(select(Version).order_by(Version.id)).all()
         assert len(versions) == 8
         for v in versions:
-            m = materialize(session, v)
-            assert content_digest(m.row_ids, m.X, m.y) == v.content_digest, v.id
+            m = materialize(session, v, keep_stored=True)
+            assert version_digest(session, v, m) == v.content_digest, v.id
             assert len(m.row_ids) == v.n_rows
 
 

@@ -1,56 +1,54 @@
 """A version's state from its deltas: the chain of parent versions, member ids and label overrides
-composed root first, the whole rows read back (``materialize``), a new version recorded as a delta,
-and the version content digest (the one definition; ``stream_digests`` computes the same value
-chunk by chunk). Also the set helpers on sorted id arrays that trace and transforms share."""
+composed root first, the whole rows read back (``materialize``), a new version recorded as a delta
+with its content digest (``lineage.data.digests`` defines the schemes), and the set helpers on
+sorted id arrays that trace and transforms share."""
 
-import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
-from sqlalchemy import literal, select
+from sqlalchemy import and_, case, literal, null, select
 from sqlalchemy.orm import Session
 
 from lineage.data.datasets import LAZY_BLOBS
+from lineage.data.digests import (
+    SCHEME_FLAT,
+    SCHEME_MERKLE,
+    composed_digest,
+    flat_digest,
+    flat_hasher,
+    leaves_blob,
+    overrides_of,
+    scheme_of,
+    version_leaves,
+)
 from lineage.errors import NotFoundError
 from lineage.store.chunks import (
     ID_DTYPE,
     LABEL_DTYPE,
     chunk_blobs,
+    chunk_index,
     feature_dtype,
+    fetch_chunks,
     gather_rows,
     ids_from_bytes,
     ids_to_bytes,
 )
-from lineage.store.tables import Chunk, Dataset, Version
+from lineage.store.tables import Chunk, Dataset, Ingest, Version
 
 EMPTY = np.empty(0, dtype=ID_DTYPE)
 
 
 @dataclass(frozen=True)
 class Members:
-    """The members of a version: row ids (sorted), their labels, and their features."""
+    """The members of a version: row ids (sorted), their labels, and their features; ``stored``
+    (when known) the labels their chunks store, which the label overrides differ from."""
 
     row_ids: np.ndarray  # (n_samples,) int64
-    X: np.ndarray  # (n_samples, n_features)
+    X: Optional[np.ndarray]  # (n_samples, n_features), or None where only ids and labels count
     y: np.ndarray  # (n_samples,) int64
-
-
-def content_hasher(row_ids: np.ndarray, y: np.ndarray):
-    """The version content digest's sha256, fed its ids and labels; its feature bytes follow, in
-    row-id order (``content_digest`` at once, ``stream_digests`` chunk by chunk)."""
-    # hashlib reads the contiguous arrays' buffers in place: the same bytes as .tobytes(), no copy.
-    h = hashlib.sha256(b"lineage-version-v1\0")
-    h.update(np.ascontiguousarray(row_ids, dtype=ID_DTYPE))
-    h.update(np.ascontiguousarray(y, dtype=LABEL_DTYPE))
-    return h
-
-
-def content_digest(row_ids: np.ndarray, X: np.ndarray, y: np.ndarray) -> str:
-    """A version's content digest: sha256 over its sorted member ids, their labels, their features."""
-    h = content_hasher(row_ids, y)
-    h.update(np.ascontiguousarray(X))
-    return h.hexdigest()
+    stored: Optional[np.ndarray] = None  # (n_samples,) int64
 
 
 def chain_ids(session: Session, version: Version) -> list[int]:
@@ -96,26 +94,86 @@ def minus_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a[~in_sorted(b, a)] if len(a) and len(b) else a
 
 
-# Delta columns of a version, in the order member_labels reads them.
+# Delta columns of a version, in the order Delta takes them.
 _DELTAS = (Version.removed_ids, Version.added_ids, Version.added_labels, Version.relabel_ids,
            Version.relabel_labels)
 _MAX_DEPTH = 100_000  # a chain deeper than this (only a damaged store) is walked one by one
 
 
-def _chain_deltas(session: Session, version: Version) -> list[tuple]:
-    """The delta blobs of ``version``'s chain, root first: one recursive query for all of them
+class Delta:
+    """One version's delta as arrays. An ingest's root version adds exactly the ingest's row
+    range, so its ``added_ids`` blob (8 bytes a row) is never read: ``run`` holds the range
+    (``lineage verify`` checks that the blob agrees)."""
+
+    def __init__(self, removed, added, added_labels, relabel_ids, relabel_labels,
+                 run: Optional[tuple[int, int]] = None):
+        self.removed = ids_from_bytes(removed)
+        self._added_blob = added
+        self.run = run  # (first id, count)
+        self.added_labels = added_labels
+        self.relabel_ids = ids_from_bytes(relabel_ids)
+        self.relabel_labels = relabel_labels
+
+    @cached_property
+    def added(self) -> np.ndarray:
+        if self.run is not None:
+            return np.arange(self.run[0], self.run[0] + self.run[1], dtype=ID_DTYPE)
+        return ids_from_bytes(self._added_blob)
+
+    def added_between(self, lo: int, hi: int) -> np.ndarray:
+        """Sorted added ids in [lo, hi)."""
+        if self.run is not None:
+            a, b = max(lo, self.run[0]), min(hi, self.run[0] + self.run[1])
+            return np.arange(a, max(a, b), dtype=ID_DTYPE)
+        a, b = np.searchsorted(self.added, [lo, hi])
+        return self.added[a:b]
+
+    def adds(self, ids: np.ndarray) -> np.ndarray:
+        """Mask over ``ids``: which of them this delta adds."""
+        if self.run is not None:
+            return (ids >= self.run[0]) & (ids < self.run[0] + self.run[1])
+        return in_sorted(self.added, ids)
+
+    def relabels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, labels) this delta sets: added rows' labels (when given), then relabels."""
+        ids = self.relabel_ids
+        labels = (np.frombuffer(bytes(self.relabel_labels), dtype=LABEL_DTYPE)
+                  if self.relabel_labels else EMPTY)
+        if self.added_labels:
+            ids = np.concatenate([self.added, ids])
+            labels = np.concatenate([np.frombuffer(bytes(self.added_labels), dtype=LABEL_DTYPE),
+                                     labels])
+        return ids, labels
+
+
+def chain_deltas(session: Session, version: Version) -> list[Delta]:
+    """The deltas of ``version``'s chain, root first: one recursive query for all of them
     instead of a query (and an ORM object) per ancestor and another per deferred blob."""
     walk = (select(Version.id, Version.parent_id, literal(0).label("depth"))
             .where(Version.id == version.id).cte("chain_walk", recursive=True))
     walk = walk.union_all(select(Version.id, Version.parent_id, walk.c.depth + 1)
                           .where(Version.id == walk.c.parent_id, walk.c.depth < _MAX_DEPTH))
+    ingest_root = and_(Version.parent_id.is_(None), Version.ingest_id.isnot(None))
     # No ORDER BY: SQLite would copy the blobs through a sorter; ordered here instead.
-    rows = session.execute(select(walk.c.depth, walk.c.parent_id, *_DELTAS)
-                           .join(walk, Version.id == walk.c.id)).all()
+    rows = session.execute(
+        select(walk.c.depth, walk.c.parent_id, Version.ingest_id, Ingest.first_row_id,
+               Ingest.n_rows, Version.removed_ids,
+               case((ingest_root, null()), else_=Version.added_ids), *_DELTAS[2:])
+        .join(walk, Version.id == walk.c.id)
+        .outerjoin(Ingest, and_(ingest_root, Ingest.id == Version.ingest_id))).all()
     rows.sort(key=lambda r: r[0], reverse=True)
     if not rows or rows[0][1] is not None or len(rows) != rows[0][0] + 1:
-        return [tuple(getattr(v, c.key) for c in _DELTAS) for v in version_chain(session, version)]
-    return [tuple(r[2:]) for r in rows]
+        return [Delta(*(getattr(v, c.key) for c in _DELTAS))
+                for v in version_chain(session, version)]
+    out = []
+    for r in rows:
+        run = (int(r[3]), int(r[4])) if r[1] is None and r[2] is not None and r[3] is not None else None
+        if r[1] is None and r[2] is not None and run is None:  # the ingest is gone: read the blob
+            v = session.get(Version, chain_ids(session, version)[0], options=LAZY_BLOBS)
+            out.append(Delta(*(getattr(v, c.key) for c in _DELTAS)))
+            continue
+        out.append(Delta(*r[5:], run=run))
+    return out
 
 
 def _increasing(a: np.ndarray) -> bool:
@@ -127,44 +185,80 @@ def member_labels(session: Session, version: Version) -> tuple[np.ndarray, np.nd
     return member_state(session, version)[:3]
 
 
-def member_state(session: Session, version: Version) -> tuple:
-    """member_labels' three arrays, then (lo, membership mask by id - lo) when the ids were
-    dense enough for one (see _members), else None."""
-    deltas = []
-    for removed, added, added_labels, relabel_ids, relabel_labels in _chain_deltas(session, version):
-        deltas.append((ids_from_bytes(removed), ids_from_bytes(added), added_labels,
-                       ids_from_bytes(relabel_ids), relabel_labels))
+def composed_overrides(deltas: list[Delta]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, labels) every label the chain sets, newest winning; not limited to members and
+    not compared with stored labels (see ``canonical_overrides``). Unsorted."""
     over_ids, over_labels = EMPTY, EMPTY
-    for _, added, added_labels, relabel_ids, relabel_labels in deltas:
-        relabels = np.frombuffer(bytes(relabel_labels), dtype=LABEL_DTYPE) if relabel_labels else EMPTY
-        if added_labels:
-            relabel_ids = np.concatenate([added, relabel_ids])
-            relabels = np.concatenate([np.frombuffer(bytes(added_labels), dtype=LABEL_DTYPE), relabels])
+    for d in deltas:
+        relabel_ids, relabels = d.relabels()
         if len(relabel_ids):
             # Newest override wins: drop older overrides of the same ids, then append.
             keep = ~in_sorted(np.sort(relabel_ids), over_ids)
             over_ids = np.concatenate([over_ids[keep], relabel_ids])
             over_labels = np.concatenate([over_labels[keep], relabels])
+    return over_ids, over_labels
+
+
+def member_state(session: Session, version: Version, deltas: Optional[list] = None) -> tuple:
+    """member_labels' three arrays, then (lo, membership mask by id - lo) when the ids were
+    dense enough for one (see _members), else None."""
+    deltas = chain_deltas(session, version) if deltas is None else deltas
+    over_ids, over_labels = composed_overrides(deltas)
     ids, dense = _members(deltas)
     return ids, over_ids, over_labels, dense
 
 
-def _members(deltas: list[tuple]) -> tuple:
+def members_among(deltas: list[Delta], ids: np.ndarray) -> np.ndarray:
+    """Mask over sorted ``ids``: which are members after the chain ``deltas`` (root first),
+    in O(len(ids) log delta) per delta, without listing the members."""
+    alive = np.zeros(len(ids), dtype=bool)
+    for d in deltas:
+        if len(d.removed):
+            alive[in_sorted(d.removed, ids)] = False
+        alive |= d.adds(ids)
+    return alive
+
+
+def members_between(deltas: list[Delta], lo: int, hi: int) -> np.ndarray:
+    """Sorted member ids in [lo, hi) after the chain ``deltas`` (one chunk's worth)."""
+    alive = np.zeros(hi - lo, dtype=bool)
+    for d in deltas:
+        if len(d.removed):
+            a, b = np.searchsorted(d.removed, [lo, hi])
+            alive[d.removed[a:b] - lo] = False
+        if d.run is not None:  # a slice, not an arange of the chunk's ids
+            a, b = max(lo, d.run[0]), min(hi, d.run[0] + d.run[1])
+            alive[a - lo:max(a, b) - lo] = True
+        else:
+            alive[d.added_between(lo, hi) - lo] = True
+    return np.flatnonzero(alive).astype(ID_DTYPE) + lo
+
+
+def _members(deltas: list[Delta]) -> tuple:
     """Sorted member ids after applying each delta's removals, then its additions, root first;
     and (lo, alive) when they were listed from a membership mask, else None."""
-    adds = [d[1] for d in deltas if len(d[1])]
-    if len(deltas) > 1 and adds and all(_increasing(a) for a in adds):
-        lo = min(int(a[0]) for a in adds)
-        span = max(int(a[-1]) for a in adds) - lo + 1
-        if span <= 4 * sum(len(a) for a in adds) + (1 << 16):
+    if len(deltas) == 1 and deltas[0].run is not None:  # an ingest's root: its row range
+        return deltas[0].added, None
+    adds = [d for d in deltas if d.run is not None or len(d.added)]
+    if len(deltas) > 1 and adds and all(d.run is not None or _increasing(d.added) for d in adds):
+        bounds = [(d.run[0], d.run[0] + d.run[1] - 1) if d.run is not None
+                  else (int(d.added[0]), int(d.added[-1])) for d in adds]
+        lo = min(b[0] for b in bounds)
+        span = max(b[1] for b in bounds) - lo + 1
+        total = sum(d.run[1] if d.run is not None else len(d.added) for d in adds)
+        if span <= 4 * total + (1 << 16):
             # Ids packed densely (the usual case: rows get increasing ids, chunk by chunk): a
             # membership mask over the id range, indexed by id - lo. Each delta costs O(its size)
             # with no binary search over the members; one pass at the end lists them, sorted.
             alive = np.zeros(span, dtype=bool)
-            for removed, added, *_ in deltas:
-                if len(removed):
-                    at = removed - lo
+            for d in deltas:
+                if len(d.removed):
+                    at = d.removed - lo
                     alive[at[(at >= 0) & (at < span)]] = False
+                if d.run is not None:
+                    alive[d.run[0] - lo:d.run[0] - lo + d.run[1]] = True
+                    continue
+                added = d.added
                 if len(added):
                     a0 = int(added[0]) - lo
                     if int(added[-1]) - lo - a0 + 1 == len(added):  # one run of ids: a slice
@@ -178,7 +272,8 @@ def _members(deltas: list[tuple]) -> tuple:
     # Removals clear an ``alive`` mask instead of copying the ids each time: one compaction at
     # the end, so a version many transformations deep costs about what its root does.
     ids, alive = EMPTY, np.empty(0, dtype=bool)
-    for removed, added, *_ in deltas:
+    for d in deltas:
+        removed, added = d.removed, d.added
         if len(removed) and len(ids):
             pos = np.minimum(np.searchsorted(ids, removed), len(ids) - 1)
             alive[pos[ids[pos] == removed]] = False
@@ -201,11 +296,14 @@ def _members(deltas: list[tuple]) -> tuple:
     return ids, None
 
 
-def materialize(session: Session, version: Version, *, verify: bool = False) -> Members:
-    """Read a version back whole: members sorted by row id, with their current labels."""
+def materialize(session: Session, version: Version, *, verify: bool = False,
+                keep_stored: bool = False) -> Members:
+    """Read a version back whole: members sorted by row id, with their current labels (and,
+    with ``keep_stored``, the labels their chunks store, as ``Members.stored``)."""
     dataset = session.get(Dataset, version.dataset_id)
     ids, over_ids, over_labels, dense = member_state(session, version)
     X, y = gather_rows(session, dataset, ids, verify=verify)
+    stored = y.copy() if keep_stored else None
     if len(over_ids) and len(ids):
         if dense is not None:
             # Membership from the mask; a member's position is its offset from lo minus the
@@ -223,23 +321,22 @@ def materialize(session: Session, version: Version, *, verify: bool = False) -> 
         if not y.flags.writeable:  # gather_rows returns a new array: written in place
             y = y.copy()
         y[pos] = over_labels[inside]
-    return Members(row_ids=ids, X=X, y=y)
+    return Members(row_ids=ids, X=X, y=y, stored=stored)
 
 
-def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Version] = None,
-                transformation_id: Optional[int] = None, ingest_id: Optional[int] = None,
-                removed: np.ndarray = EMPTY, added: np.ndarray = EMPTY,
-                added_labels: Optional[np.ndarray] = None, relabel_ids: np.ndarray = EMPTY,
-                relabel_labels: np.ndarray = EMPTY, name: Optional[str] = None,
-                digest: Optional[str] = None) -> Version:
-    """Record a version as a delta against ``parent``; ``members`` is its full content, used
-    only for the row count and the content digest (``digest``, when the caller computed it
-    already, e.g. streaming over chunks; then ``members.X`` is not needed)."""
+def new_version(tx, dataset: Dataset, *, n_rows: int, digest: str, leaves: Optional[bytes],
+                parent: Optional[Version] = None, transformation_id: Optional[int] = None,
+                ingest_id: Optional[int] = None, removed: np.ndarray = EMPTY,
+                added: np.ndarray = EMPTY, added_labels: Optional[np.ndarray] = None,
+                relabel_ids: np.ndarray = EMPTY, relabel_labels: np.ndarray = EMPTY,
+                name: Optional[str] = None) -> Version:
+    """Record a version as a delta against ``parent`` with its scheme-2 content ``digest`` and
+    its ``leaves`` blob (``digests.leaves_blob``)."""
     return tx.add(Version(
         dataset_id=dataset.id, name=name, parent_id=parent.id if parent else None,
-        transformation_id=transformation_id, ingest_id=ingest_id, n_rows=len(members.row_ids),
-        content_digest=digest or content_digest(members.row_ids, members.X, members.y),
-        removed_ids=ids_to_bytes(np.sort(removed)), added_ids=ids_to_bytes(np.sort(added)),
+        transformation_id=transformation_id, ingest_id=ingest_id, n_rows=int(n_rows),
+        content_digest=digest, digest_scheme=SCHEME_MERKLE, chunk_leaves=leaves,
+        removed_ids=ids_to_bytes(_sorted(removed)), added_ids=ids_to_bytes(_sorted(added)),
         added_labels=None if added_labels is None else np.ascontiguousarray(
             added_labels[np.argsort(added)], dtype=LABEL_DTYPE).tobytes(),
         relabel_ids=ids_to_bytes(relabel_ids),
@@ -247,33 +344,90 @@ def new_version(tx, dataset: Dataset, members: Members, *, parent: Optional[Vers
     ))
 
 
-def stored_labels(session: Session, dataset: Dataset, ids: np.ndarray) -> np.ndarray:
-    """Stored labels of sorted row ids, reading only the chunks' label blobs."""
+def _sorted(ids: np.ndarray) -> np.ndarray:
+    # Most deltas come sorted (an ingest's range, a split's sides): a check, not a sort.
+    return ids if _increasing(ids) else np.sort(ids)
+
+
+def label_blobs(session: Session, chunk_ids) -> dict:
+    """{chunk id: stored labels (int64 array)} of the given chunks, 64 chunks a query."""
+    wanted = [int(c) for c in chunk_ids]
+    out = {}
+    for start in range(0, len(wanted), 64):
+        for cid, blob in fetch_chunks(session, ["id", "labels"], wanted[start:start + 64]):
+            out[int(cid)] = np.frombuffer(blob, dtype=LABEL_DTYPE)
+    return out
+
+
+def stored_labels(session: Session, dataset: Dataset, ids: np.ndarray, *,
+                  index=None) -> np.ndarray:
+    """Stored labels of sorted row ids, reading the label blobs of only the chunks that hold
+    them."""
     if len(ids) == 0:
         return np.empty(0, dtype=LABEL_DTYPE)
-    rows = [r for r in chunk_blobs(session, dataset, Chunk.labels)
-            if r[0] + r[1] > int(ids[0]) and r[0] <= int(ids[-1])]
-    firsts = np.array([r[0] for r in rows], dtype=np.int64)
-    counts = np.array([r[1] for r in rows], dtype=np.int64)
-    all_y = np.concatenate([np.frombuffer(r[2], dtype=LABEL_DTYPE) for r in rows])
-    # ids are sorted: one mask over the concatenated chunks, set chunk by chunk.
-    keep = np.zeros(len(all_y), dtype=bool)
-    bounds = np.searchsorted(ids, np.concatenate([firsts, [firsts[-1] + counts[-1]]]))
-    base = np.concatenate([[0], np.cumsum(counts)])
-    for i in range(len(firsts)):
-        lo, hi = bounds[i], bounds[i + 1]
-        if hi > lo:
-            keep[base[i] + ids[lo:hi] - firsts[i]] = True
-    if int(keep.sum()) != len(ids):
+    index = chunk_index(session, dataset.id) if index is None else index
+    per = index.holding(ids)
+    if int(per.sum()) != len(ids):
         raise NotFoundError("some member rows have no stored chunk")
-    return all_y[keep]
+    held = np.flatnonzero(per)
+    blobs = label_blobs(session, index.ids[held])
+    out = np.empty(len(ids), dtype=LABEL_DTYPE)
+    at = 0
+    for p in held.tolist():
+        k = int(per[p])
+        labels = blobs.get(int(index.ids[p]))
+        if labels is None or len(labels) != int(index.counts[p]):
+            raise NotFoundError(f"chunk {int(index.ids[p])} does not hold its rows' labels")
+        if k == len(labels):
+            out[at:at + k] = labels
+        else:
+            out[at:at + k] = labels[ids[at:at + k] - int(index.firsts[p])]
+        at += k
+    return out
+
+
+def canonical_overrides(session: Session, dataset: Dataset, ids: np.ndarray,
+                        over_ids: np.ndarray, over_labels: np.ndarray, *,
+                        index=None) -> tuple[np.ndarray, np.ndarray]:
+    """The label overrides a version's digest covers: of the chain's composed overrides, those
+    of members (sorted ``ids``) whose label differs from the stored one (only the chunks
+    holding them are read)."""
+    inside = in_sorted(ids, over_ids)
+    o_ids, o_labels = over_ids[inside], over_labels[inside]
+    order = np.argsort(o_ids, kind="stable")
+    o_ids, o_labels = o_ids[order], o_labels[order]
+    stored = stored_labels(session, dataset, o_ids, index=index)
+    return overrides_of(o_ids, o_labels, stored)
+
+
+def merkle_digest(session: Session, dataset: Dataset, members: Members, *,
+                  index=None) -> tuple[str, bytes]:
+    """Scheme 2's (content digest, leaves blob) of ``members`` (``stored`` read when None),
+    over the chunks' record digests as stored."""
+    index = chunk_index(session, dataset.id) if index is None else index
+    stored = members.stored
+    if stored is None:
+        stored = stored_labels(session, dataset, members.row_ids, index=index)
+    over_ids, over_labels = overrides_of(members.row_ids, members.y, stored)
+    chunk_ids, leaves = version_leaves(index, members.row_ids, over_ids, over_labels)
+    return composed_digest(len(members.row_ids), leaves), leaves_blob(chunk_ids, leaves)
+
+
+def version_digest(session: Session, version: Version, members: Members) -> str:
+    """The content digest of ``members`` read back for ``version`` (its rows, features, labels
+    and, for scheme 2, stored labels), under the version's own scheme, for comparing with
+    ``version.content_digest``. Chunk digests are taken as stored: read the rows verified."""
+    if scheme_of(version) == SCHEME_FLAT:
+        return flat_digest(members.row_ids, members.X, members.y)
+    dataset = session.get(Dataset, version.dataset_id)
+    return merkle_digest(session, dataset, members)[0]
 
 
 def stream_digests(session: Session, dataset: Dataset, outputs: list[Members]) -> list[str]:
-    """Content digests (as ``versions.content_digest``) of members given by sorted row ids and
-    labels, hashing their features chunk by chunk instead of building X."""
+    """Scheme-1 (flat) digests of members given by sorted row ids and labels, hashing their
+    features chunk by chunk instead of building X (``lineage verify`` of older versions)."""
     dtype = feature_dtype(dataset)
-    hashers = [content_hasher(m.row_ids, m.y) for m in outputs]
+    hashers = [flat_hasher(m.row_ids, m.y) for m in outputs]
     for first, n, blob in chunk_blobs(session, dataset, Chunk.features):
         X = None
         for m, h in zip(outputs, hashers):

@@ -7,7 +7,6 @@ it), then writes the ingest record, the row chunks and a root version in one tra
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 from sqlalchemy import select
 
 from lineage.data.datasets import check_image_shape, dataset_classes
-from lineage.data.deltas import Members, content_digest, new_version
+from lineage.data.deltas import EMPTY, new_version
+from lineage.data.digests import chunk_leaf, composed_digest, leaves_blob
 from lineage.data.readers import (
     Locate,
     digits_file,
@@ -29,6 +29,7 @@ from lineage.data.sources import SourceKind, add_source, find_source, source_sta
 from lineage.errors import AlreadyExistsError, BadInputError, NotFoundError, QuarantineError
 from lineage.store.chain import canonical
 from lineage.store.chunks import (
+    CHUNK_ROWS,
     LABEL_DTYPE,
     Progress,
     blob_digests,
@@ -179,7 +180,7 @@ def ingest_arrays(store: Store, X: np.ndarray, y: np.ndarray, *, source: str,
     y : ndarray of shape (n_samples,), whole-number class labels
     The dataset's first ingest fixes its schema (feature count, dtype, ``value_range``,
     ``image_shape``, ``classes``); later ingests that disagree are refused. ``file_digest`` is the
-    sha256 of the original file (default: of the arrays' bytes).
+    sha256 of the original file (default: ``arrays_digest``, built from the chunks' digests).
     """
     return _ingest(store, X, y, source=source, dataset=dataset, file_name=file_name,
                    file_digest=file_digest, value_range=value_range, image_shape=image_shape,
@@ -260,26 +261,27 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
                 value_max=None if value_range is None else float(value_range[1]),
                 image_shape=check_image_shape(image_shape, int(X.shape[1])),
                 classes=canonical(class_list)))
-        # One contiguous copy at most (none for contiguous input in the dataset's dtype), shared
-        # by every pass below.
+        # One contiguous copy at most (none for contiguous input in the dataset's dtype).
         X = np.ascontiguousarray(X.astype(feature_dtype(ds), copy=False))
         y = np.ascontiguousarray(y)
         first = next_row_id(session)
-        row_ids = np.arange(first, first + len(X), dtype=np.int64)
-        # The arrays' digest and the root version's content digest are two sha256 passes over
-        # all rows: they run on worker threads (hashlib releases the GIL) while this thread
-        # hashes and inserts the chunks.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            digest_job = None if file_digest else pool.submit(_arrays_sha256, X, y)
-            content_job = pool.submit(content_digest, row_ids, X, y)
-            blobs = blob_digests(ds, X, y)  # the chunks' blobs, hashed meanwhile, here
-            digest = file_digest or digest_job.result()
-            ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
-                                   file_sha256=digest, n_rows=len(X), first_row_id=first))
-            write_chunks(tx, ds, X, y, ingest_id=ingest.id, transformation_id=None,
-                          progress=progress, digests=blobs)
-            root = new_version(tx, ds, Members(row_ids=row_ids, X=X, y=y), ingest_id=ingest.id,
-                               added=row_ids, digest=content_job.result())
+        # The one sha256 pass over the rows: each chunk's two blobs (on worker threads). The
+        # chunk record digests, the root version's composed digest and, for arrays without a
+        # file, the ingest's digest are all built from these.
+        blobs = blob_digests(ds, X, y)
+        digest = file_digest or arrays_digest(blobs)
+        ingest = tx.add(Ingest(dataset_id=ds.id, source_id=src.id, file_name=file_name,
+                               file_sha256=digest, n_rows=len(X), first_row_id=first))
+        _, chunk_ids, chunk_digests = write_chunks(tx, ds, X, y, ingest_id=ingest.id,
+                                                   transformation_id=None, progress=progress,
+                                                   digests=blobs)
+        leaves = [chunk_leaf(d, n, None, EMPTY, EMPTY) for d, n in
+                  zip(chunk_digests, [min(CHUNK_ROWS, len(X) - i * CHUNK_ROWS)
+                                      for i in range(len(chunk_ids))])]
+        root = new_version(tx, ds, n_rows=len(X), digest=composed_digest(len(X), leaves),
+                           leaves=leaves_blob(np.asarray(chunk_ids), leaves),
+                           ingest_id=ingest.id, added=np.arange(first, first + len(X),
+                                                                dtype=np.int64))
         tx.event("ingest", f"ingest {ingest.id}: {len(X)} rows from {src.name} into {ds.name} "
                  f"(rows {first}..{first + len(X) - 1}, version v{root.id})",
                  dataset=ds.name, source=src.name, file_sha256=digest, n_rows=len(X),
@@ -289,11 +291,10 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
                           version_id=root.id, actor=ingest.actor, created_at=ingest.created_at)
 
 
-def _arrays_sha256(X: np.ndarray, y: np.ndarray) -> str:
-    """sha256 over X's bytes then y's (contiguous arrays), hashed in place: no joined copy."""
-    h = hashlib.sha256(X)
-    h.update(y)
-    return h.hexdigest()
+def arrays_digest(blobs: list[dict]) -> str:
+    """The digest an ingest of arrays (no file) records: sha256 over the canonical JSON of its
+    chunks' blob digests (``chunks.blob_digests``), so the rows are hashed once, not twice."""
+    return hashlib.sha256(b"lineage-arrays-v2\0" + canonical(blobs).encode()).hexdigest()
 
 
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",

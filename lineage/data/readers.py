@@ -5,6 +5,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from itertools import islice
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,7 @@ def read_csv(path: str | os.PathLike, *, label_column: str = "label") -> tuple[n
     Returns X of shape (n_samples, n_features) float64 and y of shape (n_samples,) float64.
     """
     X, y, _ = read_csv_located(path, label_column=label_column)
-    return X, y
+    return X.astype(np.float64, copy=False), y
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,60 @@ def _read_strict(path: Path, header: list, text_at: dict) -> CsvTable:
                     lines=lines)
 
 
+CSV_BLOCK = 65536  # lines parsed at a time: only one block is ever held as float64
+
+
+def _read_blocks(path: Path, header: list, label_at: int) -> Optional[tuple]:
+    """(X, y float64, n rows) of the file in blocks of CSV_BLOCK lines through numpy's parser,
+    X as uint8 while every feature is a whole number in 0..255 (else float64, the same values):
+    a 10M-row file of pixels needs 1x its raw size, not the 7x of one float64 table. None when
+    numpy refuses a block or a cell is not finite (``_read_strict`` then names it)."""
+    Xs, ys, compact = [], [], True
+    try:
+        with open(path, encoding="utf-8") as f:
+            next(f, None)  # the header, checked by read_csv_header
+            while True:
+                lines = list(islice(f, CSV_BLOCK))
+                if not lines:
+                    break
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "no data" in a block of blank lines
+                    block = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2,
+                                       comments=None, quotechar='"')
+                if not len(block):
+                    continue
+                if block.shape[1] != len(header) or not np.isfinite(block).all():
+                    return None
+                ys.append(block[:, label_at].copy())
+                X = np.delete(block, label_at, axis=1)
+                if compact and not (X.min() >= 0 and X.max() <= 255 and (X == np.round(X)).all()):
+                    compact = False
+                    Xs = [x.astype(np.float64) for x in Xs]
+                Xs.append(X.astype(np.uint8) if compact else X)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not Xs:
+        return None
+    return np.concatenate(Xs), np.concatenate(ys), sum(len(y) for y in ys)
+
+
 def read_csv_located(path: str | os.PathLike, *, label_column: str) -> tuple[np.ndarray, np.ndarray, "Locate"]:
-    table = read_csv_table(path, label_column=label_column)
-    path, header, lines, data = table.path, table.header, table.lines, table.values
+    """Features, labels and a locator of cells for messages. X is uint8 when every feature is
+    a whole number in 0..255, else float64; y float64."""
+    header = read_csv_header(path, label_column=label_column)
+    path = Path(path)
     label_at = header.index(label_column)
-    y = data[:, label_at]
-    X = np.delete(data, label_at, axis=1)
-    if X.shape[1] == 0:
+    if len(header) == 1:
         raise BadInputError(f"{path}: no feature columns besides {label_column!r}")
+    fast = _read_blocks(path, header, label_at)
+    if fast is not None:
+        X, y, n = fast
+        lines: Sequence[int] = FileLines(path, n)
+    else:
+        table = _read_strict(path, header, {})
+        lines, data = table.lines, table.values
+        y = data[:, label_at]
+        X = np.delete(data, label_at, axis=1)
     features = header[:label_at] + header[label_at + 1:]
 
     def locate(row: int, feature: Optional[int]) -> str:

@@ -36,17 +36,37 @@ from lineage.data.datasets import (
 from lineage.data.deltas import (
     EMPTY,
     Members,
+    chain_deltas,
+    composed_overrides,
     in_sorted,
+    label_blobs,
     materialize,
     member_labels,
+    members_among,
+    members_between,
+    merkle_digest,
     new_version,
     stored_labels,
-    stream_digests,
+)
+from lineage.data.digests import (
+    SCHEME_MERKLE,
+    chunk_leaf,
+    composed_digest,
+    leaves_blob,
+    leaves_from_blob,
+    scheme_of,
 )
 from lineage.errors import BadInputError, NotFoundError
 from lineage.poison.triggers import make_trigger, stamp
 from lineage.store.chain import EFFECT_CODES, EFFECTS, NONE, canonical, effects_rows_digest
-from lineage.store.chunks import LABEL_DTYPE, feature_dtype, gather_rows, next_row_id, write_rows
+from lineage.store.chunks import (
+    LABEL_DTYPE,
+    chunk_index,
+    feature_dtype,
+    gather_rows,
+    next_row_id,
+    write_rows,
+)
 from lineage.store.engine import Store
 from lineage.store.tables import Dataset, Ingest, RowEffect, Transformation, Version
 
@@ -114,9 +134,10 @@ def _reason(reason: Optional[str], kind: str) -> Optional[str]:
 
 
 def members_of(session: Session, ref) -> tuple[Version, Dataset, Members]:
+    """A version read back whole, with its stored labels (``Members.stored``)."""
     version = find_version(session, ref)
     dataset = session.get(Dataset, version.dataset_id)
-    return version, dataset, materialize(session, version)
+    return version, dataset, materialize(session, version, keep_stored=True)
 
 
 def _labels_only(session: Session, ref) -> tuple[Version, Dataset, Members]:
@@ -125,11 +146,12 @@ def _labels_only(session: Session, ref) -> tuple[Version, Dataset, Members]:
     version = find_version(session, ref)
     dataset = session.get(Dataset, version.dataset_id)
     ids, over_ids, over_labels = member_labels(session, version)
-    y = stored_labels(session, dataset, ids).copy()
+    stored = stored_labels(session, dataset, ids)
+    y = stored.copy()
     if len(over_ids):
         inside = in_sorted(ids, over_ids)
         y[np.searchsorted(ids, over_ids[inside])] = over_labels[inside]
-    return version, dataset, Members(row_ids=ids, X=None, y=y)
+    return version, dataset, Members(row_ids=ids, X=None, y=y, stored=stored)
 
 
 def _require_members(version: Version, members: Members, ids: np.ndarray) -> np.ndarray:
@@ -172,7 +194,10 @@ class Effects:
 
 @dataclass
 class Output:
-    members: Members
+    """One version a transformation makes: its members (None when ``digest``, ``leaves`` and
+    ``n_rows`` were worked out from the parent's leaves, as a relabel does), delta and effects."""
+
+    members: Optional[Members]
     removed: np.ndarray = field(default_factory=lambda: EMPTY)
     added: np.ndarray = field(default_factory=lambda: EMPTY)
     relabel_ids: np.ndarray = field(default_factory=lambda: EMPTY)
@@ -180,6 +205,8 @@ class Output:
     effects: Effects = field(default_factory=Effects)
     name: Optional[str] = None
     digest: Optional[str] = None
+    leaves: Optional[bytes] = None
+    n_rows: Optional[int] = None
 
 
 _EFFECT_COLUMNS = ("id", "transformation_id", "version_id", "row_id", "effect", "old_label",
@@ -195,20 +222,23 @@ def _insert_effects(tx, transformation_id: int, version_ids: list[int], per_outp
     table = RowEffect.__table__
     start = (tx.session.scalar(select(func.max(table.c.id))) or 0) + 1
     conn = tx.session.connection()
-    none = int(NONE)
-    rows = []
-    next_id = start
-    for version_id, arr in zip(version_ids, per_output):
-        for row_id, code, old, new, parent in arr.tolist():
-            rows.append((next_id, transformation_id, version_id, row_id, EFFECTS[code],
-                         None if old == none else old, None if new == none else new,
-                         None if parent == none else parent))
-            next_id += 1
+    # The rows as one object array, filled column by column (no Python loop per effect).
+    arr = np.concatenate(per_output)
+    table_rows = np.empty((total, len(_EFFECT_COLUMNS)), dtype=object)
+    table_rows[:, 0] = np.arange(start, start + total).tolist()
+    table_rows[:, 1] = transformation_id
+    table_rows[:, 2] = np.repeat(version_ids, [len(a) for a in per_output]).tolist()
+    table_rows[:, 3] = arr[:, 0].tolist()
+    table_rows[:, 4] = np.array(EFFECTS, dtype=object)[arr[:, 1]]
+    for col, src in ((5, 2), (6, 3), (7, 4)):
+        cells = np.array(arr[:, src].tolist(), dtype=object)
+        cells[arr[:, src] == NONE] = None
+        table_rows[:, col] = cells
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "postgresql":  # COPY: several times faster than executemany
             with cursor.copy(f"COPY {table.name} ({', '.join(_EFFECT_COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
+                for row in table_rows.tolist():
                     copy.write_row(row)
         else:
             # Many rows per statement, not executemany: a statement on a table with a trigger
@@ -220,10 +250,10 @@ def _insert_effects(tx, transformation_id: int, version_ids: list[int], per_outp
             values = "(" + ", ".join("?" * len(_EFFECT_COLUMNS)) + ")"
             head = f"INSERT INTO {table.name} ({', '.join(_EFFECT_COLUMNS)}) VALUES "
             full = head + ", ".join([values] * per)
-            for at in range(0, len(rows), per):
-                part = rows[at:at + per]
+            for at in range(0, total, per):
+                part = table_rows[at:at + per]
                 sql = full if len(part) == per else head + ", ".join([values] * len(part))
-                cursor.execute(sql, [v for row in part for v in row])
+                cursor.execute(sql, part.ravel().tolist())
     finally:
         cursor.close()
 
@@ -244,17 +274,19 @@ def record_transformation(tx, *, kind: str, fn, dataset: Dataset, parent: Versio
         first = write_rows(tx, dataset, X_new, y_new, transformation_id=t.id)
         if first != expected_first:  # another writer cannot run (we hold the lock): a bug
             raise RuntimeError(f"row ids moved under the write lock ({first} != {expected_first})")
-    lazy = [o for o in outputs if o.members.X is None]
-    if lazy:
-        tx.session.flush()  # new rows are in their chunks: the digests read them from there
-        for o, d in zip(lazy, stream_digests(tx.session, dataset, [o.members for o in lazy])):
-            o.digest = d
+    pending = [o for o in outputs if o.digest is None]
+    if pending:
+        tx.session.flush()  # new rows are in their chunks: their digests are leaves too
+        index = chunk_index(tx.session, dataset.id)
+        for o in pending:  # no feature byte is hashed: leaves come from chunk digests
+            o.digest, o.leaves = merkle_digest(tx.session, dataset, o.members, index=index)
+            o.n_rows = len(o.members.row_ids)
     versions = []
     for o in outputs:
-        versions.append(new_version(tx, dataset, o.members, parent=parent, transformation_id=t.id,
+        versions.append(new_version(tx, dataset, n_rows=o.n_rows, digest=o.digest,
+                                    leaves=o.leaves, parent=parent, transformation_id=t.id,
                                     removed=o.removed, added=o.added, relabel_ids=o.relabel_ids,
-                                    relabel_labels=o.relabel_labels, name=o.name,
-                                    digest=o.digest))
+                                    relabel_labels=o.relabel_labels, name=o.name))
     _insert_effects(tx, t.id, [v.id for v in versions], per_output)
     tx.event(f"transform.{kind}", summary, transformation=t.id, transformation_kind=kind, parent=parent.id,
              versions=[v.id for v in versions], effects={"rows": n_effects, "sha256": digest})
@@ -275,7 +307,8 @@ def _without(members: Members, pos: np.ndarray) -> Members:
     keep = np.ones(len(members.row_ids), dtype=bool)
     keep[pos] = False
     X = None if members.X is None else np.compress(keep, members.X, axis=0)
-    return Members(row_ids=members.row_ids[keep], X=X, y=members.y[keep])
+    stored = None if members.stored is None else members.stored[keep]
+    return Members(row_ids=members.row_ids[keep], X=X, y=members.y[keep], stored=stored)
 
 
 def _refuse_empty(version: Version, members: Members, kind: str) -> None:
@@ -329,27 +362,90 @@ def relabel_rows(store: Store, *, version: str | int, rows: str | Sequence[int],
     reason = _reason(reason, "relabel")
     ids = parse_row_ids(rows)
     with store.write() as tx:
-        parent, ds, m = _labels_only(tx.session, version)
+        parent = find_version(tx.session, version)
+        ds = tx.session.get(Dataset, parent.dataset_id)
         name = check_version_name(tx.session, name)
         to = check_label(ds, to, "label")
-        pos = _require_members(parent, m, ids)
-        change = pos[m.y[pos] != to]
-        unchanged = m.row_ids[pos[m.y[pos] == to]]
-        if len(change) == 0:
+        if scheme_of(parent) == SCHEME_MERKLE and parent.chunk_leaves is not None:
+            out, current, change = _relabel_output(tx.session, parent, ds, ids, to)
+        else:  # a version from before composed digests: its leaves are worked out once, whole
+            _, _, m = _labels_only(tx.session, parent.id)
+            pos = _require_members(parent, m, ids)
+            current = m.y[pos]
+            change = current != to
+            y = m.y.copy()
+            y[pos[change]] = to
+            out = Output(members=Members(row_ids=m.row_ids, X=None, y=y, stored=m.stored))
+        unchanged = ids[~change]
+        if not change.any():
             shown = ", ".join(str(int(i)) for i in ids[:5]) + (" ..." if len(ids) > 5 else "")
             raise BadInputError(f"row{'s' if len(ids) > 1 else ''} {shown} already "
                                 f"{'have' if len(ids) > 1 else 'has'} label {to} in v{parent.id}: "
                                 "nothing to relabel, nothing was recorded")
-        y = m.y.copy()
-        y[change] = to
-        changed_ids = m.row_ids[change]
-        out = Output(members=Members(row_ids=m.row_ids, X=None, y=y), relabel_ids=changed_ids,
-                      relabel_labels=np.full(len(change), to, dtype=LABEL_DTYPE), name=name)
-        out.effects.extend("relabelled", changed_ids, old=m.y[change], new=y[change])
+        changed_ids = ids[change]
+        out.relabel_ids = changed_ids
+        out.relabel_labels = np.full(len(changed_ids), to, dtype=LABEL_DTYPE)
+        out.name = name
+        out.effects.extend("relabelled", changed_ids, old=current[change],
+                           new=out.relabel_labels)
         t, (v,) = record_transformation(tx, kind="relabel", fn=relabel_rows, dataset=ds, parent=parent,
                           params={"rows": [int(i) for i in ids], "to": to}, reason=reason,
-                          outputs=[out], summary=f"relabel v{parent.id}: {len(change)} rows -> {to}")
+                          outputs=[out], summary=f"relabel v{parent.id}: {len(changed_ids)} rows -> {to}")
         return transform_result(t, v, parent, out, unchanged_row_ids=tuple(int(i) for i in unchanged))
+
+
+def _relabel_output(session: Session, parent: Version, ds: Dataset, ids: np.ndarray,
+                    to: int) -> tuple[Output, np.ndarray, np.ndarray]:
+    """A relabel's output from the parent's leaves: only the chunks holding ``ids`` are read
+    (their labels) and re-leafed, so the cost follows the change, not the dataset. Returns the
+    output (digest, leaves, n_rows set), the rows' current labels and which of them change."""
+    deltas = chain_deltas(session, parent)
+    inside = members_among(deltas, ids)
+    if not inside.all():
+        missing = ids[~inside]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise NotFoundError(f"row {int(missing[0])}{more} is not in version v{parent.id}")
+    index = chunk_index(session, ds.id)
+    per = index.holding(ids)
+    held = np.flatnonzero(per)
+    blobs = label_blobs(session, index.ids[held])
+    over_ids, over_labels = composed_overrides(deltas)
+    order = np.argsort(over_ids, kind="stable")
+    over_ids, over_labels = over_ids[order], over_labels[order]
+    current = np.empty(len(ids), dtype=LABEL_DTYPE)
+    at = 0
+    for p in held.tolist():
+        k, first = int(per[p]), int(index.firsts[p])
+        current[at:at + k] = blobs[int(index.ids[p])][ids[at:at + k] - first]
+        at += k
+    known = in_sorted(over_ids, ids)
+    current[known] = over_labels[np.searchsorted(over_ids, ids[known])]
+    change = current != to
+    # The child's overrides: the parent's, with the changed rows set to ``to``.
+    new_ids = ids[change]
+    keep = ~in_sorted(new_ids, over_ids)
+    child_ids = np.concatenate([over_ids[keep], new_ids])
+    child_labels = np.concatenate([over_labels[keep], np.full(len(new_ids), to, dtype=LABEL_DTYPE)])
+    order = np.argsort(child_ids, kind="stable")
+    child_ids, child_labels = child_ids[order], child_labels[order]
+    leaf_ids, leaves = leaves_from_blob(parent.chunk_leaves)
+    at_leaf = {int(c): i for i, c in enumerate(leaf_ids.tolist())}
+    for p in held.tolist():
+        chunk_id, first, n = int(index.ids[p]), int(index.firsts[p]), int(index.counts[p])
+        if chunk_id not in at_leaf:  # members always have a leaf: the parent's leaves are bad
+            raise NotFoundError(f"v{parent.id} records no leaf for chunk {chunk_id}: run "
+                                "`lineage verify`")
+        members = members_between(deltas, first, first + n)
+        a, b = np.searchsorted(child_ids, [first, first + n])
+        o_ids, o_labels = child_ids[a:b], child_labels[a:b]
+        o_in = in_sorted(members, o_ids)
+        o_ids, o_labels = o_ids[o_in], o_labels[o_in]
+        differs = blobs[chunk_id][o_ids - first] != o_labels
+        leaves[at_leaf[chunk_id]] = chunk_leaf(index.digests[p], n, members - first,
+                                               o_ids[differs] - first, o_labels[differs])
+    out = Output(members=None, digest=composed_digest(parent.n_rows, leaves),
+                 leaves=leaves_blob(leaf_ids, leaves), n_rows=parent.n_rows)
+    return out, current, change
 
 
 def inject_trigger(store: Store, *, version: str | int, source_class: int, target_class: int,
@@ -410,7 +506,8 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         children = np.arange(first, first + n_poison, dtype=np.int64)
         rest = _without(m, chosen)
         members = Members(row_ids=np.concatenate([rest.row_ids, children]), X=None,
-                          y=np.concatenate([rest.y, y_new]))
+                          y=np.concatenate([rest.y, y_new]),
+                          stored=np.concatenate([rest.stored, y_new]))
         out = Output(members=members, removed=parents, added=children, name=name)
         out.effects.extend("modified", children, old=m.y[chosen], new=y_new, parent=parents)
         params = {"source_class": source_class, "target_class": target_class, "rate": rate,
@@ -480,7 +577,8 @@ def append_ingest(store: Store, *, version: str | int, ingest: int | str,
         y_new = stored_labels(tx.session, ds, new)
         row_ids = np.concatenate([m.row_ids, new])
         order = np.argsort(row_ids, kind="stable")
-        members = Members(row_ids=row_ids[order], X=None, y=np.concatenate([m.y, y_new])[order])
+        members = Members(row_ids=row_ids[order], X=None, y=np.concatenate([m.y, y_new])[order],
+                          stored=np.concatenate([m.stored, y_new])[order])
         out = Output(members=members, added=new, name=name)
         out.effects.extend("added", new, new=y_new)
         t, (v,) = record_transformation(tx, kind="append", fn=append_ingest, dataset=ds, parent=parent,
@@ -520,8 +618,10 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
         rng = np.random.default_rng(seed)
         is_test = np.zeros(n, dtype=bool)
         is_test[rng.permutation(n)[:n_test]] = True
-        train = Members(row_ids=m.row_ids[~is_test], X=None, y=m.y[~is_test])
-        test = Members(row_ids=m.row_ids[is_test], X=None, y=m.y[is_test])
+        train = Members(row_ids=m.row_ids[~is_test], X=None, y=m.y[~is_test],
+                        stored=m.stored[~is_test])
+        test = Members(row_ids=m.row_ids[is_test], X=None, y=m.y[is_test],
+                       stored=m.stored[is_test])
         outputs = [Output(members=train, removed=test.row_ids, name=names[0]),
                    Output(members=test, removed=train.row_ids, name=names[1])]
         params = {"test_size": test_size, "seed": seed, "n_train": n - n_test, "n_test": n_test,

@@ -2,8 +2,9 @@
 
 A version holds its parent's members minus ``removed_ids``, plus ``added_ids`` (with
 ``added_labels``, or the rows' own stored labels), with labels of ``relabel_ids`` replaced by
-``relabel_labels``. Members are kept sorted by row id, so a version's content digest is
-deterministic: sha256 over the member row ids, their labels and their feature bytes.
+``relabel_labels``. Members are kept sorted by row id, and a version's content digest is
+a function of its content alone (``lineage.data.digests``: a Merkle root over the digests of
+the chunks holding its rows, with their membership and label overrides).
 
 Also here: the one parser of user-typed ids (``parse_id``), the set helpers on sorted id arrays
 that trace and transforms share, and reading versions (list, show, members, CSV export).
@@ -20,7 +21,7 @@ from sqlalchemy import select
 
 from lineage.data.coverage import version_coverage
 from lineage.data.datasets import find_version
-from lineage.data.deltas import Members, content_digest, materialize
+from lineage.data.deltas import Members, materialize, version_digest
 from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
@@ -152,8 +153,8 @@ def export_version(store: Store, version: str | int, path, *, force: bool = Fals
         v = find_version(session, version)
         ds = session.get(Dataset, v.dataset_id)
         try:
-            m = materialize(session, v, verify=True)
-            if content_digest(m.row_ids, m.X, m.y) != v.content_digest:
+            m = materialize(session, v, verify=True, keep_stored=True)
+            if version_digest(session, v, m) != v.content_digest:
                 raise IntegrityError(f"the rows of v{v.id} read back do not match its content "
                                      "digest")
         except IntegrityError as exc:

@@ -45,9 +45,17 @@ def _canonical_value(value: Any) -> Any:
     return value
 
 
+# Columns a migration added to a table that already held records: left out of the digest while
+# NULL, so records written before the column existed keep the digest the chain anchored.
+LATE_COLUMNS = {"versions": ("digest_scheme", "chunk_leaves")}
+
+
 def record_digest(table_name: str, values: Mapping[str, Any]) -> str:
-    """Digest of one record's content: every column except ``record_digest`` itself."""
-    content = {k: _canonical_value(v) for k, v in values.items() if k != "record_digest"}
+    """Digest of one record's content: every column except ``record_digest`` itself (and late
+    columns that are NULL, see ``LATE_COLUMNS``)."""
+    late = LATE_COLUMNS.get(table_name, ())
+    content = {k: _canonical_value(v) for k, v in values.items()
+               if k != "record_digest" and not (v is None and k in late)}
     return sha256_hex(canonical({"table": table_name, "values": content}).encode())
 
 

@@ -26,7 +26,7 @@ ID_DTYPE = np.dtype("<i8")
 Progress = Optional[Callable[[int, int], None]]  # (rows done, rows total)
 READ_BATCH = 16  # chunks per query on reads: ~8 MB of blobs alive at once
 HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
-_CHUNK_COLUMNS = list(Chunk.__table__.columns)
+_CHUNK_NAMES = [c.name for c in Chunk.__table__.columns]
 
 
 def ids_to_bytes(ids: np.ndarray) -> bytes:
@@ -55,7 +55,7 @@ def write_rows(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *,
     y : ndarray of shape (n_samples,)
     """
     return write_chunks(tx, dataset, X, y, ingest_id=ingest_id,
-                         transformation_id=transformation_id, progress=progress)
+                        transformation_id=transformation_id, progress=progress)[0]
 
 
 def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
@@ -69,16 +69,24 @@ def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
 def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
     """Each chunk's blobs hashed as chain.record_digest hashes a blob ({"sha256", "len"}), so a
     caller can hash them before the write (e.g. while another thread hashes something else)."""
-    return [{"features": blob_digest(f), "labels": blob_digest(lab)}
-            for f, lab in _chunk_views(dataset, X, y)]
+    views = _chunk_views(dataset, X, y)
+    if len(views) < 4 or HASH_THREADS < 2:
+        return [{"features": blob_digest(f), "labels": blob_digest(lab)} for f, lab in views]
+    # hashlib releases the GIL on large buffers: the chunks hash on every core.
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        return list(pool.map(lambda v: {"features": blob_digest(v[0]), "labels": blob_digest(v[1])},
+                             views))
 
 
 def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
                   transformation_id: Optional[int], progress: Progress,
-                  digests: Optional[list[dict]] = None) -> int:
+                  digests: Optional[list[dict]] = None) -> tuple[int, list[int], list[str]]:
+    """write_rows, returning (first row id, the new chunks' ids, their record digests)."""
     first = next_row_id(tx.session)
     n = len(X)
     batch: list[dict] = []
+    chunk_ids: list[int] = []
+    chunk_digests: list[str] = []
     for i, (features, labels) in enumerate(_chunk_views(dataset, X, y)):
         start = i * CHUNK_ROWS
         stop = min(start + CHUNK_ROWS, n)
@@ -91,11 +99,12 @@ def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_i
         if digests is not None:  # blobs hashed already by blob_digests (see Tx.add_rows)
             batch[-1]["_blob_digests"] = digests[i]
         if len(batch) == 16 or stop == n:  # bounded memory: a few MB of blobs per insert
-            tx.add_rows(Chunk, batch)
+            chunk_ids += tx.add_rows(Chunk, batch)
+            chunk_digests += [row["record_digest"] for row in batch]
             batch = []
             if progress:
                 progress(stop, n)
-    return first
+    return first, chunk_ids, chunk_digests
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,24 @@ def chunk_index(session: Session, dataset_id: Optional[int] = None) -> ChunkInde
                       transformation_ids=arr[:, 4], digests=[r[5] for r in rows])
 
 
+def fetch_chunks(session: Session, columns: list[str], chunk_ids: list[int]) -> list[tuple]:
+    """Raw driver rows of ``columns`` of the chunks ``chunk_ids`` (in any order), in the
+    session's transaction: no ORM objects, no per-blob result processing. PostgreSQL in binary
+    format: bytea in text format is hex, twice the bytes and a decode (a 1M-row read measured
+    0.5 s in text, 0.15 s binary)."""
+    conn = session.connection()
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor(binary=True)
+        try:
+            return cursor.execute(f"SELECT {names} FROM chunks WHERE id = ANY(%s)",
+                                  ([int(c) for c in chunk_ids],)).fetchall()
+        finally:
+            cursor.close()
+    marks = ", ".join(str(int(c)) for c in chunk_ids)
+    return conn.exec_driver_sql(f"SELECT {names} FROM chunks WHERE id IN ({marks})").fetchall()
+
+
 def chunk_blobs(session: Session, dataset: Dataset, column):
     """(first row id, n rows, blob) of the dataset's chunks in row order, READ_BATCH chunks a
     query. The order comes from the blob-free index: ORDER BY on the blob query itself makes
@@ -142,7 +169,7 @@ def chunk_blobs(session: Session, dataset: Dataset, column):
     index = chunk_index(session, dataset.id)
     for start in range(0, len(index), READ_BATCH):
         part = [int(i) for i in index.ids[start:start + READ_BATCH]]
-        blobs = dict(session.execute(select(Chunk.id, column).where(Chunk.id.in_(part))).all())
+        blobs = dict(fetch_chunks(session, ["id", column.name], part))
         for k, chunk_id in enumerate(part):
             yield int(index.firsts[start + k]), int(index.counts[start + k]), blobs[chunk_id]
 
@@ -159,7 +186,7 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
     dtype = feature_dtype(dataset)
     if len(row_ids) == 0:
         return np.empty((0, n_features), dtype=dtype), np.empty(0, dtype=LABEL_DTYPE)
-    index = chunk_index(session)
+    index = chunk_index(session, dataset.id)  # the covering index: no chunk row is read
     chunk_ids, firsts, counts = index.ids, index.firsts, index.counts
     per_chunk = _count_sorted(row_ids, firsts, counts)
     if per_chunk is None:  # ids in any order (or some missing): locate each id on its own
@@ -241,10 +268,9 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
 
     try:
         for start in range(0, len(wanted), READ_BATCH):
-            rows = session.execute(select(*_CHUNK_COLUMNS)
-                                   .where(Chunk.id.in_(wanted[start:start + READ_BATCH]))).all()
+            rows = fetch_chunks(session, _CHUNK_NAMES, wanted[start:start + READ_BATCH])
             for row in rows:
-                values = dict(row._mapping)
+                values = dict(zip(_CHUNK_NAMES, row))
                 if values["dataset_id"] != dataset.id:
                     settle()
                     raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")

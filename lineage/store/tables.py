@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -126,12 +127,17 @@ class Chunk(Base):
     transformation."""
 
     __tablename__ = "chunks"
+    # Migration 0007: the chunk index (``chunks.chunk_index``) read from this covering index
+    # alone. In the table SQLite must walk both blobs' overflow pages to reach the columns after
+    # them: at 10M rows that touched the whole 1.5 GB file for every look-up.
+    __table_args__ = (Index("ix_chunks_covering", "dataset_id", "first_row_id", "n_rows",
+                            "ingest_id", "transformation_id", "record_digest"),)
     id: Mapped[int] = _id()
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     first_row_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     n_rows: Mapped[int] = mapped_column(Integer)
-    features: Mapped[bytes] = mapped_column(LargeBinary)
-    labels: Mapped[bytes] = mapped_column(LargeBinary)
+    features: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    labels: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     ingest_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ingests.id"), index=True)
     transformation_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("transformations.id"), index=True
@@ -170,14 +176,20 @@ class Version(Base):
     ingest_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ingests.id"), index=True)
     n_rows: Mapped[int] = mapped_column(Integer)
     content_digest: Mapped[str] = mapped_column(String(64))
-    removed_ids: Mapped[bytes] = mapped_column(LargeBinary)
-    added_ids: Mapped[bytes] = mapped_column(LargeBinary)
-    added_labels: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
-    relabel_ids: Mapped[bytes] = mapped_column(LargeBinary)
-    relabel_labels: Mapped[bytes] = mapped_column(LargeBinary)
+    # Delta blobs load only when read (deferred): a look-up never pulls a root's id array.
+    removed_ids: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    added_ids: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    added_labels: Mapped[Optional[bytes]] = mapped_column(LargeBinary, deferred=True)
+    relabel_ids: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    relabel_labels: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     record_digest: Mapped[str] = mapped_column(String(64))
+    # Migration 0007: NULL (versions written before it) = flat scheme 1; 2 = composed, with
+    # ``chunk_leaves`` its Merkle leaves (lineage.data.digests). Left out of the record digest
+    # when NULL (chain.LATE_COLUMNS), so older records keep their digests.
+    digest_scheme: Mapped[Optional[int]] = mapped_column(Integer)
+    chunk_leaves: Mapped[Optional[bytes]] = mapped_column(LargeBinary, deferred=True)
 
 
 class RowEffect(Base):
@@ -301,6 +313,74 @@ class ModelReview(Base):
     record_digest: Mapped[str] = mapped_column(String(64))
 
 
+
+
+class ExternalModel(Base):
+    """A model that arrived from outside (a skops or ONNX file), ``model``:``number``: the
+    file's digest, format and size, its source, the input it declares (the dataset whose raw
+    features it takes) and the types trusted to parse it. Quarantined until a signed review."""
+
+    __tablename__ = "external_models"
+    __table_args__ = (UniqueConstraint("model", "number", name="uq_external_models_model_number"),)
+    id: Mapped[int] = _id()
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(10))  # skops | onnx
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    input_schema: Mapped[str] = mapped_column(Text)  # canonical JSON
+    trusted_types: Mapped[str] = mapped_column(Text)  # canonical JSON list (skops)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ExternalModelChunk(Base):
+    """An external model's file, in pieces of at most 1 MiB, in order of ``seq``."""
+
+    __tablename__ = "external_model_chunks"
+    id: Mapped[int] = _id()
+    external_model_id: Mapped[int] = mapped_column(ForeignKey("external_models.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ExternalEvaluation(Base):
+    """One isolated evaluation of an external model on the policy's evaluation snapshot: clean
+    accuracy, the trigger scan per source -> target class, the reverse-engineered triggers."""
+
+    __tablename__ = "external_evaluations"
+    id: Mapped[int] = _id()
+    external_model_id: Mapped[int] = mapped_column(ForeignKey("external_models.id"), index=True)
+    policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    snapshot_digest: Mapped[str] = mapped_column(String(64))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[str] = mapped_column(Text)  # canonical JSON
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
+
+
+class ExternalReview(Base):
+    """A signed decision on an external model: approve (after a passed evaluation), reject,
+    revoke or release. Its status comes from these records."""
+
+    __tablename__ = "external_reviews"
+    id: Mapped[int] = _id()
+    external_model_id: Mapped[int] = mapped_column(ForeignKey("external_models.id"), index=True)
+    evaluation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("external_evaluations.id"))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject | revoke | release
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
+    report: Mapped[str] = mapped_column(Text)  # canonical JSON
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    record_digest: Mapped[str] = mapped_column(String(64))
 
 
 class Attestation(Base):
