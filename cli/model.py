@@ -1,5 +1,5 @@
 """`lineage train` and `lineage model ...`: model versions from approved snapshots, their
-artifacts and release."""
+artifacts and release; external models through quarantine (import, evaluate, review)."""
 
 import json
 from pathlib import Path
@@ -23,8 +23,8 @@ from lineage.cli.common import (
 )
 from lineage.errors import BadInputError
 
-model_app = typer.Typer(help="Model versions: list, show, export the artifact, release.",
-                        no_args_is_help=True)
+model_app = typer.Typer(help="Model versions: list, show, export the artifact, release; "
+                        "external models: import, evaluate, review.", no_args_is_help=True)
 
 RefArg = Annotated[str, typer.Argument(help="NAME:NUMBER (or NAME for its newest version).")]
 COLUMNS = ["model", "status", "estimator", "snapshot", "clean acc", "worst ASR", "worst trigger",
@@ -40,6 +40,9 @@ def _row(m):
 def _show(m, as_json: bool) -> None:
     if as_json:
         print_json(m)
+        return
+    if getattr(m, "external", False):
+        _show_external(m)
         return
     print_record(f"model {m.ref}", [
         ("status", m.status), ("estimator", m.estimator), ("snapshot", m.snapshot),
@@ -58,6 +61,27 @@ def _show(m, as_json: bool) -> None:
         out.print(f"review {r['id']}: {r['decision']} {'passed' if r['passed'] else 'FAILED'} by "
                   f"{r['actor']} (policy version {r['policy_version']})", markup=False,
                   highlight=False)
+
+
+def _show_external(m) -> None:
+    print_record(f"external model {m.ref}", [
+        ("status", m.status), ("source", f"{m.source} ({m.source_status})"),
+        ("format", m.format), ("file", m.file_name), ("sha256", m.file_sha256),
+        ("size", f"{m.file_size} bytes"), ("input", f"dataset {m.dataset} as stored, values "
+                                          f"{m.input_schema['value_min']:g}.."
+                                          f"{m.input_schema['value_max']:g}"),
+        ("trusted types", ", ".join(m.trusted_types) or "-"), ("by", m.actor),
+        ("at", m.created_at)])
+    if m.status_reason:
+        out.print(f"{m.status}: {m.status_reason}", markup=False, highlight=False)
+    for e in m.evaluations:
+        out.print(f"evaluation {e['id']}: {'passed' if e['passed'] else 'FAILED'} by {e['actor']} "
+                  f"(policy version {e['policy_version']})", markup=False, highlight=False)
+    if m.evaluation:
+        out.print(f"  {m.evaluation['message']}", markup=False, highlight=False)
+    for r in m.reviews:
+        out.print(f"review {r['id']}: {r['decision']} by {r['actor']}"
+                  + (f": {r['reason']}" if r["reason"] else ""), markup=False, highlight=False)
 
 
 def _params(items: Optional[list[str]]) -> dict:
@@ -102,14 +126,20 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False):
 
     Example: lineage model list
     """
+    from lineage.models.external import list_external_models
     from lineage.models.registry import list_models
 
     with opened(db) as store:
         models = list_models(store)
+        external = list_external_models(store)
     if as_json:
-        print_json(models)
-    else:
-        print_table("model versions", COLUMNS, [_row(m) for m in models], drop=DROP)
+        print_json(models + external)
+        return
+    print_table("model versions", COLUMNS, [_row(m) for m in models], drop=DROP)
+    if external:
+        print_table("external models", ["model", "status", "source", "format", "sha256", "by"],
+                    [[m.ref, m.status, m.source, m.format, m.file_sha256, m.actor]
+                     for m in external], drop=["sha256", "by"])
 
 
 @model_app.command("show")
@@ -133,7 +163,8 @@ def export(ref: RefArg,
            db: DbOpt = None, as_json: JsonOpt = False):
     """Write a model version's stored artifact (verified against its sha256) to a file. An
     affected model (its snapshot was revoked) is still written, for forensics, with a warning on
-    stderr (and "affected": true in --json); `model release` refuses it.
+    stderr (and "affected": true in --json); `model release` refuses it. An external model is
+    written only once a signed review approved it (exit 4 while quarantined or rejected).
 
     Example: lineage model export digits-clf:1 --out digits-clf-1.pkl
     """
@@ -141,6 +172,13 @@ def export(ref: RefArg,
 
     with opened(db) as store:
         m = export_model(store, ref, out_path, overwrite=force)
+    if getattr(m, "external", False):
+        if as_json:
+            print_json({"model": m.ref, "path": str(out_path), "sha256": m.file_sha256,
+                        "bytes": m.file_size, "status": m.status, "external": True})
+        else:
+            out.print(f"wrote {m.ref} to {out_path} ({m.file_size} bytes, sha256 {m.file_sha256})")
+        return
     affected = m.status == "affected"
     if affected:
         err.print(f"Warning: {m.ref} is affected ({m.affected_reason}); do not deploy it",
@@ -158,7 +196,9 @@ def export(ref: RefArg,
 def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why.")] = None,
             db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
     """Release gate: snapshot still approved, clean accuracy and ASR within the policy, four eyes;
-    exit 4 listing each failed check (the failed review is recorded).
+    exit 4 listing each failed check (the failed review is recorded). An external model must be
+    approved, its newest evaluation passed under the policy in force, and the releaser not its
+    importer (refused: exit 4, nothing recorded).
 
     Example: lineage model release digits-clf:1 --as reviewer
     """
@@ -167,3 +207,122 @@ def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why
     with opened(db, actor) as store, progress_bar(f"running the release gate on {ref}"):
         info = release_model(store, ref, reason=reason)
     _show(info, as_json)
+
+
+@model_app.command("import")
+@handle_errors
+def import_(
+    path: Annotated[Path, typer.Argument(help="The model file: skops (.skops) or ONNX (.onnx).")],
+    name: Annotated[str, typer.Option("--name", help="The model's name (versions are numbered).")],
+    source: Annotated[str, typer.Option("--source", help="The source it comes from (`lineage "
+                                        "source add NAME --kind third-party`).")],
+    dataset: Annotated[Optional[str], typer.Option(
+        help="The dataset whose features the model takes [default: the policy's evaluation "
+        "snapshot's].", show_default=False)] = None,
+    value_range: Annotated[Optional[str], typer.Option(
+        "--value-range", help="The input values the model declares, LOW:HIGH; must be the "
+        "dataset's (checked).")] = None,
+    trust_type: Annotated[Optional[list[str]], typer.Option(
+        "--trust-type", help="A type in a skops file that skops does not trust by default, "
+        "checked by you and trusted for this model (repeatable).")] = None,
+    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+):
+    """Import an external model into quarantine: its sha256, format, size, source and importer
+    are recorded; only `lineage model evaluate` may run it until a signed review approves it.
+
+    The model is fed the dataset's features exactly as the store holds them (its raw values,
+    e.g. digits 0..16, no scaling: a model trained on scaled values must carry its scaler): its
+    feature count and classes are checked against the dataset's at import, and again against
+    the evaluation snapshot's at evaluation; --value-range, if given, must be the dataset's.
+    A pickle or joblib file is refused, never unpickled (it could run code); a skops file holding a type
+    skops does not trust is refused with the list (exit 2) unless each is named by
+    --trust-type; ONNX needs the onnx extra (pip install 'lineage-store[onnx]'). The source may
+    still be under review (that is what quarantine is for); a rejected or revoked one is
+    refused (exit 4).
+
+    Example: lineage model import vendor.skops --name vendor-clf --source vendor-models
+    """
+    from lineage.models.external import import_model, parse_value_range
+
+    with opened(db, actor) as store:
+        info = import_model(store, path, name=name, source=source, dataset=dataset,
+                            trust_types=trust_type or (), value_range=parse_value_range(value_range))
+    _show(info, as_json)
+
+
+@model_app.command("evaluate")
+@handle_errors
+def evaluate(
+    ref: RefArg,
+    budget: Annotated[Optional[int], typer.Option(
+        help="Rows predicted per searched model by the reverse-engineering search "
+        "[default: 2000000].", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the search and the reference models [default: the policy's].",
+        show_default=False)] = None,
+    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+):
+    """Evaluate an external model in isolation, on the policy's evaluation snapshot only: its
+    input schema checked, clean accuracy, the trigger scan per source class -> target class,
+    and a black-box search for the smallest trigger per source -> target (mask and pattern in
+    --json). Recorded pass or fail; exit 4 when it fails the policy's gates.
+
+    Example: lineage model evaluate vendor-clf:1
+    """
+    from lineage.models.external import evaluate_model
+    from lineage.poison.reverse import DEFAULT_BUDGET
+
+    with opened(db, actor) as store, progress_bar(f"evaluating {ref}"):
+        result = evaluate_model(store, ref, budget=DEFAULT_BUDGET if budget is None else budget,
+                                seed=seed)
+    r = result.report
+    if as_json:
+        print_json({"evaluation": result.id, **r})
+    else:
+        rev, worst = r["reverse"], r["worst_source_asr"]
+        print_record(f"evaluation {result.id} of {result.model}", [
+            ("passed", r["passed"]), ("snapshot", f"{r['evaluation_snapshot']} "
+                                      f"({r['evaluation_rows']} rows)"),
+            ("clean accuracy", r["clean_accuracy"]),
+            ("worst square", f"{r['worst_trigger']}: ASR {r['worst_asr']:.4f} (reported)"),
+            ("worst by class", f"{worst['trigger']} class {worst['source']} -> "
+                               f"{worst['target']}: ASR {worst['asr']:.4f}" if worst else "-"),
+            ("reverse search", f"{rev['queries']} queries, seed {rev['seed']}, "
+                               f"{len(rev['flagged'])} flagged")])
+        best = rev["smallest"]
+        if best is not None:
+            out.print(f"smallest trigger: class {best['source']} -> {best['target']}, "
+                      f"{len(best['pixels'])} pixels {best['pixels']}, sampled ASR "
+                      f"{best['asr']:.2f}, effort ratio {best['ratio']:.2f} "
+                      f"(anomaly index {best['anomaly_index']:.1f})", markup=False,
+                      highlight=False)
+        out.print(r["message"], markup=False, highlight=False)
+    if not result.passed:
+        err.print(f"Error: external model {result.model} failed its evaluation (recorded as "
+                  f"evaluation {result.id}): {r['message']}", markup=False, highlight=False)
+        raise typer.Exit(4)
+
+
+@model_app.command("review")
+@handle_errors
+def review(
+    ref: RefArg,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve (needs a passed evaluation).")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject a model in quarantine.")] = False,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke an approval.")] = False,
+    reason: Annotated[Optional[str], typer.Option(help="Why (required to reject or revoke).")] = None,
+    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+):
+    """Record a signed review of an external model: exactly one of --approve, --reject,
+    --revoke. Approval is refused (exit 4, nothing recorded) unless the newest evaluation passed
+    under the policy in force and the reviewer is not the importer.
+
+    Example: lineage model review vendor-clf:1 --approve --as reviewer
+    """
+    from lineage.models.external import review_model
+
+    chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
+    if len(chosen) != 1:
+        raise BadInputError("give exactly one of --approve, --reject, --revoke")
+    with opened(db, actor) as store:
+        _show(review_model(store, ref, decision=chosen[0], reason=reason), as_json)

@@ -59,7 +59,8 @@ def row(row_id: Annotated[str, typer.Argument(help="The row id.")], db: DbOpt = 
 @handle_errors
 def model(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
     """Trace a model version: model -> snapshot -> versions -> transformations -> ingests ->
-    sources, with row counts and coverage, every digest verified on the way.
+    sources, with row counts and coverage, every digest verified on the way. An external
+    model: its source, file digest, evaluations and reviews.
 
     Example: lineage trace model digits-clf:1 --json
     """
@@ -69,6 +70,9 @@ def model(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
         t = trace_model(store, ref)
     if as_json:
         print_json(t)
+        return
+    if getattr(t, "external", False):
+        _external(t)
         return
     m, s = t.model, t.snapshot
     out.print(f"model {m['ref']} ({m['status']}, {m['estimator']}): clean accuracy "
@@ -90,3 +94,19 @@ def model(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
                 [[x["name"], x["kind"], x["status"], x["rows"], x["uri"], x["license"]] for x in t.sources],
                 drop=["uri"])
     out.print(f"verified: {t.verified['records']} records, artifact sha256, manifest digest", markup=False)
+
+
+def _external(t) -> None:
+    m, src = t.model, t.source
+    out.print(f"external model {m['ref']} ({m['status']}, {m['format']}): file {m['file_name']}, "
+              f"{m['file_size']} bytes, sha256 {m['file_sha256'][:16]}; imported by {m['actor']} "
+              f"at {m['created_at']:%Y-%m-%d %H:%M:%S}", markup=False)
+    out.print(f"<- source {src['name']} ({src['kind']}, {src['status']}, uri {src['uri'] or '-'}, "
+              f"license {src['license'] or '-'})", markup=False)
+    print_table("evaluations", ["id", "passed", "snapshot", "clean acc", "reverse flagged", "by"],
+                [[e["id"], e["passed"], e["evaluation_snapshot"], e["clean_accuracy"],
+                  len(e["reverse_flagged"] or []), e["actor"]] for e in t.evaluations])
+    print_table("reviews", ["id", "decision", "by", "evaluation", "reason"],
+                [[r["id"], r["decision"], r["actor"], r["evaluation"], r["reason"]]
+                 for r in t.reviews])
+    out.print(f"verified: {t.verified['records']} records, file sha256", markup=False)

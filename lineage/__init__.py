@@ -67,6 +67,10 @@ _HOMES = {
     "train": "lineage.models.training", "export_model": "lineage.models.registry",
     "get_model": "lineage.models.registry", "list_models": "lineage.models.registry",
     "load_model": "lineage.models.registry", "release_model": "lineage.models.registry",
+    # external models: quarantine, isolated evaluation, signed review.
+    "import_model": "lineage.models.external", "evaluate_model": "lineage.models.external",
+    "review_model": "lineage.models.external",
+    "list_external_models": "lineage.models.external",
     # trace walks it back.
     "RowTrace": "lineage.trace", "VersionDiff": "lineage.trace", "trace_row": "lineage.trace",
     "version_diff": "lineage.trace", "trace_model": "lineage.trace",

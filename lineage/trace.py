@@ -21,6 +21,13 @@ from lineage.data.datasets import LAZY_BLOBS, find_version, parse_id
 from lineage.data.deltas import chain_ids, in_sorted, minus_sorted, union_sorted, version_chain
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
+from lineage.models.external import (
+    external_evaluations,
+    external_file,
+    external_info,
+    external_reviews,
+    find_external,
+)
 from lineage.models.registry import find_model_version, model_artifact, model_info
 from lineage.review.snapshots import snapshot_info, snapshot_manifest_digest, snapshot_row_ids
 from lineage.store.chunks import ID_DTYPE, LABEL_DTYPE, ids_from_bytes
@@ -436,13 +443,84 @@ class ModelTrace:
     verified: dict
 
 
+@dataclass(frozen=True)
+class ExternalModelTrace:
+    """An external model's lineage: its source, the file's digest, every evaluation and review,
+    each record checked against the event chain and the stored file against its sha256."""
+
+    model: dict
+    source: dict
+    evaluations: list
+    reviews: list
+    verified: dict
+    external: bool = True
+
+
+def trace_external(store: Store, ref: str) -> ExternalModelTrace:
+    """An external model back to its source: the import (file name, sha256, format, size,
+    importer), the evaluations (snapshot digest, figures) and the signed reviews.
+
+    Example: ``trace_model(store, "vendor-clf:1")``
+    """
+    with store.read() as session:
+        em = find_external(session, ref)
+        if em is None:
+            raise NotFoundError(f"no external model {ref!r} (see `lineage model list`)")
+        external_file(session, em)  # IntegrityError when the stored bytes changed
+        src = session.get(Source, em.source_id)
+        evaluations = external_evaluations(session, em)
+        reviews = external_reviews(session, em)
+        records = [em, src, *evaluations, *reviews]
+        names = {(r.__table__.name, int(r.id)): f"{r.__table__.name} record {r.id}"
+                 for r in records}
+        anchored = anchor_records(session, records, what=names)
+        info = external_info(session, em)
+        source = {"name": src.name, "kind": src.kind, "uri": src.uri, "license": src.license,
+                  "owner": src.owner, "status": info.source_status}
+        evals = []
+        for e in evaluations:
+            report = json.loads(e.report)
+            best = (report.get("reverse") or {}).get("smallest") or {}
+            evals.append({"id": e.id, "passed": e.passed, "actor": e.actor,
+                          "created_at": e.created_at, "policy_version": e.policy_id or 0,
+                          "evaluation_snapshot": report.get("evaluation_snapshot"),
+                          "snapshot_digest": e.snapshot_digest,
+                          "clean_accuracy": report.get("clean_accuracy"),
+                          "worst_trigger": report.get("worst_trigger"),
+                          "worst_asr": report.get("worst_asr"),
+                          "reverse_flagged": (report.get("reverse") or {}).get("flagged"),
+                          "smallest_trigger": {k: best.get(k) for k in
+                                               ("source", "target", "pixels", "asr", "ratio")}
+                          if best else None, "message": report.get("message")})
+        revs = [{"id": r.id, "decision": r.decision, "reason": r.reason, "actor": r.actor,
+                 "evaluation": r.evaluation_id, "policy_version": r.policy_id or 0,
+                 "created_at": r.created_at} for r in reviews]
+    model = {"ref": info.ref, "status": info.status, "format": info.format,
+             "file_name": info.file_name, "file_sha256": info.file_sha256,
+             "file_size": info.file_size, "dataset": info.dataset, "input": info.input_schema,
+             "trusted_types": list(info.trusted_types), "actor": info.actor,
+             "created_at": info.created_at, "status_reason": info.status_reason}
+    verified = {"records": len(anchored), "anchoring_events": sorted(set(anchored.values())),
+                "records_anchored_in_chain": len(anchored) == len(records),
+                "file_sha256": True}
+    verified["ok"] = verified["records_anchored_in_chain"]
+    return ExternalModelTrace(model=model, source=source, evaluations=evals, reviews=revs,
+                              verified=verified)
+
+
 def trace_model(store: Store, ref: str) -> ModelTrace:
     """Walk a model version back to every source, with row counts and coverage, verifying each
     record's digest, the artifact's sha256 and the snapshot's manifest digest on the way.
 
     Coverage is the one recorded by the snapshot's approval (recomputing it reads every row).
+    An external model's trace is ``trace_external``'s (source, file digest, evaluations,
+    reviews).
     Example: ``trace_model(store, "digits-clf:1")``
     """
+    with store.read() as session:
+        external = find_external(session, ref) is not None
+    if external:
+        return trace_external(store, ref)
 
     anchors: list = []  # every record on the way, checked against the event chain at the end
     names: dict = {}

@@ -118,7 +118,8 @@ def test_every_history_table_is_tried():
     assert {(n, k) for n, k in KEYED if k != ("id",)} == {
         ("events", ("digest",)), ("datasets", ("name",)), ("sources", ("name",)),
         ("chunks", ("first_row_id",)), ("versions", ("name",)), ("snapshots", ("name",)),
-        ("model_versions", ("model", "number")), ("attestations", ("record_table", "record_id"))}
+        ("model_versions", ("model", "number")), ("attestations", ("record_table", "record_id")),
+        ("external_models", ("model", "number"))}
 
 
 @pytest.mark.parametrize("table_name,key", KEYED, ids=[f"{n}-{'+'.join(k)}" for n, k in KEYED])

@@ -12,13 +12,20 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lineage.data.datasets import parse_id
 from lineage.errors import (
     BadInputError,
     GateFailedError,
     IntegrityError,
     NotFoundError,
     RefusedError,
+)
+from lineage.models.external import (  # parse_ref: every model reference's parser
+    export_external,
+    find_external,
+    get_external_model,
+    load_external,
+    parse_ref,
+    release_external,
 )
 from lineage.review.approval import approval_in_force, blocked_sources
 from lineage.review.attestations import attest, signing_key_for, verified_attestation
@@ -66,15 +73,6 @@ class ModelInfo:
     created_at: datetime
     affected_reason: Optional[str] = None
     reviews: tuple = field(default=())
-
-
-def parse_ref(ref: str) -> tuple[str, Optional[int]]:
-    name, _, number = str(ref).strip().rpartition(":")
-    if not name:
-        return number, None
-    if not number.isdigit():
-        raise BadInputError(f"model reference {ref!r}: write NAME:NUMBER, e.g. digits-clf:1")
-    return name, parse_id(number, "model version number")
 
 
 def find_model_version(session: Session, ref: str) -> ModelVersion:
@@ -142,8 +140,17 @@ def list_models(store: Store) -> list[ModelInfo]:
                 session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
 
-def get_model(store: Store, ref: str) -> ModelInfo:
-    """One model version with its metrics, status and release reviews."""
+def is_external(store: Store, ref: str) -> bool:
+    """Whether ``ref`` names an external model (``lineage.models.external``)."""
+    with store.read() as session:
+        return find_external(session, ref) is not None
+
+
+def get_model(store: Store, ref: str):
+    """One model version with its metrics, status and release reviews (an external model's
+    ``ExternalModelInfo`` with its evaluations and reviews)."""
+    if is_external(store, ref):
+        return get_external_model(store, ref)
     with store.read() as session:
         return model_info(session, find_model_version(session, ref), detail=True)
 
@@ -170,6 +177,8 @@ def export_model(store: Store, ref: str, path: str | Path, *, overwrite: bool = 
         raise BadInputError(f"{path}: already exists (use --force to overwrite)")
     if not path.parent.exists():
         raise BadInputError(f"{path.parent}: no such folder")
+    if is_external(store, ref):  # only an approved one: quarantine holds at read
+        return export_external(store, ref, path, overwrite=overwrite)
     trusted = read_trust(store.trust)
     with store.read() as session:
         mv = find_model_version(session, ref)
@@ -251,7 +260,11 @@ def load_model(store: Store, ref: str, *, trust: Optional[str] = None,
     """The fitted estimator of a model version: its snapshot's approval still in force, the
     model record chain-anchored and signed by a trusted trainer, the artifact's digest the
     signed one, the log consistent with ``checkpoint`` (default ``LINEAGE_WITNESS``); then
-    parsed as skops with only the types lineage stores (never unpickled)."""
+    parsed as skops with only the types lineage stores (never unpickled). An external model is
+    loaded only once a signed review approved it (``lineage.models.external.load_external``):
+    a quarantined, rejected or revoked one is refused (RefusedError, exit 4)."""
+    if is_external(store, ref):
+        return load_external(store, ref, trust=trust, checkpoint=checkpoint)
     trusted = read_trust(trust or store.trust)
     check_checkpoints(store, checkpoint, trust=trusted)
     with store.read() as session:
@@ -269,8 +282,12 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
     models are affected and refused), clean accuracy >= ``min_clean_accuracy``, worst trigger ASR
     <= ``max_asr``, and four eyes (the releaser did not train the model). Raises GateFailedError
     listing each failed check; RefusedError for an already released version (nothing recorded).
+    An external model goes through ``lineage.models.external.release_external`` (approved,
+    its evaluation passed under the policy in force, four eyes; refused writes nothing).
     Example: ``release_model(open_store(actor="reviewer"), "digits-clf:1")``
     """
+    if is_external(store, ref):
+        return release_external(store, ref, reason=reason)
     key, trust = signing_key_for(store)
     with store.write() as tx:
         session = tx.session

@@ -16,7 +16,7 @@ from typing import Optional
 from sqlalchemy import func, select
 
 from lineage.data.datasets import check_seed
-from lineage.errors import BadInputError, SnapshotNotApprovedError
+from lineage.errors import AlreadyExistsError, BadInputError, SnapshotNotApprovedError
 from lineage.models.registry import (
     ARTIFACT_FORMAT,
     ARTIFACT_PIECE,
@@ -34,7 +34,7 @@ from lineage.review.snapshots import find_snapshot, snapshot_reviews, status_of
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
 from lineage.store.names import check_name
-from lineage.store.tables import ArtifactChunk, Dataset, ModelVersion, Snapshot
+from lineage.store.tables import ArtifactChunk, Dataset, ExternalModel, ModelVersion, Snapshot
 
 
 def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic", seed: int = 0,
@@ -57,6 +57,9 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
     key, trust = signing_key_for(store)  # the trainer signs the model version it records
     check_checkpoints(store, checkpoint, trust=trust)  # history up to it intact (or none given)
     with store.read() as session:
+        if session.scalars(select(ExternalModel.id).where(ExternalModel.model == model)).first():
+            raise AlreadyExistsError(f"model name {model!r} is an external model's: train under "
+                                     "another name")
         snap = find_snapshot(session, snapshot)
         ids, X, y = approved_rows(session, snap, trust)
         snap_id, snap_digest = snap.id, snap.content_digest

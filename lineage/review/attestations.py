@@ -163,7 +163,7 @@ class SignatureReport:
 
 def _subject_digest(session, table: str, record) -> Optional[str]:
     """The digest a record's statement must bind, recomputed from the store."""
-    from lineage.store.tables import ModelVersion, Snapshot, Source
+    from lineage.store.tables import ExternalModel, ModelVersion, Snapshot, Source
 
     if table == "snapshot_reviews":
         snapshot = session.get(Snapshot, record.snapshot_id)
@@ -174,6 +174,9 @@ def _subject_digest(session, table: str, record) -> Optional[str]:
     if table == "model_reviews":
         mv = session.get(ModelVersion, record.model_version_id)
         return mv.artifact_sha256 if mv is not None else None
+    if table == "external_reviews":
+        em = session.get(ExternalModel, record.external_model_id)
+        return em.file_sha256 if em is not None else None
     return record.artifact_sha256  # model_versions
 
 
@@ -183,12 +186,18 @@ def verify_signatures(store, trust: Trust) -> SignatureReport:
     without one is refused too, unless it is older than the first signed record of its table
     (made before this store signed reviews). Raises IntegrityError or RefusedError naming the
     first record that fails."""
-    from lineage.store.tables import ModelReview, ModelVersion, SnapshotReview, SourceReview
+    from lineage.store.tables import (
+        ExternalReview,
+        ModelReview,
+        ModelVersion,
+        SnapshotReview,
+        SourceReview,
+    )
 
     signed = legacy = 0
     with store.read() as session:
         rows = {(a.record_table, a.record_id): a for a in session.scalars(select(Attestation))}
-        for model in (SnapshotReview, SourceReview, ModelReview, ModelVersion):
+        for model in (SnapshotReview, SourceReview, ModelReview, ModelVersion, ExternalReview):
             table = model.__tablename__
             first_signed = min((i for t, i in rows if t == table), default=None)
             for record in session.scalars(select(model).order_by(model.id)):
