@@ -13,6 +13,13 @@ the suite must prove both databases there.
 """
 
 import os
+
+# Under pytest-xdist every worker is a process of its own: one BLAS/OpenMP thread each, or two
+# workers' thread pools fight over the two cores (set before numpy is first imported).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import shutil
 import sqlite3
 import uuid
