@@ -24,9 +24,12 @@ def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+# The quick demo on the embedded default only: the same library calls run on PostgreSQL in
+# test_gates' reviewed path, test_audit, test_report and test_openlineage, and a second demo
+# run was the suite's largest single cost after the README tour.
+@pytest.fixture(scope="module", params=["sqlite"])
 def quick_demo(request, tmp_path_factory):
-    """`lineage demo --quick --out ...` once per backend."""
+    """`lineage demo --quick --out ...` on SQLite."""
     tmp = tmp_path_factory.mktemp("demo")
     url = f"sqlite:///{tmp / 'lineage.db'}" if request.param == "sqlite" else pg_url_or_skip()
     out = tmp / "results" / "poisoning-results.csv"
