@@ -12,6 +12,7 @@ from lineage.cli.common import (
     DbOpt,
     Estimator,
     JsonOpt,
+    TrustOpt,
     err,
     handle_errors,
     opened,
@@ -104,7 +105,7 @@ def train_command(
     estimator: Annotated[Estimator, typer.Option(help="The estimator to fit.")] = Estimator.logistic,
     seed: Annotated[int, typer.Option(help="Random seed of the estimator.")] = 0,
     param: Annotated[Optional[list[str]], typer.Option(help="Estimator parameter KEY=VALUE (repeatable).")] = None,
-    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    db: DbOpt = None, actor: ActorOpt = None, trust: TrustOpt = None, as_json: JsonOpt = False,
 ):
     """Train on an approved snapshot (only) and register a model version with its metrics.
 
@@ -113,7 +114,8 @@ def train_command(
     from lineage.models.training import train
 
     params = _params(param)
-    with opened(db, actor, create=True) as store, progress_bar(f"training {model} on {snapshot}"):
+    with opened(db, actor, create=True, trust=trust) as store, \
+            progress_bar(f"training {model} on {snapshot}"):
         info = train(store, snapshot=snapshot, model=model, estimator=estimator.value, seed=seed,
                      params=params)
     _show(info, as_json)
@@ -194,7 +196,8 @@ def export(ref: RefArg,
 @model_app.command("release")
 @handle_errors
 def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why.")] = None,
-            db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
+            db: DbOpt = None, actor: ActorOpt = None, trust: TrustOpt = None,
+            as_json: JsonOpt = False):
     """Release gate: snapshot still approved, clean accuracy and ASR within the policy, four eyes;
     exit 4 listing each failed check (the failed review is recorded). An external model must be
     approved, its newest evaluation passed under the policy in force, and the releaser not its
@@ -204,7 +207,8 @@ def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why
     """
     from lineage.models.registry import release_model
 
-    with opened(db, actor) as store, progress_bar(f"running the release gate on {ref}"):
+    with opened(db, actor, trust=trust) as store, \
+            progress_bar(f"running the release gate on {ref}"):
         info = release_model(store, ref, reason=reason)
     _show(info, as_json)
 
@@ -311,7 +315,7 @@ def review(
     reject: Annotated[bool, typer.Option("--reject", help="Reject a model in quarantine.")] = False,
     revoke: Annotated[bool, typer.Option("--revoke", help="Revoke an approval.")] = False,
     reason: Annotated[Optional[str], typer.Option(help="Why (required to reject or revoke).")] = None,
-    db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False,
+    db: DbOpt = None, actor: ActorOpt = None, trust: TrustOpt = None, as_json: JsonOpt = False,
 ):
     """Record a signed review of an external model: exactly one of --approve, --reject,
     --revoke. Approval is refused (exit 4, nothing recorded) unless the newest evaluation passed
@@ -324,5 +328,5 @@ def review(
     chosen = [d for d, on in (("approve", approve), ("reject", reject), ("revoke", revoke)) if on]
     if len(chosen) != 1:
         raise BadInputError("give exactly one of --approve, --reject, --revoke")
-    with opened(db, actor) as store:
+    with opened(db, actor, trust=trust) as store:
         _show(review_model(store, ref, decision=chosen[0], reason=reason), as_json)

@@ -423,3 +423,6 @@ def test_signing_commands_take_the_trust_file_from_trust(cli, tmp_path):
     assert "quarantined" in crowd[0]  # the refused review wrote nothing
     r = cli("source", "review", "crowd", "--approve", "--reason", "ok", actor="reviewer")
     assert r.exit_code == 0, r.output
+    # The trainer signs the model version it records: its key is checked first, in that file.
+    r = cli("train", "--snapshot", "any", "--model", "m", "--trust", str(other), actor="reviewer")
+    assert r.exit_code == 4 and f"is not in the trust file {other}" in r.output, r.output
