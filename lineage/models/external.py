@@ -52,14 +52,12 @@ from lineage.errors import (
     RefusedError,
 )
 from lineage.poison.reverse import (
-    BLOCKS,
     DEFAULT_BUDGET,
-    MAX_PIXELS,
-    moves_of,
+    confirm_searches,
+    kept,
     reverse_engineer,
     search_triggers,
 )
-from lineage.poison.triggers import parse_image_shape
 from lineage.review.attestations import attest, signing_key_for, verified_attestation
 from lineage.review.checkpoints import check_checkpoints, witness
 from lineage.review.evaluation import evaluation_rows
@@ -513,15 +511,6 @@ _BASELINES: dict = {}  # (evaluation digest, settings) -> the square scans' refe
 _CONFIRMED: dict = {}  # (evaluation digest, settings, pair) -> the references' confirmations
 
 
-def kept(cache: dict, key, make, limit: int = 8):
-    """``cache[key]``, made by ``make()`` the first time (at most ``limit`` entries kept)."""
-    if key not in cache:
-        if len(cache) >= limit:
-            cache.pop(next(iter(cache)))
-        cache[key] = make()
-    return cache[key]
-
-
 def fit_reference(estimator: str, params: Optional[dict], X: np.ndarray, y: np.ndarray, *,
                   seed: int, value_max: float):
     """A reference model of ``estimator`` fitted on trusted rows (X, y), kept for the process:
@@ -645,24 +634,9 @@ def measure_model(model, X: np.ndarray, y: np.ndarray, *, classes: Sequence[int]
                    tuple(value_range))
 
         def confirm_references(pairs, rest):
-            # A reference's search of one pair at a fixed rows-per-source is the same whatever
-            # model picked the pair: kept per pair for every model on this snapshot.
-            missing = [p for p in pairs if (*ref_key, p, rest, len(pairs)) not in _CONFIRMED]
-            if missing:
-                steps = MAX_PIXELS * len(moves_of(*parse_image_shape(image_shape),
-                                                  value_range, BLOCKS))
-                # Exactly the rows per source the whole set of pairs would get.
-                part = max(1, rest // (steps * len(pairs))) * steps * len(missing)
-                found = [search_triggers(f, Xr, yr, classes=classes, image_shape=image_shape,
-                                         value_range=value_range, budget=part,
-                                         random_state=seed, pairs=missing)
-                         for f, Xr, yr in refs]
-                for p in missing:
-                    kept(_CONFIRMED, (*ref_key, p, rest, len(pairs)),
-                         lambda p=p: [[s for s in r if (s.source, s.target) == p] for r in found],
-                         256)
-            per_pair = [_CONFIRMED[(*ref_key, p, rest, len(pairs))] for p in pairs]
-            return [[s for pair in per_pair for s in pair[i]] for i in range(len(refs))]
+            return confirm_searches(_CONFIRMED, refs, ref_key, pairs, rest, classes=classes,
+                                    image_shape=image_shape, value_range=tuple(value_range),
+                                    random_state=seed, limit=256)
 
         reverse = reverse_engineer(lambda Z: _aligned(model, Z, classes), X, y, classes=classes,
                                    image_shape=image_shape, value_range=value_range,

@@ -305,7 +305,8 @@ def search_triggers(predict_proba: Callable, X: np.ndarray, y: np.ndarray, *,
     return out
 
 
-def _kept(cache: dict, key, make, limit: int):
+def kept(cache: dict, key, make, limit: int = 8):
+    """``cache[key]``, made by ``make()`` the first time (at most ``limit`` entries kept)."""
     if key not in cache:
         if len(cache) >= limit:
             cache.pop(next(iter(cache)))
@@ -358,17 +359,19 @@ def raw_references(X: np.ndarray, y: np.ndarray, *, classes: Sequence[int], imag
                                     random_state=random_state) for f, Xr, yr in refs]
         return refs, screened
 
-    refs, screened = _kept(_RAW, key, make, 4)
+    refs, screened = kept(_RAW, key, make, 4)
     return refs, screened, key
 
 
-def confirm_raw(refs: list, key: tuple, pairs: Sequence[tuple[int, int]], rest: int, *,
-                classes: Sequence[int], image_shape, value_range: tuple[float, float],
-                random_state: int = 0) -> list:
-    """The raw references' confirming searches of ``pairs`` at ``rest`` rows: a pair's search
-    at a fixed rows-per-source does not depend on the model that picked it, so each is kept."""
+def confirm_searches(cache: dict, refs: list, key: tuple, pairs: Sequence[tuple[int, int]],
+                     rest: int, *, classes: Sequence[int], image_shape,
+                     value_range: tuple[float, float], random_state: int = 0,
+                     limit: int = 512) -> list:
+    """Reference models' (``refs``: (predict_proba, X, y)) confirming searches of ``pairs`` at
+    ``rest`` rows, one list per reference: a pair's search at a fixed rows-per-source does not
+    depend on the model that picked it, so each is kept in ``cache`` under ``key``."""
     h, w, _ = parse_image_geometry(image_shape)
-    missing = [p for p in pairs if (*key, p, rest, len(pairs)) not in _RAW_CONFIRMED]
+    missing = [p for p in pairs if (*key, p, rest, len(pairs)) not in cache]
     if missing:
         steps = MAX_PIXELS * len(moves_of(h, w, value_range, BLOCKS))
         # Exactly the rows per source the whole set of pairs would get.
@@ -378,9 +381,9 @@ def confirm_raw(refs: list, key: tuple, pairs: Sequence[tuple[int, int]], rest: 
                                  random_state=random_state, pairs=missing)
                  for f, Xr, yr in refs]
         for p in missing:
-            _kept(_RAW_CONFIRMED, (*key, p, rest, len(pairs)),
-                  lambda p=p: [[s for s in r if (s.source, s.target) == p] for r in found], 512)
-    per_pair = [_RAW_CONFIRMED[(*key, p, rest, len(pairs))] for p in pairs]
+            kept(cache, (*key, p, rest, len(pairs)),
+                 lambda p=p: [[s for s in r if (s.source, s.target) == p] for r in found], limit)
+    per_pair = [cache[(*key, p, rest, len(pairs))] for p in pairs]
     return [[s for pair in per_pair for s in pair[i]] for i in range(len(refs))]
 
 
@@ -427,7 +430,7 @@ def reverse_engineer(predict_proba: Callable, X: np.ndarray, y: np.ndarray, *,
             [search_triggers(f, Xr, yr, budget=rest, pairs=pairs, **kw)
              for f, Xr, yr in caller_refs])
     if raw_refs:
-        refs += confirm_raw(raw_refs, raw_key, pairs, rest, **kw)
+        refs += confirm_searches(_RAW_CONFIRMED, raw_refs, raw_key, pairs, rest, **kw)
     return decide(searches, screened, budget=budget, seed=random_state, image_shape=image_shape,
                   confirmed=(again, refs))
 
