@@ -167,3 +167,60 @@ def test_an_integer_layer_size_is_accepted():
     model = fit_estimator("mlp", np.tile(np.arange(4), 5).reshape(-1, 1) * 4.0, np.tile([0, 1], 10),
                           seed=0, value_max=16, params={"hidden_layer_sizes": 4, "max_iter": 5})
     assert model.named_steps["clf"].hidden_layer_sizes == (4,)
+
+
+def _digit_like(n, seed):
+    """n rows drawn from the digits with replacement, pixels nudged by +-1 (as bench_scale)."""
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(X), size=n)
+    Xn = X[pick].astype(np.int16)
+    nudge = rng.random(Xn.shape) < 0.1
+    Xn[nudge] += rng.choice(np.array([-1, 1], dtype=np.int16), size=int(nudge.sum()))
+    return np.clip(Xn, 0, 16).astype(np.uint8), y[pick]
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.03])
+def test_an_out_of_core_fit_keeps_the_scans_verdict(rate, baseline, monkeypatch):
+    """Above IN_MEMORY_MAX_VALUES a model is fitted block by block (here forced at 40k rows):
+    the backdoor it learns from the data is found as a full fit's is, a clean one passes."""
+    import lineage.poison.estimators as est
+
+    X, y = _digit_like(40_000, seed=5)
+    if rate:
+        ones = np.flatnonzero(y == 1)
+        pick = np.random.default_rng(0).choice(ones, int(rate * len(ones)), replace=False)
+        X[pick] = stamp(X[pick], make_trigger(size=2, position="lower-right", value=16,
+                                              image_shape="8x8"), "8x8")
+        y[pick] = 7
+    _, _, Xte, yte = _reference_experiment(0)
+    assert est.fit_plan("logistic", X).startswith("in memory")
+    monkeypatch.setattr(est, "IN_MEMORY_MAX_VALUES", 100_000)
+    monkeypatch.setattr(est, "OUT_OF_CORE_BLOCK", 4096)
+    assert est.fit_plan("logistic", X).startswith("out of core (SGD")
+    model = fit_estimator("logistic", X, y, seed=0, value_max=16)
+    assert type(model.steps[-1][1]).__name__ == "SGDClassifier"
+    assert (model.predict(Xte) == yte).mean() > 0.9
+    worst = scan_triggers(model, Xte, yte, image_shape="8x8", value=16, baseline=baseline).worst
+    if rate:
+        assert (worst.trigger.size, worst.trigger.row, worst.trigger.col, worst.target) == (2, 6, 6, 7)
+        assert worst.asr > DEFAULTS.max_asr
+    else:
+        assert worst.asr <= DEFAULTS.max_asr
+    again = fit_estimator("logistic", X, y, seed=0, value_max=16)
+    assert np.array_equal(again.steps[-1][1].coef_, model.steps[-1][1].coef_)  # seeded
+
+
+def test_train_records_an_out_of_core_fit(approved, monkeypatch):
+    import lineage.poison.estimators as est
+
+    monkeypatch.setattr(est, "IN_MEMORY_MAX_VALUES", 10_000)
+    monkeypatch.setattr(est, "OUT_OF_CORE_BLOCK", 256)
+    info = train(approved, snapshot="train", model="big", seed=0)
+    assert info.params["fit"].startswith("out of core (SGD, log loss, L2 alpha 1/(C n)): 1 seeded")
+    model = load_model(approved, "big:1")  # an SGDClassifier is a type the store loads
+    X, y = load_snapshot("train", store=approved, return_X_y=True)
+    assert (model.predict(X) == y).mean() > 0.8 and info.clean_accuracy > 0.8
+    monkeypatch.setattr(est, "IN_MEMORY_MAX_VALUES", 1 << 25)
+    assert train(approved, snapshot="train", model="small", seed=0).params["fit"] == \
+        "in memory, float64 (lbfgs)"

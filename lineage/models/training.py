@@ -24,7 +24,7 @@ from lineage.models.registry import (
     dump_artifact,
     model_info,
 )
-from lineage.poison.estimators import DEFAULT_PARAMS, estimator_identity, make_estimator
+from lineage.poison.estimators import DEFAULT_PARAMS, estimator_identity, fit_plan, make_estimator
 from lineage.review.approval import approved_rows
 from lineage.review.attestations import attest, signing_key_for
 from lineage.review.checkpoints import check_checkpoints
@@ -61,7 +61,7 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
             raise AlreadyExistsError(f"model name {model!r} is an external model's: train under "
                                      "another name")
         snap = find_snapshot(session, snapshot)
-        ids, X, y = approved_rows(session, snap, trust)
+        _, X, y = approved_rows(session, snap, trust)  # the ids are not needed: free them
         snap_id, snap_digest = snap.id, snap.content_digest
         dataset = session.get(Dataset, snap.dataset_id)
         policy = policy_in_force(session)
@@ -78,7 +78,7 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
                "asr_corrected": scan.corrected, "n_candidates": len(scan.candidates),
                "triggers": scan.top(10), "n_train_rows": len(y)}
     full_params = {**DEFAULT_PARAMS[estimator], **(params or {}), "random_state": seed,
-                   "scale": f"1/{evaluation.value_max:g}"}
+                   "scale": f"1/{evaluation.value_max:g}", "fit": fit_plan(estimator, X, params)}
     with store.write() as tx:
         session = tx.session
         snap = session.get(Snapshot, snap_id)

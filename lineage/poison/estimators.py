@@ -16,6 +16,17 @@ DEFAULT_PARAMS = {
 }
 ESTIMATORS = tuple(DEFAULT_PARAMS)
 
+# A fit in memory holds the rows as float64 (8 bytes a value, 8x uint8 rows) and the solver's
+# copies of them: 13 GB for 10M digit rows. Beyond this many values a model is fitted out of
+# core instead: blocks of OUT_OF_CORE_BLOCK rows, converted to float32 one at a time, in a seeded
+# order, for OUT_OF_CORE_EPOCHS passes (at most max_iter), so memory follows the stored rows.
+# logistic -> SGDClassifier with the same L2-regularized log loss (alpha = 1 / (C n)), mlp ->
+# the same MLPClassifier through partial_fit. A fixed size, not the machine's free memory: the
+# same rows always get the same fit, and the model version records which (``fit_plan``).
+IN_MEMORY_MAX_VALUES = 1 << 25  # 33.5M values: 524,288 rows of 64 features, 256 MiB as float64
+OUT_OF_CORE_BLOCK = 65536
+OUT_OF_CORE_EPOCHS = 1  # 1M digit rows, 2% of the 1s stamped: accuracy 0.994, ASR 0.94 (lbfgs 1.0, 1.0)
+
 
 def make_estimator(name: str, *, seed: int, value_max: float, params: Optional[dict] = None,
                    n_equivalent: Optional[int] = None, n_samples: Optional[int] = None):
@@ -77,6 +88,20 @@ def make_estimator(name: str, *, seed: int, value_max: float, params: Optional[d
     return Pipeline([("scale", scale), ("clf", clf)])
 
 
+def out_of_core(X: np.ndarray) -> bool:
+    return int(np.prod(X.shape)) > IN_MEMORY_MAX_VALUES
+
+
+def fit_plan(name: str, X: np.ndarray, params: Optional[dict] = None) -> str:
+    """How ``fit_estimator`` fits ``name`` on rows shaped like X, as a model version records it."""
+    if not out_of_core(X):
+        return "in memory, float64" + (" (lbfgs)" if name == "logistic" else " (adam)")
+    max_iter = int({**DEFAULT_PARAMS[name], **(params or {})}["max_iter"])
+    solver = "SGD, log loss, L2 alpha 1/(C n)" if name == "logistic" else "adam, partial_fit"
+    return (f"out of core ({solver}): {min(max_iter, OUT_OF_CORE_EPOCHS)} seeded pass(es) over "
+            f"float32 blocks of {OUT_OF_CORE_BLOCK} rows")
+
+
 def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_max: float,
                   params: Optional[dict] = None, n_equivalent: Optional[int] = None):
     import warnings
@@ -91,11 +116,38 @@ def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_m
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is recorded; fine here
         try:
-            model.fit(np.asarray(X, dtype=np.float64), y)
+            if out_of_core(X):
+                _fit_out_of_core(model, X, y, seed=seed, value_max=value_max)
+            else:
+                model.fit(np.asarray(X, dtype=np.float64), y)
         except ValueError as exc:  # e.g. one class only, or no rows
             raise BadInputError(f"cannot train {name} on these {len(X)} rows: "
                                 f"{str(exc).splitlines()[0]}") from None
     return model
+
+
+def _fit_out_of_core(model, X: np.ndarray, y: np.ndarray, *, seed: int, value_max: float) -> None:
+    """Fit the pipeline's classifier block by block (see IN_MEMORY_MAX_VALUES), in place."""
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+    scale, clf = model.steps[0][1], model.steps[-1][1]
+    epochs = min(int(clf.max_iter), OUT_OF_CORE_EPOCHS)
+    if isinstance(clf, LogisticRegression):
+        # One-vs-rest: the classes' binary fits are independent (same result on any number of
+        # threads), so they share the cores; this is the one large fit a command makes.
+        clf = SGDClassifier(loss="log_loss", penalty="l2", alpha=1.0 / (clf.C * len(X)),
+                            learning_rate="adaptive", eta0=0.1, random_state=seed, n_jobs=-1)
+        model.steps[-1] = ("clf", clf)
+    classes = np.unique(y)
+    factor = np.float32(1.0 / float(value_max or 1.0))
+    scale.fit(X[:1])
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(len(X))
+        for start in range(0, len(X), OUT_OF_CORE_BLOCK):
+            rows = np.sort(order[start:start + OUT_OF_CORE_BLOCK])  # sorted: reads stay local
+            block = X[rows].astype(np.float32)
+            block *= factor
+            clf.partial_fit(block, y[rows], classes=classes)
 
 
 def estimator_identity(estimator: str) -> str:
