@@ -85,6 +85,31 @@ def write_csv(path: Path, X: np.ndarray, y: np.ndarray, header: bool) -> None:
 
 # ----------------------------------------------------------------------------- steps (child)
 
+class AnonPeak:
+    """Peak anonymous RSS (RssAnon: heap and arrays, not the pages of the SQLite file that reads
+    map, which ru_maxrss also counts), sampled every 5 ms on a thread."""
+
+    def __init__(self):
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
 def run_step(step: str, work: Path, db: str, n: int) -> dict:
     from lineage.store.engine import open_store
 
@@ -233,11 +258,16 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="an empty database URL (default: SQLite in --work)")
     ap.add_argument("--work", default=None, help="work folder (default: a new temp folder)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--steps", help="comma-separated steps to run (default: all, in order); "
+                    "later steps expect the store the earlier ones left in --work")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     args = ap.parse_args()
     n = args.rows
     if args.step:
-        print(json.dumps(run_step(args.step, Path(args.work), args.db, n)))
+        anon = AnonPeak()
+        out = run_step(args.step, Path(args.work), args.db, n)
+        out["peak_anon_mb"] = anon.stop()
+        print(json.dumps(out))
         return
     work = Path(args.work or tempfile.mkdtemp(prefix="lineage-bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -247,24 +277,30 @@ def main() -> None:
     os.environ.update(env)
     from lineage.review.keys import create_key, trust_key
 
-    for actor in ("engineer", "reviewer"):
-        create_key(actor)
-        trust_key(actor)
+    if not (work / "lineage-trust.json").exists():  # a --steps rerun keeps the keys it made
+        for actor in ("engineer", "reviewer"):
+            create_key(actor)
+            trust_key(actor)
     raw = n * (64 + 8)
     results = {"rows": n, "raw_mb": raw / 1e6, "db": db.split("://")[0],
                "python": platform.python_version(), "cpus": os.cpu_count(),
                "load_average": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                            time.gmtime()),
                "steps": {}}
-    for step in STEPS:
+    chosen = args.steps.split(",") if args.steps else STEPS
+    unknown = set(chosen) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown steps {sorted(unknown)}: use {', '.join(STEPS)}")
+    for step in [s for s in STEPS if s in chosen]:
         if step == "generate" and (work / "rows.npz").exists() and (work / "rows.csv").exists():
             continue
         r = child(step, work, db, n, env)
         results["steps"][step] = r
         if step in REPORTED:
             print(f"{step:15s} {r['seconds']:9.2f} s  peak RSS {r['peak_rss_mb']:8.0f} MB "
-                  f"({r['peak_rss_mb'] * 2**20 / raw:.2f}x raw)  "
-                  f"{ {k: v for k, v in r.items() if k not in ('seconds', 'wall', 'peak_rss_mb')} }",
+                  f"({r['peak_rss_mb'] * 2**20 / raw:.2f}x raw; anon {r['peak_anon_mb']:.0f} MB = "
+                  f"{r['peak_anon_mb'] * 2**20 / raw:.2f}x)  "
+                  f"{ {k: v for k, v in r.items() if k not in ('seconds', 'wall', 'peak_rss_mb', 'peak_anon_mb')} }",
                   flush=True)
     results["load_average_end"] = os.getloadavg()
     if args.json:
@@ -273,12 +309,13 @@ def main() -> None:
     print(f"\n{n:,} rows on {results['db']}; raw {raw / 1e6:,.0f} MB; {results['cpus']} cpus; "
           f"load average {results['load_average'][0]:.1f} at start, "
           f"{results['load_average_end'][0]:.1f} at end; {results['started']}\n")
-    print("| step | seconds | peak RSS (MB) | RSS / raw |")
-    print("| --- | ---: | ---: | ---: |")
-    for step in REPORTED:
+    print("| step | seconds | peak RSS (MB) | RSS / raw | peak anon (MB) | anon / raw |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for step in [s for s in REPORTED if s in results["steps"]]:
         r = results["steps"][step]
         print(f"| {step} | {r['seconds']:.2f} | {r['peak_rss_mb']:,.0f} | "
-              f"{r['peak_rss_mb'] * 2**20 / raw:.2f}x |")
+              f"{r['peak_rss_mb'] * 2**20 / raw:.2f}x | {r['peak_anon_mb']:,.0f} | "
+              f"{r['peak_anon_mb'] * 2**20 / raw:.2f}x |")
 
 
 if __name__ == "__main__":
