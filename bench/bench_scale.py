@@ -155,7 +155,7 @@ def run_step(step: str, work: Path, db: str, n: int) -> dict:
             rows = np.random.default_rng(1).choice(np.arange(1, n + 1), size=400, replace=False)
             with eng.read() as session:
                 from lineage.data.datasets import find_version
-                from lineage.data.deltas import members_among, chain_deltas
+                from lineage.data.deltas import chain_deltas, members_among
 
                 rows = np.sort(rows)
                 rows = rows[members_among(chain_deltas(session, find_version(session, "scale-train")),

@@ -41,8 +41,8 @@ from lineage.store.chunks import (
     gather_rows,
 )
 from lineage.store.engine import Store
-from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.names import check_name, identity
+from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.tables import (
     Chunk,
     Dataset,

@@ -9,6 +9,7 @@ only the TOAST slices holding it) and checks every byte it returns against that 
 """
 
 import hashlib
+import sqlite3
 
 import numpy as np
 from sqlalchemy import text
@@ -53,7 +54,7 @@ def read_rows_at(session: Session, wanted, ids: np.ndarray, X: np.ndarray, y: np
             try:
                 fb = raw.blobopen("chunks", "features", int(chunk_id), readonly=True)
                 lb = raw.blobopen("chunks", "labels", int(chunk_id), readonly=True)
-            except Exception:  # sqlite3.OperationalError: no such row
+            except sqlite3.OperationalError:  # no such row
                 raise ValueError(f"chunk {chunk_id} is missing") from None
             with fb, lb:
                 if len(fb) != n * row_bytes or len(lb) != n * label_bytes:
