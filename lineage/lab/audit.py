@@ -35,7 +35,7 @@ from lineage.poison.estimators import make_estimator
 from lineage.review.evaluation import evaluation_rows
 from lineage.review.policy import policy_in_force
 from lineage.review.snapshots import read_snapshot_rows
-from lineage.store.engine import Store
+from lineage.store.engine import Store, release_mapped_pages
 from lineage.store.tables import (
     Dataset,
     Event,
@@ -113,6 +113,7 @@ def _rows_of(session: Session, snap: Optional[Snapshot], version: Version):
     if snap is not None:
         return read_snapshot_rows(session, snap)
     m = materialize(session, version, verify=True)
+    release_mapped_pages(session)  # the arrays stay; the file pages the read touched go
     return m.row_ids, m.X, m.y
 
 

@@ -40,7 +40,7 @@ from lineage.store.chunks import (
     fetch_chunks,
     gather_rows,
 )
-from lineage.store.engine import Store
+from lineage.store.engine import SQLITE_MMAP_BYTES, Store, release_mapped_pages
 from lineage.store.names import check_name, identity
 from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.tables import (
@@ -52,8 +52,6 @@ from lineage.store.tables import (
     Transformation,
     Version,
 )
-
-SQLITE_MMAP_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -374,6 +372,8 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
         if leaves is None or composed_digest(len(ids), leaves) != snapshot.content_digest:
             raise IntegrityError(f"{where}: its rows, chunks and overrides do not compose to its "
                                  "content digest: run `lineage verify`")
+    if X.nbytes >= 64 << 20:
+        release_mapped_pages(session)
     return ids, X, y
 
 
