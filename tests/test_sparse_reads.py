@@ -29,14 +29,14 @@ def _data():
 
 
 def _small_snapshot(url: str) -> None:
-    """v1: three chunks; "few-test": ~90 rows spread over them, one relabelled; snapshot
+    """v1: three chunks; "few-test": ~60 rows spread over them, one relabelled; snapshot
     "few" of it (sparse in every chunk) and "all" of v1 (whole chunks)."""
     store = open_store(url, actor="tester")
     try:
         add_source(store, "lab", kind="internal")
         X, y = _data()
         ingest_arrays(store, X, y, source="lab", value_range=(0, 15))
-        split_version(store, version="v1", test_size=90 / N, seed=0, name="few", reason="t")
+        split_version(store, version="v1", test_size=60 / N, seed=0, name="few", reason="t")
         with store.read() as session:
             from lineage.data.datasets import find_version
             from lineage.data.deltas import member_labels
