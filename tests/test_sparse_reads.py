@@ -150,11 +150,16 @@ def test_a_forged_rows_digest_is_caught(store):
         _read(store)
 
 
-def test_releasing_the_mapped_pages_keeps_reads_and_the_mapping(store):
-    """After a bulk read on SQLite, release_mapped_pages unmaps what the read touched (bench_scale:
-    ~720 MB of RSS at 10M rows); the connection keeps mapping the file for the next read."""
+def test_releasing_the_mapped_pages_keeps_reads_and_the_mapping(store, monkeypatch):
+    """During and after a bulk read on SQLite, release_mapped_pages unmaps what the read touched
+    (bench_scale: ~720 MB of RSS at 10M rows); the connection keeps mapping the file for the next
+    read, and the rows read are the same."""
     from lineage.store.engine import SQLITE_MMAP_BYTES, release_mapped_pages
 
+    released = []
+    monkeypatch.setattr("lineage.review.snapshots.RELEASE_EVERY_CHUNKS", 16)  # after each batch
+    monkeypatch.setattr("lineage.review.snapshots.release_mapped_pages",
+                        lambda session: released.append(1) or release_mapped_pages(session))
     with store.read() as session:
         first = read_snapshot_rows(session, find_snapshot(session, "all"))
         release_mapped_pages(session)
@@ -163,3 +168,4 @@ def test_releasing_the_mapped_pages_keeps_reads_and_the_mapping(store):
             mapped = session.connection().exec_driver_sql("PRAGMA mmap_size").scalar()
             assert mapped == SQLITE_MMAP_BYTES
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert len(released) == 2  # after the first (only) batch of each read

@@ -265,6 +265,9 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
         return snapshot_info(session, snap)
 
 
+RELEASE_EVERY_CHUNKS = 128  # chunks read between unmapping the SQLite file's pages (a multiple of 16)
+
+
 def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                        expect_manifest: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row_ids, X, y) of a snapshot, every chunk read checked against the manifest's digest.
@@ -341,6 +344,10 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                     np.take(labs, offsets, out=y[lo:hi], mode="clip")
                 done += hi - lo
             rows = row = feats = labs = feats_blob = labs_blob = None  # free this batch's blobs
+            if start % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 16:
+                # The mapped pages read so far hold nothing the arrays need any more: unmap
+                # them, so a bulk read's RSS is its arrays plus ~70 MB of file, not twice the data.
+                release_mapped_pages(session)
         for check in checks:
             if not hasattr(check[1], "result"):
                 check[1] = pool.submit(chunk_digest, check[0], *check[1])
@@ -372,7 +379,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
         if leaves is None or composed_digest(len(ids), leaves) != snapshot.content_digest:
             raise IntegrityError(f"{where}: its rows, chunks and overrides do not compose to its "
                                  "content digest: run `lineage verify`")
-    if X.nbytes >= 64 << 20:
+    if len(wanted) > RELEASE_EVERY_CHUNKS:
         release_mapped_pages(session)
     return ids, X, y
 
