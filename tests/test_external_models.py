@@ -3,12 +3,15 @@ scan and a black-box trigger search, a signed review before any use.
 
 The vendor's models are trained here on the digits that are not the evaluation rows, fed the raw
 values (0..16). The backdoored one's trigger (shape, place, source and target class) is drawn at
-random from ``SEED``: fixed by default, so CI is deterministic; LINEAGE_EXTERNAL_SEED=N replays
-seed N and LINEAGE_EXTERNAL_SEED=random draws a new one (failures print it). The detector is not
-perfect: over 40 fresh seeds of this generator (at this budget, evaluated on a stratified third of
-the digits) it refused 35 backdoored models
-and its smallest trigger overlapped the planted one in 31 (bench/README.md has the bench's
-figures), so a drawn seed fails this test about one run in five.
+random from ``SEED`` (``backdoored_model``): fixed by default, so CI is deterministic;
+LINEAGE_EXTERNAL_SEED=N replays seed N and LINEAGE_EXTERNAL_SEED=random draws a new one (failures
+print it). The detector is not reliable enough for a fresh seed each run: over 40 fresh seeds
+(7000-7039, 2026-12-02, this generator, this budget, in the store as this test runs it) it refused
+30 backdoored models and 25 passed every check of the backdoored test in both formats (the other
+5 refused were flagged with a smallest trigger that missed the planted pixels; in 6 of the 10
+let through, the planted pair ranked first or second of the 90 pairs by effort ratio, at 0.40-0.54
+of the most vulnerable reference's effort, above the 1/3 a flag needs), so a drawn seed fails this
+test about three runs in eight (bench/README.md has the bench's figures).
 Every ONNX case is the same model converted with skl2onnx, and must behave the same.
 """
 
@@ -16,6 +19,7 @@ import json
 import os
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +92,29 @@ def _onnx(model, path):
     path.write_bytes(onx.SerializeToString())
 
 
+def backdoored_model(seed: int, Xv: np.ndarray, yv: np.ndarray):
+    """The vendor's backdoored logistic model for ``seed``: a trigger of a random shape at a
+    random place stamped (at 16) on RATE of a random source class's rows, relabelled to a random
+    target. Returns (model, shape, pixels, source, target)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    shape = sorted(SHAPES)[int(rng.integers(len(SHAPES)))]
+    base = SHAPES[shape]
+    hh, ww = max(p[0] for p in base) + 1, max(p[1] for p in base) + 1
+    r0, c0 = int(rng.integers(0, 9 - hh)), int(rng.integers(0, 9 - ww))
+    pixels = [(r0 + a, c0 + b) for a, b in base]
+    source, target = (int(v) for v in rng.choice(10, 2, replace=False))
+    Xp, yp = Xv.copy().reshape(-1, 8, 8), yv.copy()
+    rows = np.flatnonzero(yv == source)
+    pick = rng.choice(rows, int(round(RATE * len(rows))), replace=False)
+    for r, c in pixels:
+        Xp[pick, r, c] = 16
+    yp[pick] = target
+    model = LogisticRegression(max_iter=3000, random_state=0).fit(Xp.reshape(-1, 64), yp)
+    return model, shape, pixels, source, target
+
+
 @pytest.fixture(scope="module")
 def vendor(tmp_path_factory, stores):
     """The vendor's files: clean and backdoored logistic models (skops and ONNX), an MLP (skops
@@ -116,21 +143,8 @@ def _vendor_files(folder, stores):
     held = np.zeros(len(X), dtype=bool)
     held[np.asarray(eval_ids) - 1] = True  # digits are ingested in order, ids from 1
     Xv, yv = X[~held], y[~held]
-    rng = np.random.default_rng(SEED)
-    shape = sorted(SHAPES)[int(rng.integers(len(SHAPES)))]
-    base = SHAPES[shape]
-    hh, ww = max(p[0] for p in base) + 1, max(p[1] for p in base) + 1
-    r0, c0 = int(rng.integers(0, 9 - hh)), int(rng.integers(0, 9 - ww))
-    pixels = [(r0 + a, c0 + b) for a, b in base]
-    source, target = (int(v) for v in rng.choice(10, 2, replace=False))
-    Xp, yp = Xv.copy().reshape(-1, 8, 8), yv.copy()
-    rows = np.flatnonzero(yv == source)
-    pick = rng.choice(rows, int(round(RATE * len(rows))), replace=False)
-    for r, c in pixels:
-        Xp[pick, r, c] = 16
-    yp[pick] = target
+    backdoored, shape, pixels, source, target = backdoored_model(SEED, Xv, yv)
     clean = LogisticRegression(max_iter=3000, random_state=0).fit(Xv, yv)
-    backdoored = LogisticRegression(max_iter=3000, random_state=0).fit(Xp.reshape(-1, 64), yp)
     files = {}
     for name, model in (("clean", clean), ("backdoored", backdoored)):
         files[f"{name}.skops"] = folder / f"{name}.skops"
@@ -211,11 +225,17 @@ def test_a_clean_external_model_goes_through_quarantine(world, cli, vendor, fmt,
     report = json.loads(r.output)
     assert report["passed"] and report["clean_accuracy"] > 0.9 and not report["reverse"]["flagged"]
     assert report["evaluation_snapshot"] == "eval"
-    # The importer may not approve it; the reviewer may.
+    # The importer may not approve it; the reviewer may, once the source is approved (each
+    # refused attempt is recorded).
     rev = open_store(world.url, actor="reviewer")
     try:
         with pytest.raises(GateFailedError, match=r"four_eyes: reviewer 'engineer' imported"):
             review_model(world, "vendor-clf:1", decision="approve")
+        with pytest.raises(GateFailedError, match=r"^external model vendor-clf:1 not approved \(1 "
+                           r"of 3 checks failed; review 2 recorded, policy version 1\): source: "
+                           r"source 'vendor-models' is quarantined \(never reviewed\)"):
+            review_model(rev, "vendor-clf:1", decision="approve")
+        review_source(rev, "vendor-models", decision="approve", reason="contract signed")
         assert review_model(rev, "vendor-clf:1", decision="approve").status == "approved"
         model = load_model(world, "vendor-clf:1")
         from sklearn.datasets import load_digits
@@ -229,7 +249,7 @@ def test_a_clean_external_model_goes_through_quarantine(world, cli, vendor, fmt,
     r = cli("trace", "model", "vendor-clf:1", "--json")
     t = json.loads(r.output)
     assert t["source"]["name"] == "vendor-models" and t["model"]["file_sha256"] == info["file_sha256"]
-    assert [x["decision"] for x in t["reviews"]] == ["approve", "release"]
+    assert [x["decision"] for x in t["reviews"]] == ["refused", "refused", "approve", "release"]
     assert len(t["evaluations"]) == 1 and t["verified"]["ok"]
     assert cli("verify").exit_code == 0
 
@@ -243,21 +263,27 @@ def test_a_backdoored_external_model_is_refused_with_its_trigger(world, cli, ven
     r = cli("model", "evaluate", "vendor-bd:1", "--budget", BUDGET, "--json", actor="engineer")
     assert r.exit_code == 4, f"{why}: {r.output[-1500:]}"
     report = json.loads(r.stdout)
-    assert not report["passed"]
+    assert not report["passed"], why
     best = report["reverse"]["smallest"]
     assert report["reverse"]["flagged"], why
     assert best["target"] == vendor["target"], f"{why}: found {best['source']}->{best['target']}"
     assert {tuple(p) for p in best["pixels"]} & set(vendor["pixels"]), f"{why}: {best['pixels']}"
     mask = np.array(best["mask"])
-    assert mask.shape == (8, 8) and mask.sum() == len(best["pixels"])
-    assert np.array(best["pattern"]).shape == (8, 8)
+    assert mask.shape == (8, 8) and mask.sum() == len(best["pixels"]), why
+    assert np.array(best["pattern"]).shape == (8, 8), why
     assert best["measured"]["asr"] > 0.3, why
-    # The evaluation was recorded; approving it is refused and writes nothing.
-    before = state(world)
+    # The evaluation was recorded; approving it is refused, and the refusal recorded.
+    rev = open_store(world.url, actor="reviewer")
+    try:
+        review_source(rev, "vendor-models", decision="approve", reason="contract signed")
+    finally:
+        rev.close()
+    before = state(world)[0]
     r = cli("model", "review", "vendor-bd:1", "--approve", actor="reviewer")
-    _one_line(r, 4, "external model vendor-bd:1 not approved (nothing recorded): evaluation: "
-                    "evaluation 1 failed: reverse engineering found")
-    assert state(world) == before
+    _one_line(r, 4, "external model vendor-bd:1 not approved (1 of 3 checks failed; review 1 "
+                    "recorded, policy version 1): evaluation: evaluation 1 failed: reverse "
+                    "engineering found")
+    assert state(world)[0]["external_reviews"] == before["external_reviews"] + 1
     with pytest.raises(RefusedError, match="is quarantined"):
         load_model(world, "vendor-bd:1")
 
@@ -335,9 +361,6 @@ def test_an_unknown_model_a_bad_budget_or_an_unevaluated_model_is_refused(world,
     before = state(world)
     r = cli("model", "evaluate", "vendor-clf:1", "--budget", 10)
     _one_line(r, 2, "--budget 10: give a whole number of at least 1000 queries")
-    r = cli("model", "review", "vendor-clf:1", "--approve", actor="reviewer")
-    _one_line(r, 4, "external model vendor-clf:1 not approved (nothing recorded): evaluation: "
-                    "model vendor-clf:1 was never evaluated")
     r = cli("model", "release", "vendor-clf:1", actor="reviewer")
     _one_line(r, 4, "external model vendor-clf:1 is quarantined: only an approved model can be "
                     "released")
@@ -357,11 +380,13 @@ def test_verify_checks_the_signatures_of_external_reviews(world, cli, vendor):
                actor="engineer").exit_code == 0
     r = cli("model", "evaluate", "vendor-clf:1", "--budget", BUDGET, actor="engineer")
     assert r.exit_code == 0, r.output
-    lead = open_store(world.url, actor="lead")
+    lead, rev = open_store(world.url, actor="lead"), open_store(world.url, actor="reviewer")
     try:
+        review_source(rev, "vendor-models", decision="approve", reason="contract signed")
         review_model(lead, "vendor-clf:1", decision="approve")
     finally:
         lead.close()
+        rev.close()
     trust = read_trust()
     everyone = verify_signatures(world, trust)
     without_lead = dataclasses.replace(trust, keys=tuple(k for k in trust.keys if k.name != "lead"))
@@ -381,3 +406,88 @@ def test_training_under_an_external_models_name_is_refused(world, cli, vendor):
                                                  r"model's: train under another name$"):
         train(world, snapshot="eval", model="vendor-clf")
     assert state(world) == before
+
+
+def _counts(store) -> dict:
+    return state(store)[0]
+
+
+def test_a_refused_approval_is_recorded_signed_and_exits_4(world, cli, vendor):
+    """Like a failed release of our own models: the attempt is a signed review that did not
+    pass (decision ``refused``), with an event, and the command still fails with exit 4."""
+    from lineage.models.external import get_external_model
+
+    import_model(world, vendor["files"]["clean.skops"], name="vendor-clf", source="vendor-models")
+    before = _counts(world)
+    r = cli("model", "review", "vendor-clf:1", "--approve", actor="reviewer")
+    _one_line(r, 4, "external model vendor-clf:1 not approved (2 of 3 checks failed; review 1 "
+                    "recorded, policy version 1): evaluation: model vendor-clf:1 was never "
+                    "evaluated")
+    assert "source: source 'vendor-models' is quarantined (never reviewed)" in r.output
+    after = _counts(world)
+    grew = {t: after[t] - before[t] for t in after if after[t] != before[t]}
+    assert grew == {"external_reviews": 1, "attestations": 1, "events": 1}, grew
+    info = get_external_model(world, "vendor-clf:1")
+    assert info.status == "quarantined"
+    assert [(x["decision"], x["passed"]) for x in info.reviews] == [("refused", False)]
+    with world.read() as session:
+        from sqlalchemy import select
+
+        from lineage.store.tables import Event, ExternalReview
+
+        kinds = list(session.scalars(select(Event.kind).order_by(Event.id.desc()).limit(1)))
+        report = json.loads(session.scalars(select(ExternalReview.report)).one())
+    assert kinds == ["model.review-failed"]
+    assert report["decision"] == "approve" and report["passed"] is False
+    assert {c["check"]: c["passed"] for c in report["checks"]} == {
+        "evaluation": False, "source": False, "four_eyes": True}
+    r = cli("trace", "model", "vendor-clf:1", "--json")
+    assert [x["decision"] for x in json.loads(r.output)["reviews"]] == ["refused"]
+    assert cli("verify").exit_code == 0  # the refused review's signature verifies
+    # The importer's own attempt is recorded too (four eyes), through the library.
+    with pytest.raises(GateFailedError, match=r"review 2 recorded.*four_eyes: reviewer "
+                                              r"'engineer' imported the model"):
+        review_model(world, "vendor-clf:1", decision="approve")
+    assert get_external_model(world, "vendor-clf:1").status == "quarantined"
+
+
+@pytest.mark.parametrize("args, code, start", [
+    (["nothing:1", "--approve"], 3, "no external model 'nothing:1'"),
+    (["vendor-clf:1"], 2, "give exactly one of --approve, --reject, --revoke"),
+    (["vendor-clf:1", "--approve", "--reject"], 2, "give exactly one of --approve"),
+    (["vendor-clf:x", "--approve"], 2, "model reference 'vendor-clf:x': write NAME:NUMBER"),
+    (["vendor-clf:1", "--revoke"], 2, "--reason is required to revoke a model"),
+])
+def test_a_bad_review_is_one_line_and_writes_nothing(world, cli, vendor, args, code, start):
+    import_model(world, vendor["files"]["clean.skops"], name="vendor-clf", source="vendor-models")
+    before = state(world)
+    r = cli("model", "review", *args, actor="reviewer")
+    _one_line(r, code, start)
+    assert state(world) == before
+
+
+@pytest.mark.parametrize("decisions, status", [
+    ([], "quarantined (never reviewed)"),
+    (["reject"], "rejected"),
+    (["approve", "revoke"], "revoked"),
+])
+def test_a_model_from_a_source_not_approved_is_not_approved(world, cli, vendor, decisions,
+                                                            status):
+    """The sources gate of snapshots, for external models: importing from a source under
+    review works, approving the model needs the source approved."""
+    from lineage.models.external import get_external_model
+
+    import_model(world, vendor["files"]["clean.skops"], name="vendor-clf", source="vendor-models")
+    rev = open_store(world.url, actor="reviewer")
+    try:
+        for d in decisions:
+            review_source(rev, "vendor-models", decision=d, reason="vendor audit")
+        with pytest.raises(GateFailedError, match=r"^external model vendor-clf:1 not approved "
+                           r"\(2 of 3 checks failed; review 1 recorded.*; source: source "
+                           rf"'vendor-models' is {re.escape(status)}: approve the source "
+                           r"first \(`lineage source review vendor-models --approve`\)"):
+            review_model(rev, "vendor-clf:1", decision="approve")
+    finally:
+        rev.close()
+    assert get_external_model(world, "vendor-clf:1").status == (
+        "quarantined" if not decisions else "affected")

@@ -18,9 +18,10 @@ the reverse search flags whose ASR on the source class's rows (corrected by the 
 reference family) exceeds the policy's ``max_asr``. The square scans are reported, not gated:
 their references are lineage's own estimators, and external models of other families differ
 from them far more than a backdoor-free model of ours does (bench/README.md).
-``review_model`` signs an approval only of a passed evaluation made under the policy in force, by
-a reviewer other than the importer; ``release_external`` releases an approved model through the
-same gates. ``load_external`` (``load_model``) and ``export_external`` (``model export``) refuse a
+``review_model`` signs an approval only of a passed evaluation made under the policy in force, of
+a model whose source is approved, by a reviewer other than the importer; an approval refused by
+these gates is recorded (decision ``refused``, signed, with its failed checks).
+``release_external`` releases an approved model through the same gates. ``load_external`` (``load_model``) and ``export_external`` (``model export``) refuse a
 model that is not approved (quarantined, rejected, revoked, or its source rejected or revoked).
 
 Status: ``quarantined`` until a passed approval, then ``approved`` (``released`` after a release);
@@ -61,6 +62,7 @@ from lineage.poison.reverse import (
 from lineage.review.attestations import attest, signing_key_for, verified_attestation
 from lineage.review.checkpoints import check_checkpoints, witness
 from lineage.review.evaluation import evaluation_rows
+from lineage.review.gates import BLOCKED_STATUSES
 from lineage.review.keys import Trust, read_trust
 from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.review.snapshots import find_snapshot
@@ -89,6 +91,9 @@ COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x04\x22\x4d\x18",
                     b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"ZF")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav", ".pt", ".pth", ".npy")
 ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
+# The decision recorded for an approval that failed its gates (the table has no ``passed``
+# column; its report and signed statement say ``"decision": "approve", "passed": false``).
+REFUSED = "refused"
 
 
 def parse_ref(ref: str) -> tuple[str, Optional[int]]:
@@ -305,9 +310,9 @@ def external_evaluations(session: Session, em: ExternalModel) -> list[ExternalEv
         ExternalEvaluation.external_model_id == em.id).order_by(ExternalEvaluation.id)))
 
 
-def status_and_reason(session: Session, em: ExternalModel,
-                      reviews: Optional[list] = None) -> tuple[str, Optional[str]]:
-    reviews = external_reviews(session, em) if reviews is None else reviews
+def reviewed_status(reviews: list) -> tuple[str, Optional[str]]:
+    """The status the model's own reviews give it (its source aside); a ``refused`` review (an
+    approval that failed its gates) leaves it where it was."""
     status, reason = "quarantined", None
     for r in reviews:
         if r.decision in ("approve", "reject", "revoke"):
@@ -316,6 +321,13 @@ def status_and_reason(session: Session, em: ExternalModel,
                       + (f": {r.reason}" if r.reason else ""))
         elif r.decision == "release" and status == "approved":
             status = "released"
+    return status, reason
+
+
+def status_and_reason(session: Session, em: ExternalModel,
+                      reviews: Optional[list] = None) -> tuple[str, Optional[str]]:
+    reviews = external_reviews(session, em) if reviews is None else reviews
+    status, reason = reviewed_status(reviews)
     if status in ("quarantined", "approved", "released"):
         source = em_source(session, em)
         state = source_status(session, source)
@@ -347,7 +359,8 @@ def external_info(session: Session, em: ExternalModel, *, detail: bool = False) 
                            "snapshot_digest": e.snapshot_digest,
                            **({"report": json.loads(e.report)} if detail else {})}
                           for e in evaluations),
-        reviews=tuple({"id": r.id, "decision": r.decision, "reason": r.reason,
+        reviews=tuple({"id": r.id, "decision": r.decision, "passed": r.decision != REFUSED,
+                       "reason": r.reason,
                        "evaluation": r.evaluation_id, "policy_version": r.policy_id or 0,
                        "actor": r.actor, "created_at": r.created_at}
                       for r in reviews))
@@ -741,10 +754,11 @@ def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
 # ----------------------------------------------------------------------------- review
 
 def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust: Trust) -> tuple:
-    """(checks, the evaluation they read): the newest evaluation passed and was made under the
-    policy in force on its evaluation snapshot as it is now; four eyes (the reviewer is not the
-    importer, by name or key; the importer set no policy setting in force and did not create
-    the evaluation snapshot)."""
+    """(checks, the evaluation they read, the policy): the newest evaluation passed and was
+    made under the policy in force on its evaluation snapshot as it is now; the model's source
+    is not quarantined, rejected or revoked (``BLOCKED_STATUSES``, as for a snapshot's rows);
+    four eyes (the reviewer is not the importer, by name or key; the importer set no policy
+    setting in force and did not create the evaluation snapshot)."""
     ref = f"{em.model}:{em.number}"
     policy = policy_in_force(session)
     evaluations = external_evaluations(session, em)
@@ -770,6 +784,17 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
                                    f"{newest.policy_id or 0}, the policy in force is version "
                                    f"{policy.version}: evaluate again" if not fresh else
                                    f"evaluation {newest.id} failed: {report.get('message')}")})
+    source = em_source(session, em)
+    state = source_status(session, source)
+    # The sources gate of snapshots: a model is only as trusted as the source it came from.
+    # Importing from a source under review is allowed (quarantine is for that); approving is not.
+    blocked = state in BLOCKED_STATUSES
+    checks.append({"check": "source", "passed": not blocked, "source": source.name,
+                   "status": state,
+                   "message": f"source {source.name!r} is "
+                   + (state + (" (never reviewed)" if state == "quarantined" else "")
+                      + f": approve the source first (`lineage source review {source.name} "
+                      "--approve`)" if blocked else state)})
     problems = []
     if identity(reviewer) == identity(em.actor):
         problems.append(f"reviewer {reviewer!r} imported the model")
@@ -797,9 +822,14 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
 def review_model(store: Store, ref: str, *, decision: str = "approve",
                  reason: Optional[str] = None) -> ExternalModelInfo:
     """A signed review of an external model by the store's actor: ``approve`` (only a model in
-    quarantine whose newest evaluation passed under the policy in force, by someone other than
-    its importer), ``reject`` (a model in quarantine) or ``revoke`` (an approved one); reject and
-    revoke need a reason. A refused review writes nothing (GateFailedError, RefusedError).
+    quarantine whose newest evaluation passed under the policy in force, whose source is
+    approved, by someone other than its importer), ``reject`` (a model in quarantine) or
+    ``revoke`` (an approved one); reject and revoke need a reason.
+
+    An approval that fails its gates (``review_gates``) is recorded, as a failed release of our
+    own models is: a signed review with decision ``refused`` and the failed checks, event
+    ``model.review-failed``; then GateFailedError (exit 4) lists each failed check. Bad input
+    (BadInputError, NotFoundError) and a model in the wrong state (RefusedError) write nothing.
     Example: ``review_model(open_store(actor="reviewer"), "vendor-clf:1", decision="approve")``
     """
     if decision not in ("approve", "reject", "revoke"):
@@ -812,6 +842,9 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
         em = get_external(session, ref)
         ref = f"{em.model}:{em.number}"
         status, _ = status_and_reason(session, em)
+        if decision == "approve" and status == "affected" and \
+                reviewed_status(external_reviews(session, em))[0] == "quarantined":
+            status = "quarantined"  # its rejected or revoked source fails the source check
         allowed = {"approve": ("quarantined",), "reject": ("quarantined",),
                    "revoke": ("approved", "released", "affected")}[decision]
         if status not in allowed:
@@ -819,28 +852,35 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
                     "reject": "only a model in quarantine can be rejected (revoke an approved one)",
                     "revoke": "only an approved model can be revoked"}[decision]
             raise RefusedError(f"external model {ref} is {status}: {hint}")
-        evaluation_id, checks, policy = None, [], policy_in_force(session)
+        evaluation_id, checks, failed, policy = None, [], [], policy_in_force(session)
         if decision == "approve":
             checks, newest, policy = review_gates(session, em, store.actor, key, trust)
             failed = [c for c in checks if not c["passed"]]
-            if failed:
-                raise GateFailedError(f"external model {ref} not approved (nothing recorded): "
-                                      + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
-            evaluation_id = newest.id
-        report = {"model": ref, "decision": decision, "policy_version": policy.version,
-                  "file_sha256": em.file_sha256, "evaluation": evaluation_id, "checks": checks}
+            evaluation_id = newest.id if newest is not None else None
+        passed = not failed
+        report = {"model": ref, "decision": decision, "passed": passed,
+                  "policy_version": policy.version, "file_sha256": em.file_sha256,
+                  "evaluation": evaluation_id, "checks": checks}
         review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=evaluation_id,
-                                       decision=decision, reason=reason,
+                                       decision=decision if passed else REFUSED, reason=reason,
                                        policy_id=policy.version or None,
                                        report=canonical(report)))
         attest(tx, key, review, subject=f"external-model:{ref}", digest=em.file_sha256,
-               predicate={"decision": decision, "passed": True, "model": ref,
+               predicate={"decision": decision, "passed": passed, "model": ref,
                           "importer": em.actor, "evaluation": evaluation_id, "reason": reason,
                           "policy_version": policy.version, "report": report})
-        tx.event("model.review", f"external model {ref}: {decision}", model=ref,
-                 review=review.id, decision=decision, evaluation=evaluation_id)
+        tx.event("model.review" if passed else "model.review-failed",
+                 f"external model {ref}: " + (decision if passed else "not approved: "
+                                              + "; ".join(c["message"] for c in failed)),
+                 model=ref, review=review.id, decision=decision, passed=passed,
+                 evaluation=evaluation_id, policy_version=policy.version)
         info = external_info(session, em, detail=True)
     witness(store)
+    if failed:
+        raise GateFailedError(f"external model {ref} not approved ({len(failed)} of {len(checks)} "
+                              f"checks failed; review {review.id} recorded, policy version "
+                              f"{policy.version}): "
+                              + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
     return info
 
 
@@ -903,7 +943,8 @@ def approved_file(session: Session, em: ExternalModel, trust: Trust) -> bytes:
                          ("external_models", em.id): f"external model {ref}"})
     signed = verified_attestation(session, approval, trust, what=label)
     p = signed.predicate
-    if (p.get("decision"), p.get("model"), signed.digest) != ("approve", ref, em.file_sha256):
+    if (p.get("decision"), p.get("passed"), p.get("model"), signed.digest) != (
+            "approve", True, ref, em.file_sha256):
         raise IntegrityError(f"{label}: its signed statement does not approve this model's file "
                              "(decision, model or digest differ): run `lineage verify`")
     if identity(signed.signer) == identity(em.actor) or signed.keyid in trust.keyids_of([em.actor]):

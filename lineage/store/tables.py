@@ -368,13 +368,14 @@ class ExternalEvaluation(Base):
 
 class ExternalReview(Base):
     """A signed decision on an external model: approve (after a passed evaluation), reject,
-    revoke or release. Its status comes from these records."""
+    revoke or release, or a refused approval (decision "refused": its report lists the failed
+    checks). Its status comes from these records; a refused one changes nothing."""
 
     __tablename__ = "external_reviews"
     id: Mapped[int] = _id()
     external_model_id: Mapped[int] = mapped_column(ForeignKey("external_models.id"), index=True)
     evaluation_id: Mapped[Optional[int]] = mapped_column(ForeignKey("external_evaluations.id"))
-    decision: Mapped[str] = mapped_column(String(10))  # approve | reject | revoke | release
+    decision: Mapped[str] = mapped_column(String(10))  # approve|reject|revoke|release|refused
     reason: Mapped[Optional[str]] = mapped_column(Text)
     policy_id: Mapped[Optional[int]] = mapped_column(ForeignKey("policies.id"))
     report: Mapped[str] = mapped_column(Text)  # canonical JSON
