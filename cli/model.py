@@ -109,6 +109,11 @@ def train_command(
 ):
     """Train on an approved snapshot (only) and register a model version with its metrics.
 
+    Up to 2^25 feature values (524,288 rows of 64 features) the fit holds the rows as float64;
+    beyond, it runs out of core in one seeded pass over float32 blocks of 65,536 rows (logistic:
+    SGD on the same L2 log loss; mlp: partial_fit), so memory follows the stored rows. The model
+    version's params record which ("fit").
+
     Example: lineage train --snapshot digits-train-2026w48 --model digits-clf --estimator logistic --seed 0
     """
     from lineage.models.training import train
@@ -318,8 +323,10 @@ def review(
     db: DbOpt = None, actor: ActorOpt = None, trust: TrustOpt = None, as_json: JsonOpt = False,
 ):
     """Record a signed review of an external model: exactly one of --approve, --reject,
-    --revoke. Approval is refused (exit 4, nothing recorded) unless the newest evaluation passed
-    under the policy in force and the reviewer is not the importer.
+    --revoke. Approval is refused (exit 4) unless the newest evaluation passed under the policy
+    in force, the model's source is approved (not quarantined, rejected or revoked) and the
+    reviewer is not the importer; the refused attempt is recorded (a signed review with
+    decision "refused" and the failed checks), as a failed release is.
 
     Example: lineage model review vendor-clf:1 --approve --as reviewer
     """
