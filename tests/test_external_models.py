@@ -242,6 +242,10 @@ def test_a_clean_external_model_goes_through_quarantine(world, cli, vendor, fmt,
 
         X, y = load_digits(return_X_y=True)
         assert (model.predict(X[:200].astype(np.float64)) == y[:200]).mean() > 0.9
+        # The importer may not release it either: refused, and recorded as a failed release.
+        r = cli("model", "release", "vendor-clf:1", actor="engineer")
+        _one_line(r, 4, "external model vendor-clf:1 not released (1 of 3 checks failed; review "
+                        "4 recorded, policy version 1): four_eyes: reviewer 'engineer' imported")
         r = cli("model", "release", "vendor-clf:1", "--json", actor="reviewer")
         assert r.exit_code == 0 and json.loads(r.output)["status"] == "released", r.output
     finally:
@@ -249,7 +253,17 @@ def test_a_clean_external_model_goes_through_quarantine(world, cli, vendor, fmt,
     r = cli("trace", "model", "vendor-clf:1", "--json")
     t = json.loads(r.output)
     assert t["source"]["name"] == "vendor-models" and t["model"]["file_sha256"] == info["file_sha256"]
-    assert [x["decision"] for x in t["reviews"]] == ["refused", "refused", "approve", "release"]
+    assert [x["decision"] for x in t["reviews"]] == ["refused", "refused", "approve", "refused",
+                                                     "release"]
+    with world.read() as session:
+        from sqlalchemy import select
+
+        from lineage.store.tables import Event, ExternalReview
+
+        refused = json.loads(session.get(ExternalReview, 4).report)
+        kinds = [k for k in session.scalars(select(Event.kind)) if k.startswith("model.release")]
+    assert refused["decision"] == "release" and refused["passed"] is False
+    assert kinds == ["model.release-failed", "model.release"]
     assert len(t["evaluations"]) == 1 and t["verified"]["ok"]
     assert cli("verify").exit_code == 0
 

@@ -887,7 +887,9 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
 def release_external(store: Store, ref: str, *, reason: Optional[str] = None) -> ExternalModelInfo:
     """Release an approved external model through the gates of its approval, run again under
     the policy in force (its newest evaluation passed under that policy; four eyes: the
-    releaser did not import it). Refused (nothing written) otherwise."""
+    releaser did not import it). A release those gates refuse is recorded as our own failed
+    releases are (a signed review with decision ``refused``, event ``model.release-failed``),
+    then GateFailedError (exit 4); a model not approved is refused with nothing written."""
     key, trust = signing_key_for(store)
     with store.write() as tx:
         session = tx.session
@@ -902,22 +904,29 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
                                   "evaluation)" if status == "quarantined" else ""))
         checks, newest, policy = review_gates(session, em, store.actor, key, trust)
         failed = [c for c in checks if not c["passed"]]
-        if failed:
-            raise GateFailedError(f"external model {ref} not released (nothing recorded): "
-                                  + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
-        report = {"model": ref, "decision": "release", "policy_version": policy.version,
-                  "file_sha256": em.file_sha256, "evaluation": newest.id, "checks": checks}
-        review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=newest.id,
-                                       decision="release", reason=reason,
+        passed = not failed
+        evaluation_id = newest.id if newest is not None else None
+        report = {"model": ref, "decision": "release", "passed": passed,
+                  "policy_version": policy.version, "file_sha256": em.file_sha256,
+                  "evaluation": evaluation_id, "checks": checks}
+        review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=evaluation_id,
+                                       decision="release" if passed else REFUSED, reason=reason,
                                        policy_id=policy.version or None, report=canonical(report)))
         attest(tx, key, review, subject=f"external-model:{ref}", digest=em.file_sha256,
-               predicate={"decision": "release", "passed": True, "model": ref,
-                          "importer": em.actor, "evaluation": newest.id, "reason": reason,
+               predicate={"decision": "release", "passed": passed, "model": ref,
+                          "importer": em.actor, "evaluation": evaluation_id, "reason": reason,
                           "policy_version": policy.version, "report": report})
-        tx.event("model.release", f"external model {ref} released", model=ref,
-                 review=review.id, passed=True, policy_version=policy.version)
+        tx.event("model.release" if passed else "model.release-failed",
+                 f"external model {ref} " + ("released" if passed else "not released: "
+                                             + "; ".join(c["message"] for c in failed)),
+                 model=ref, review=review.id, passed=passed, policy_version=policy.version)
         info = external_info(session, em, detail=True)
     witness(store)
+    if failed:
+        raise GateFailedError(f"external model {ref} not released ({len(failed)} of {len(checks)} "
+                              f"checks failed; review {review.id} recorded, policy version "
+                              f"{policy.version}): "
+                              + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
     return info
 
 
