@@ -205,8 +205,8 @@ def release(ref: RefArg, reason: Annotated[Optional[str], typer.Option(help="Why
             as_json: JsonOpt = False):
     """Release gate: snapshot still approved, clean accuracy and ASR within the policy, four eyes;
     exit 4 listing each failed check (the failed review is recorded). An external model must be
-    approved, its newest evaluation passed under the policy in force, and the releaser not its
-    importer (refused: exit 4, nothing recorded).
+    approved (else exit 4, nothing recorded), its newest evaluation passed under the policy in
+    force and the releaser not its importer (else exit 4, the refused attempt recorded).
 
     Example: lineage model release digits-clf:1 --as reviewer
     """
