@@ -50,7 +50,8 @@ if str(REPO) not in sys.path:
 
 N_FEATURES = 64
 SEED = 20260101
-INGEST_TARGET = 1.5  # lineage ingest rate / lance write rate
+INGEST_TARGET = 0.9  # lineage ingest rate / lance write rate (issue 13; issue 2 asked 1.5)
+RAW_INGEST_TARGET = 0.8  # lineage ingest rate / raw sqlite3 chunk inserts: within 1.25x the time
 READ_TARGET = 1.2  # lineage read rate / lance read rate
 MEMORY_TARGET = 3.0  # ingest peak / raw array size
 
@@ -407,6 +408,8 @@ def run(rows: int, repeat: int, memory: bool, baselines: bool, tmp: Optional[str
                            "met": value >= target}
 
     ratio("lineage ingest / lance write", "lineage ingest", "lance write", INGEST_TARGET)
+    ratio("lineage ingest / sqlite3 chunks write", "lineage ingest",
+          "sqlite3 8192-row chunks write", RAW_INGEST_TARGET)
     ratio("lineage read_rows / lance read", "lineage read_rows (whole)", "lance read", READ_TARGET)
     ratio("lineage read version / lance read", "lineage read root version", "lance read",
           READ_TARGET)

@@ -7,9 +7,10 @@ by binary search over the chunks' first row ids.
 """
 
 import os
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 from sqlalchemy import func, select
@@ -146,20 +147,96 @@ def chunk_index(session: Session, dataset_id: Optional[int] = None) -> ChunkInde
 
 def fetch_chunks(session: Session, columns: list[str], chunk_ids: list[int]) -> list[tuple]:
     """Raw driver rows of ``columns`` of the chunks ``chunk_ids`` (in any order), in the
-    session's transaction: no ORM objects, no per-blob result processing. PostgreSQL in binary
-    format: bytea in text format is hex, twice the bytes and a decode (a 1M-row read measured
-    0.5 s in text, 0.15 s binary)."""
+    session's transaction: no ORM objects, no per-blob result processing. PostgreSQL through
+    ``COPY ... TO STDOUT (FORMAT BINARY)`` (``pg_copy_chunks``): bytea in text format is hex,
+    twice the bytes and a decode (a 1M-row read measured 0.5 s in text, 0.15 s binary), and
+    COPY hands each row over as one message, its blobs sliced out of it without a copy."""
     conn = session.connection()
-    names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor(binary=True)
-        try:
-            return cursor.execute(f"SELECT {names} FROM chunks WHERE id = ANY(%s)",
-                                  ([int(c) for c in chunk_ids],)).fetchall()
-        finally:
-            cursor.close()
+        return list(pg_copy_chunks(conn.connection.driver_connection, columns, chunk_ids))
+    names = ", ".join(columns)
     marks = ", ".join(str(int(c)) for c in chunk_ids)
     return conn.exec_driver_sql(f"SELECT {names} FROM chunks WHERE id IN ({marks})").fetchall()
+
+
+_BLOB_COLUMNS = ("features", "labels")
+_TEXT_COLUMNS = ("record_digest",)
+_PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_INT8 = struct.Struct(">q")
+_INT4 = struct.Struct(">i")
+_INT2 = struct.Struct(">h")
+
+
+def pg_copy_chunks(driver_conn, columns: list[str], chunk_ids) -> Iterator[tuple]:
+    """Rows of ``columns`` of the chunks ``chunk_ids`` from a psycopg connection, read with
+    ``COPY (SELECT ...) TO STDOUT (FORMAT BINARY)``: blobs come as memoryviews into the row's
+    message (no copy; bytes-like, as the driver's bytes), integers as int, the digest as str,
+    NULL as None (``CopyParser``)."""
+    parser = CopyParser(columns)
+    for message in copy_messages(driver_conn, columns, chunk_ids):
+        yield from parser.feed(message)
+
+
+def copy_messages(driver_conn, columns: list[str], chunk_ids) -> Iterator:
+    """The raw messages of the binary COPY of ``columns`` of chunks ``chunk_ids``."""
+    kinds = CopyParser(columns).kinds
+    select_list = ", ".join(c if k != "int" else f"{c}::int8" for c, k in zip(columns, kinds))
+    query = f"COPY (SELECT {select_list} FROM chunks WHERE id = ANY(%s)) TO STDOUT (FORMAT BINARY)"
+    params = ([int(c) for c in chunk_ids],)
+    with driver_conn.cursor() as cursor, cursor.copy(query, params) as copy:
+        yield from copy
+
+
+class CopyParser:
+    """Rows out of PostgreSQL's binary COPY format, message by message: a signature, flags
+    and a header extension first; per row a field count, then each field's length (-1: NULL)
+    and bytes; a count of -1 ends it. The server sends one message per row (psycopg's own
+    parser relies on it too); anything else raises IntegrityError."""
+
+    def __init__(self, columns: list[str]):
+        self.kinds = ["blob" if c in _BLOB_COLUMNS else "text" if c in _TEXT_COLUMNS else "int"
+                      for c in columns]
+        self.header = True
+
+    @staticmethod
+    def malformed(what: str) -> IntegrityError:
+        return IntegrityError(f"the database sent a malformed COPY stream ({what})")
+
+    def feed(self, data) -> list[tuple]:
+        view = memoryview(data)
+        pos, end = 0, len(view)
+        if self.header:
+            if end < 19 or bytes(view[:11]) != _PG_SIGNATURE:
+                raise self.malformed("no binary COPY signature")
+            pos = 19 + _INT4.unpack_from(view, 15)[0]
+            self.header = False
+        rows = []
+        kinds = self.kinds
+        while pos < end:
+            count = _INT2.unpack_from(view, pos)[0]
+            pos += 2
+            if count == -1:  # the trailer
+                break
+            if count != len(kinds):
+                raise self.malformed(f"{count} fields, not {len(kinds)}")
+            row = []
+            for kind in kinds:
+                size = _INT4.unpack_from(view, pos)[0]
+                pos += 4
+                if size < 0:
+                    row.append(None)
+                    continue
+                if pos + size > end:
+                    raise self.malformed("a row split over messages")
+                if kind == "blob":
+                    row.append(view[pos:pos + size])
+                elif kind == "int":
+                    row.append(_INT8.unpack_from(view, pos)[0])
+                else:
+                    row.append(str(view[pos:pos + size], "utf-8"))
+                pos += size
+            rows.append(tuple(row))
+        return rows
 
 
 def chunk_blobs(session: Session, dataset: Dataset, column):
@@ -243,8 +320,9 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     ``place`` copies them out and returns (features, labels) buffers holding the same bytes to
     hash, or None to hash the blobs themselves.
 
-    Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query, so only a few
-    MB of blobs are alive at once and their memory is reused. With ``verify`` every chunk's record
+    Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query on SQLite, one
+    binary COPY handed over row by row on PostgreSQL, so only a few MB of blobs are alive at once
+    and their memory is reused. With ``verify`` every chunk's record
     digest is recomputed on worker threads (hashlib releases the GIL): one sha256 pass over each
     chunk's bytes. Chunks copied whole into the result are hashed from there once every read is
     done, so the threads do not fight the fetching thread for the GIL between hashes (that
@@ -266,33 +344,56 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
                                      f"{values['first_row_id'] + values['n_rows'] - 1}) does not "
                                      "match its digest")
 
+    def handle(row) -> None:
+        values = dict(zip(_CHUNK_NAMES, row))
+        if values["dataset_id"] != dataset.id:
+            settle()
+            raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")
+        feats, labs = values.pop("features"), values.pop("labels")
+        n = int(values["n_rows"])
+        if len(feats) != n * d * dtype.itemsize or len(labs) != n * LABEL_DTYPE.itemsize:
+            if verify:
+                checks.append([values, (feats, labs)])
+            settle()
+            raise IntegrityError(f"chunk {values['id']} holds {len(feats)} feature and "
+                                 f"{len(labs)} label bytes, not {n} rows' worth")
+        copied = place(values["id"], np.frombuffer(feats, dtype=dtype).reshape(n, d),
+                       np.frombuffer(labs, dtype=LABEL_DTYPE))
+        if verify and copied is not None:  # hashed from the result, after the reads
+            checks.append([values, copied])
+        elif verify:  # hashed now, so the blob is freed soon
+            checks.append([values, pool.submit(chunk_digest, values, feats, labs)])
+
     try:
-        for start in range(0, len(wanted), READ_BATCH):
-            rows = fetch_chunks(session, _CHUNK_NAMES, wanted[start:start + READ_BATCH])
-            for row in rows:
-                values = dict(zip(_CHUNK_NAMES, row))
-                if values["dataset_id"] != dataset.id:
-                    settle()
-                    raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")
-                feats, labs = values.pop("features"), values.pop("labels")
-                n = int(values["n_rows"])
-                if len(feats) != n * d * dtype.itemsize or len(labs) != n * LABEL_DTYPE.itemsize:
-                    if verify:
-                        checks.append([values, (feats, labs)])
-                    settle()
-                    raise IntegrityError(f"chunk {values['id']} holds {len(feats)} feature and "
-                                         f"{len(labs)} label bytes, not {n} rows' worth")
-                copied = place(values["id"], np.frombuffer(feats, dtype=dtype).reshape(n, d),
-                               np.frombuffer(labs, dtype=LABEL_DTYPE))
-                if verify and copied is not None:  # hashed from the result, after the reads
-                    checks.append([values, copied])
-                elif verify:  # hashed now, so the blob is freed soon
-                    checks.append([values, pool.submit(chunk_digest, values, feats, labs)])
-            rows = row = feats = labs = None  # free the blobs before the next batch
+        if session.get_bind().dialect.name == "postgresql":
+            _pg_read_chunks(session, wanted, handle)
+        else:
+            for start in range(0, len(wanted), READ_BATCH):
+                for row in fetch_chunks(session, _CHUNK_NAMES, wanted[start:start + READ_BATCH]):
+                    handle(row)
+                row = None  # free the blobs before the next batch
         settle()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pg_read_chunks(session: Session, wanted: list[int], handle: Callable) -> None:
+    """Hand every chunk row of ``wanted`` to ``handle``, read by one binary COPY in the
+    session's transaction (``pg_copy_chunks``), a row at a time: each row's blobs are freed
+    once handled. 1M rows (123 chunks), root version read, 15 interleaved rounds: 306 ms with
+    SELECTs of 16 chunks in binary, 195 ms by COPY. (Splitting the read over a second pooled
+    connection on a helper thread measured no faster on this shared 2-core machine: 210 ms.)
+    A chunk the COPY does not return is an IntegrityError."""
+    seen: set = set()
+    for row in pg_copy_chunks(session.connection().connection.driver_connection,
+                              _CHUNK_NAMES, wanted):
+        seen.add(row[0])
+        handle(row)
+        row = None
+    if len(seen) != len(set(wanted)):
+        missing = sorted(set(wanted) - seen)
+        raise IntegrityError(f"chunk {missing[0]} is missing: run `lineage verify`")
 
 
 def chunk_digest(values: dict, feats, labs) -> str:
