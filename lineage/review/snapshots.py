@@ -379,7 +379,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
         if leaves is None or composed_digest(len(ids), leaves) != snapshot.content_digest:
             raise IntegrityError(f"{where}: its rows, chunks and overrides do not compose to its "
                                  "content digest: run `lineage verify`")
-    if len(wanted) > RELEASE_EVERY_CHUNKS:
+    if len(expected) > RELEASE_EVERY_CHUNKS:  # row-by-row reads fault whole pages in too
         release_mapped_pages(session)
     return ids, X, y
 
@@ -408,7 +408,10 @@ def _read_sparse_chunks(session: Session, where: str, dataset_id: int, entries: 
         wanted.append((chunk_id, first, n, lo, hi))
         read.append((first, n, chunk_id))
     try:
-        read_rows_at(session, wanted, ids, X, y)
+        for start in range(0, len(wanted), RELEASE_EVERY_CHUNKS):
+            read_rows_at(session, wanted[start:start + RELEASE_EVERY_CHUNKS], ids, X, y)
+            if len(wanted) > RELEASE_EVERY_CHUNKS:  # reading a row faults its pages in
+                release_mapped_pages(session)
     except ValueError as exc:
         raise IntegrityError(f"{where}: {exc}: run `lineage verify`") from None
     for chunk_id, first, n, lo, hi in wanted:
