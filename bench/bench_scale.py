@@ -193,6 +193,10 @@ def run_step(step: str, work: Path, db: str, n: int) -> dict:
                 out["passed"] = False
                 out["error"] = str(exc)
                 out["seconds"] = time.perf_counter() - t
+                # The approval's own peak, before the fallback below reads the snapshot again.
+                import resource
+
+                out["verdict_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 # So that load and train can be measured: the approval recorded with the cheap
                 # gates, signed as approve_snapshot signs (bench_snapshots.record_approval).
                 from bench_snapshots import record_approval
