@@ -857,31 +857,50 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
             checks, newest, policy = review_gates(session, em, store.actor, key, trust)
             failed = [c for c in checks if not c["passed"]]
             evaluation_id = newest.id if newest is not None else None
-        passed = not failed
-        report = {"model": ref, "decision": decision, "passed": passed,
-                  "policy_version": policy.version, "file_sha256": em.file_sha256,
-                  "evaluation": evaluation_id, "checks": checks}
-        review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=evaluation_id,
-                                       decision=decision if passed else REFUSED, reason=reason,
-                                       policy_id=policy.version or None,
-                                       report=canonical(report)))
-        attest(tx, key, review, subject=f"external-model:{ref}", digest=em.file_sha256,
-               predicate={"decision": decision, "passed": passed, "model": ref,
-                          "importer": em.actor, "evaluation": evaluation_id, "reason": reason,
-                          "policy_version": policy.version, "report": report})
-        tx.event("model.review" if passed else "model.review-failed",
-                 f"external model {ref}: " + (decision if passed else "not approved: "
-                                              + "; ".join(c["message"] for c in failed)),
-                 model=ref, review=review.id, decision=decision, passed=passed,
-                 evaluation=evaluation_id, policy_version=policy.version)
+        review = _record_review(tx, key, em, ref, decision=decision, checks=checks,
+                                evaluation_id=evaluation_id, policy=policy, reason=reason,
+                                event="model.review", summary=f": {decision}",
+                                refused=": not approved: ",
+                                extra={"decision": decision, "evaluation": evaluation_id})
         info = external_info(session, em, detail=True)
     witness(store)
     if failed:
-        raise GateFailedError(f"external model {ref} not approved ({len(failed)} of {len(checks)} "
-                              f"checks failed; review {review.id} recorded, policy version "
-                              f"{policy.version}): "
-                              + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
+        raise _not_passed(ref, "approved", review, checks, failed, policy)
     return info
+
+
+def _record_review(tx, key, em: ExternalModel, ref: str, *, decision: str, checks: list,
+                   evaluation_id: Optional[int], policy, reason: Optional[str], event: str,
+                   summary: str, refused: str, extra: Optional[dict] = None) -> ExternalReview:
+    """A signed review of ``decision`` with its gate checks; when a check failed it is recorded
+    as decision ``refused`` (its report and statement keep the decision asked for, passed
+    false) under event ``<event>-failed``, as our own failed releases are."""
+    failed = [c for c in checks if not c["passed"]]
+    passed = not failed
+    report = {"model": ref, "decision": decision, "passed": passed,
+              "policy_version": policy.version, "file_sha256": em.file_sha256,
+              "evaluation": evaluation_id, "checks": checks}
+    review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=evaluation_id,
+                                   decision=decision if passed else REFUSED, reason=reason,
+                                   policy_id=policy.version or None, report=canonical(report)))
+    attest(tx, key, review, subject=f"external-model:{ref}", digest=em.file_sha256,
+           predicate={"decision": decision, "passed": passed, "model": ref,
+                      "importer": em.actor, "evaluation": evaluation_id, "reason": reason,
+                      "policy_version": policy.version, "report": report})
+    tx.event(event if passed else f"{event}-failed",
+             f"external model {ref}" + (summary if passed else refused
+                                        + "; ".join(c["message"] for c in failed)),
+             model=ref, review=review.id, passed=passed, policy_version=policy.version,
+             **(extra or {}))
+    return review
+
+
+def _not_passed(ref: str, what: str, review: ExternalReview, checks: list, failed: list,
+                policy) -> GateFailedError:
+    return GateFailedError(f"external model {ref} not {what} ({len(failed)} of {len(checks)} "
+                           f"checks failed; review {review.id} recorded, policy version "
+                           f"{policy.version}): "
+                           + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
 
 
 def release_external(store: Store, ref: str, *, reason: Optional[str] = None) -> ExternalModelInfo:
@@ -904,29 +923,14 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
                                   "evaluation)" if status == "quarantined" else ""))
         checks, newest, policy = review_gates(session, em, store.actor, key, trust)
         failed = [c for c in checks if not c["passed"]]
-        passed = not failed
-        evaluation_id = newest.id if newest is not None else None
-        report = {"model": ref, "decision": "release", "passed": passed,
-                  "policy_version": policy.version, "file_sha256": em.file_sha256,
-                  "evaluation": evaluation_id, "checks": checks}
-        review = tx.add(ExternalReview(external_model_id=em.id, evaluation_id=evaluation_id,
-                                       decision="release" if passed else REFUSED, reason=reason,
-                                       policy_id=policy.version or None, report=canonical(report)))
-        attest(tx, key, review, subject=f"external-model:{ref}", digest=em.file_sha256,
-               predicate={"decision": "release", "passed": passed, "model": ref,
-                          "importer": em.actor, "evaluation": evaluation_id, "reason": reason,
-                          "policy_version": policy.version, "report": report})
-        tx.event("model.release" if passed else "model.release-failed",
-                 f"external model {ref} " + ("released" if passed else "not released: "
-                                             + "; ".join(c["message"] for c in failed)),
-                 model=ref, review=review.id, passed=passed, policy_version=policy.version)
+        review = _record_review(tx, key, em, ref, decision="release", checks=checks,
+                                evaluation_id=newest.id if newest is not None else None,
+                                policy=policy, reason=reason, event="model.release",
+                                summary=" released", refused=" not released: ")
         info = external_info(session, em, detail=True)
     witness(store)
     if failed:
-        raise GateFailedError(f"external model {ref} not released ({len(failed)} of {len(checks)} "
-                              f"checks failed; review {review.id} recorded, policy version "
-                              f"{policy.version}): "
-                              + "; ".join(f"{c['check']}: {c['message']}" for c in failed))
+        raise _not_passed(ref, "released", review, checks, failed, policy)
     return info
 
 
