@@ -189,3 +189,34 @@ def test_the_sampled_shadow_gate_refuses_the_poisoned_snapshot_and_passes_the_cl
     bad = shadow_gate(Xp, yp, np.arange(len(yp)), ev, PolicyInfo(version=0), rows_per_class=90)
     assert not bad["passed"]
     assert "ASR" in bad["message"] and "stratified sample" in bad["message"]
+
+
+def test_the_label_rule_measures_flags_against_the_evaluation_rows_own_noise():
+    """1% of the labels wrong on both sides is the data's natural noise, not an attack (an
+    absolute count of flags refused it); 25 + 25 swapped 1/7 labels on top are refused."""
+    from lineage.review.evaluation import LABEL_MIN_FLAGS, Evaluation, shadow_gate
+    from lineage.review.policy import PolicyInfo
+
+    X, y, Xe, ye = reference_split(seed=0)
+    rng = np.random.default_rng(0)
+
+    def noisy(labels):
+        labels = labels.copy()
+        rows = rng.choice(len(labels), len(labels) // 100, replace=False)
+        labels[rows] = (labels[rows] + rng.integers(1, 10, len(rows))) % 10
+        return labels
+
+    y, ye = noisy(y), noisy(ye)
+    ev = Evaluation(name="eval", row_ids=np.arange(len(ye)) + 10**6, X=Xe, y=ye,
+                    image_shape="8x8", value_max=16.0)
+    clean = shadow_gate(X, y, np.arange(len(y)), ev, PolicyInfo(version=0))
+    scan = clean["scan"]
+    assert clean["passed"], clean["message"]
+    assert scan["label_flags"] >= LABEL_MIN_FLAGS and scan["label_reference"]["flagged"] >= 1
+    assert scan["label_reference"]["rows"] == len(ye) and scan["label_excess_p"] > 0.05
+    ones, sevens = np.flatnonzero(y == 1), np.flatnonzero(y == 7)
+    y = y.copy()
+    y[rng.choice(ones, 25, replace=False)], y[rng.choice(sevens, 25, replace=False)] = 7, 1
+    bad = shadow_gate(X, y, np.arange(len(y)), ev, PolicyInfo(version=0))
+    assert not bad["passed"] and bad["scan"]["label_excess_p"] < 0.01
+    assert "label detector flags" in bad["message"] and "evaluation rows" in bad["message"]

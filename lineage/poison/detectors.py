@@ -70,6 +70,7 @@ from lineage.errors import BadInputError
 from lineage.poison.calibration import (
     FDR_Q,
     benjamini_hochberg,
+    bh_cut,
     cauchy_combine,
     distinct_labels,
     label_index,
@@ -918,7 +919,7 @@ def confident_issues(P: np.ndarray, y_idx: np.ndarray) -> np.ndarray:
 def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
                               value: Optional[float] = None, random_state: int = 0,
                               folds: int = 5, C: float = 100.0, max_fit: int = 3000,
-                              q: float = FDR_Q) -> DetectorResult:
+                              q: float = FDR_Q, reference=None) -> DetectorResult:
     """Rows whose label an out-of-fold model does not believe.
 
     First pass: ``folds``-fold out-of-fold probabilities of a logistic model (C=``C``: weakly
@@ -927,11 +928,21 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
     mislabelled rows teach a model their labels, and without them it is sure where they are
     wrong. A row's p-value is the second-pass probability of a label as unlikely as its own
     (``label_pvalues``); score: -log10 of it.
+
+    ``reference``: (X_ref, y_ref), trusted rows of the same distribution (the policy's evaluation
+    snapshot). The models then train on, and predict, the rows and the reference rows alike, and
+    ``params["reference"]`` counts the reference rows at or below the rows' Benjamini-Hochberg
+    cut: the natural label noise of the data, measured the same way, for a gate to compare the
+    rows' flags with. The result describes the rows of X only.
     """
     X, y = _check(X, y)
+    n_rows = len(X)
+    if reference is not None:
+        Xr, yr = _check(*reference)
+        X, y = np.concatenate([X, Xr.astype(X.dtype, copy=False)]), np.concatenate([y, yr])
     n = len(X)
     if n < 2 * folds or len(distinct_labels(y)) < 2:
-        return _empty("label_disagreement", n, "needs at least two labels and 2 rows per fold")
+        return _empty("label_disagreement", n_rows, "needs at least two labels and 2 rows per fold")
     # Only the rows the models may train on (the same seeded sample both passes draw) need a
     # first-pass verdict.
     fit_rows = _sample(n, max_fit, np.random.default_rng(random_state))
@@ -964,11 +975,17 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
         return (f"labelled {_fmt(y[i])} but a model that never saw it gives that label "
                 f"{own_prob[i]:.2g} and label {_fmt(classes[other[i]])} {other_prob[i]:.2g}")
 
+    extra = {}
+    if reference is not None:
+        cut = bh_cut(p[:n_rows], q)
+        extra["reference"] = {"rows": n - n_rows,
+                              "flagged": int((p[n_rows:] <= cut).sum()) if cut > 0 else 0}
+        p = p[:n_rows]
     scores = np.maximum(p, np.float32(1e-37))
     np.log10(scores, out=scores)
     scores *= -1.0
     return _result("label_disagreement", scores, p, why, q=q,
-                   folds=folds, C=C, first_pass_candidates=doubtful_n)
+                   folds=folds, C=C, first_pass_candidates=doubtful_n, **extra)
 
 
 def detect_duplicates(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
@@ -1363,13 +1380,14 @@ _TRIM = None
 
 def scan_rows(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
               random_state: int = 0, detectors: Optional[Sequence[str]] = None,
-              q: float = FDR_Q, progress: Progress = None) -> ScanReport:
+              q: float = FDR_Q, progress: Progress = None, reference=None) -> ScanReport:
     """Run the detectors (default: all of ``DETECTORS``) over (X, y) and combine their p-values.
 
     X : ndarray of shape (n_samples, h*w*c); y : ndarray of shape (n_samples,).
     ``progress(done, total)`` is called after each detector. The groups of the look-alike
     detectors are retested without every confirmed group's rows (``refine_groups``) before the
-    combination.
+    combination. ``reference`` (X_ref, y_ref): trusted rows for the label detector to measure
+    the data's natural label noise on (``detect_label_disagreement``).
     """
     names = list(DETECTORS) if detectors is None else list(detectors)
     unknown = [d for d in names if d not in DETECTORS]
@@ -1383,6 +1401,8 @@ def scan_rows(X, y, *, image_shape: ImageShape = None, value: Optional[float] = 
         if name in ("pixel_blocks", "spectral"):  # one look-alike pool for both
             look = look or Lookalikes(X, y, random_state=random_state)
             extra["lookalikes"] = look
+        if name == "label_disagreement" and reference is not None:
+            extra["reference"] = reference
         results.append(DETECTORS[name](X, y, image_shape=image_shape, value=value,
                                        random_state=random_state, q=q, **extra))
         release_free_memory()

@@ -112,6 +112,10 @@ class AttackEvidence:
     attacks: list  # AttackResult of the candidates found in the data, worst first
     label_flags: int  # rows the label detector flags at FDR q
     q: float
+    # The evaluation rows the label detector flags at the same cut, of how many (the data's own
+    # label noise), and the one-sided p-value of the rows' share of flags being no higher.
+    label_reference: Optional[dict] = None
+    label_excess_p: float = 1.0
 
     @property
     def worst(self) -> Optional[AttackResult]:
@@ -127,7 +131,7 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
     corrected by reference models cross-fitted on the evaluation rows (``scan_attacks``)."""
     if report is None:
         report = scan_rows(X, y, image_shape=evaluation.image_shape, value=evaluation.value_max,
-                           random_state=seed, q=q)
+                           random_state=seed, q=q, reference=(evaluation.X, evaluation.y))
     groups = [{"detector": name, "label": int(g["label"]), "looks_like": int(g["looks_like"]),
                "rows": int(len(g["rows"])), "log10_p": round(float(g["log10_p"]), 1)}
               for name, r in report.results.items() for g in r.found
@@ -150,8 +154,20 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
                                image_shape=evaluation.image_shape, classes=classes,
                                baseline=baseline)
     label = report.results.get("label_disagreement")
-    return AttackEvidence(report=report, groups=groups, attacks=attacks,
-                          label_flags=len(label.flagged) if label is not None else 0, q=q)
+    flags = len(label.flagged) if label is not None else 0
+    reference = label.params.get("reference") if label is not None else None
+    excess = 1.0
+    if reference and flags:
+        from scipy.stats import fisher_exact
+
+        excess = float(fisher_exact([[flags, len(y) - flags],
+                                     [reference["flagged"], reference["rows"] - reference["flagged"]]],
+                                    alternative="greater").pvalue)
+    return AttackEvidence(report=report, groups=groups, attacks=attacks, label_flags=flags, q=q,
+                          label_reference=reference, label_excess_p=excess)
+
+
+LABEL_MIN_FLAGS = 3  # fewer label flags than this never refuse a snapshot
 
 
 SHADOW_ROWS_PER_CLASS = 1000  # rows of each class the shadow gate trains on and scans
@@ -198,9 +214,15 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
     ``min_clean_accuracy``; when the worst square trigger's baseline-corrected ASR (pooled over
     the non-target classes) > ``max_asr``; when a trigger found in the rows (a pattern or
     direction a detector confirmed at the FDR) reaches a baseline-corrected ASR > ``max_asr``
-    for one source class -> target class; or when the label detector flags at least 3 rows at
-    the FDR (label poisoning without a trigger). ``max_asr`` 1 makes the gate measure only
-    (the lab's red-team sandbox): then only clean accuracy and overlap refuse.
+    for one source class -> target class; or, for label poisoning without a trigger, when the
+    label detector flags at least ``LABEL_MIN_FLAGS`` rows at the FDR and a larger share of them
+    than of the evaluation rows, judged by the same models at the same cut (one-sided Fisher exact
+    test, p < q): every real dataset holds some labels a model does not believe, and the
+    evaluation snapshot, held out and made by nobody under review, shows how many. The test's
+    power is bounded by the evaluation snapshot's size: with none of its rows flagged, a sample
+    of n rows against m evaluation rows needs ln(q) / ln(n / (n + m)) flags (12 at 1,257 vs 540,
+    26 at 10,000 vs 2,000). ``max_asr`` 1 makes the gate measure only (the lab's red-team
+    sandbox): then only clean accuracy and overlap refuse.
 
     The model trains on, and the scan reads, a stratified seeded sample of at most
     ``rows_per_class`` rows of each class (``shadow_sample``, the policy's seed; None: every
@@ -239,9 +261,12 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
                f"{group['looks_like']}, p=1e{group['log10_p']:.0f})" if group else "")
             + f": ASR {found_asr:.4f} > {policy.max_asr:g} on class {found.source} -> "
             f"{found.target} (raw {found.raw_asr:.4f}, baseline {found.baseline_asr:.4f})")
-    if gating and evidence.label_flags >= 3:
+    ref = evidence.label_reference or {}
+    if gating and evidence.label_flags >= LABEL_MIN_FLAGS and evidence.label_excess_p < evidence.q:
         problems.append(f"the label detector flags {evidence.label_flags} rows whose labels a "
-                        f"model that never saw them does not believe (FDR {evidence.q:g})")
+                        f"model that never saw them does not believe (FDR {evidence.q:g}), "
+                        f"against {ref.get('flagged', 0)} of the {ref.get('rows', 0)} evaluation "
+                        f"rows (p={evidence.label_excess_p:.2g} that the share is no higher)")
     report = evidence.report
     if len(y) < n_rows:  # say what the figures were measured on
         problems = [f"{p} (on a stratified sample of {len(y)} of {n_rows} rows)"
@@ -257,7 +282,9 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
             "n_candidates": len(scan.candidates), "top_triggers": scan.top(5),
             "scan": {"fdr_q": evidence.q, "flagged": len(report.flagged),
                      "per_detector": {n: len(r.flagged) for n, r in report.results.items()},
-                     "groups": evidence.groups[:10], "label_flags": evidence.label_flags},
+                     "groups": evidence.groups[:10], "label_flags": evidence.label_flags,
+                     "label_reference": evidence.label_reference,
+                     "label_excess_p": round(evidence.label_excess_p, 6)},
             "found_asr": round(found_asr, 6),
             "found_trigger": found.describe if found else None,
             "found_triggers": [a.as_dict() for a in evidence.attacks[:5]],
