@@ -1194,10 +1194,13 @@ def detect_spectral(X, y, *, image_shape: ImageShape = None, value: Optional[flo
                    groups=[_jsonable_group(g) for g in found][:20])
 
 
+TRIGGER_SCAN_MAX_ROWS = 10000  # rows the trigger_scan detector's model trains on (a seeded sample)
+
+
 def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
                         random_state: int = 0, sizes: Sequence[int] = (1, 2, 3),
-                        max_rows: int = 10000, scan_rows_n: int = 2000,
-                        q: float = FDR_Q) -> DetectorResult:
+                        max_rows: int = TRIGGER_SCAN_MAX_ROWS, scan_rows_n: int = 2000,
+                        q: float = FDR_Q, model=None) -> DetectorResult:
     """Rows of the target class that carry a candidate trigger the model obeys far more than the
     other candidates.
 
@@ -1209,6 +1212,9 @@ def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional
     the other candidates' shares (robust exponential tail, ``tail_pvalues``, times the number of
     candidates); rows labelled with its target class whose block is uniformly at the patch value
     carry that p-value. Score: the worst flip share, on the rows that carry its patch.
+
+    ``model``: that same fit when the caller already has it (the approval gate's shadow model,
+    ``lineage.review.evaluation``), used instead of fitting it again.
     """
     X, y = _check(X, y)
     geometry = _geometry(image_shape, X.shape[1])
@@ -1220,8 +1226,9 @@ def detect_trigger_scan(X, y, *, image_shape: ImageShape = None, value: Optional
     p = np.ones(n, dtype=np.float32)
     if len(np.unique(y[rows])) < 2:
         return _empty("trigger_scan", n, "needs at least two labels")
-    model = fit_estimator("logistic", X[rows], y[rows], seed=random_state,
-                          value_max=_abs_max(X))
+    if model is None:
+        model = fit_estimator("logistic", X[rows], y[rows], seed=random_state,
+                              value_max=_abs_max(X))
     scan_at = rows if len(rows) <= scan_rows_n else np.sort(rng.choice(rows, scan_rows_n, replace=False))
     ks = tuple(scaled_sizes(geometry, sizes))
     # positions on the grid the sizes are measured in (eighths of the shorter side): the same
@@ -1384,14 +1391,16 @@ _TRIM = None
 
 def scan_rows(X, y, *, image_shape: ImageShape = None, value: Optional[float] = None,
               random_state: int = 0, detectors: Optional[Sequence[str]] = None,
-              q: float = FDR_Q, progress: Progress = None, reference=None) -> ScanReport:
+              q: float = FDR_Q, progress: Progress = None, reference=None,
+              trigger_model=None) -> ScanReport:
     """Run the detectors (default: all of ``DETECTORS``) over (X, y) and combine their p-values.
 
     X : ndarray of shape (n_samples, h*w*c); y : ndarray of shape (n_samples,).
     ``progress(done, total)`` is called after each detector. The groups of the look-alike
     detectors are retested without every confirmed group's rows (``refine_groups``) before the
     combination. ``reference`` (X_ref, y_ref): trusted rows for the label detector to measure
-    the data's natural label noise on (``detect_label_disagreement``).
+    the data's natural label noise on (``detect_label_disagreement``). ``trigger_model``: the
+    trigger_scan detector's model, already fitted (``detect_trigger_scan``).
     """
     names = list(DETECTORS) if detectors is None else list(detectors)
     unknown = [d for d in names if d not in DETECTORS]
@@ -1407,6 +1416,8 @@ def scan_rows(X, y, *, image_shape: ImageShape = None, value: Optional[float] = 
             extra["lookalikes"] = look
         if name == "label_disagreement" and reference is not None:
             extra["reference"] = reference
+        if name == "trigger_scan" and trigger_model is not None:
+            extra["model"] = trigger_model
         results.append(DETECTORS[name](X, y, image_shape=image_shape, value=value,
                                        random_state=random_state, q=q, **extra))
         release_free_memory()

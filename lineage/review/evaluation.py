@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from lineage.errors import BadInputError
 from lineage.poison.calibration import FDR_Q
 from lineage.poison.candidates import candidate_patterns
-from lineage.poison.detectors import ScanReport, scan_rows
+from lineage.poison.detectors import TRIGGER_SCAN_MAX_ROWS, ScanReport, scan_rows
 from lineage.poison.estimators import fit_estimator
 from lineage.poison.trigger_scan import (
     AttackResult,
@@ -130,8 +130,14 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
     each on the evaluation rows for ``model`` (trained on X, y) per source class -> target class,
     corrected by reference models cross-fitted on the evaluation rows (``scan_attacks``)."""
     if report is None:
+        # The trigger_scan detector fits the seeded default logistic model on the rows (a sample
+        # above TRIGGER_SCAN_MAX_ROWS) scaled by their largest value: when that is ``model``'s
+        # fit, it is reused.
+        same_fit = (estimator == "logistic" and not params and 0 < len(X) <= TRIGGER_SCAN_MAX_ROWS
+                    and float(np.abs(X).max()) == float(evaluation.value_max))
         report = scan_rows(X, y, image_shape=evaluation.image_shape, value=evaluation.value_max,
-                           random_state=seed, q=q, reference=(evaluation.X, evaluation.y))
+                           random_state=seed, q=q, reference=(evaluation.X, evaluation.y),
+                           trigger_model=model if same_fit else None)
     groups = [{"detector": name, "label": int(g["label"]), "looks_like": int(g["looks_like"]),
                "rows": int(len(g["rows"])), "log10_p": round(float(g["log10_p"]), 1)}
               for name, r in report.results.items() for g in r.found
