@@ -818,9 +818,10 @@ def _majority(labels: np.ndarray):
 def _majorities(labels: np.ndarray) -> np.ndarray:
     """Per row of ``labels`` (n, k): its most common value (ties: the smallest), vectorized."""
     vals, idx = np.unique(labels, return_inverse=True)
-    idx = idx.reshape(labels.shape)
-    counts = np.zeros((labels.shape[0], len(vals)), dtype=np.int32)
-    np.add.at(counts, (np.repeat(np.arange(labels.shape[0]), labels.shape[1]), idx.ravel()), 1)
+    n, m = labels.shape[0], len(vals)
+    # one bincount over (row, value) cells: np.add.at was most of a look-alike vote's time
+    cells = idx.reshape(labels.shape) + (np.arange(n) * m)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=n * m).reshape(n, m)
     return vals[counts.argmax(axis=1)]
 
 
