@@ -211,6 +211,44 @@ class Output:
 
 _EFFECT_COLUMNS = ("id", "transformation_id", "version_id", "row_id", "effect", "old_label",
                    "new_label", "parent_row_id")
+_PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+
+
+def _pg_binary_effects(ids: np.ndarray, transformation_id: int, version_ids: np.ndarray,
+                       arr: np.ndarray) -> bytes:
+    """The effects as one binary COPY stream, built by numpy with no Python step per row.
+
+    A row of the binary format is its field count and, per field, its length (-1: NULL) and
+    big-endian value (``integer`` for the ids, ``bigint`` for rows and labels, the effect's
+    name as text). Rows with the same effect and the same NULL labels have one layout, so each
+    run of them is one packed structured array, written in order."""
+    nulls = arr[:, 2:5] == NONE  # old_label, new_label, parent_row_id
+    key = arr[:, 1] * 8 + nulls @ np.array([4, 2, 1])
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    parts = [_PG_COPY_HEADER]
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(arr)]):
+        name = EFFECTS[arr[a, 1]].encode()
+        layout = [("n", ">i2"), ("l0", ">i4"), ("id", ">i4"), ("l1", ">i4"), ("t", ">i4"),
+                  ("l2", ">i4"), ("v", ">i4"), ("l3", ">i4"), ("row", ">i8"),
+                  ("l4", ">i4"), ("effect", f"S{len(name)}")]
+        for j, null in enumerate(nulls[a]):
+            layout.append((f"l{5 + j}", ">i4"))
+            if not null:
+                layout.append((f"c{5 + j}", ">i8"))
+        rec = np.empty(b - a, dtype=np.dtype(layout))  # packed: no padding between fields
+        rec["n"] = len(_EFFECT_COLUMNS)
+        rec["l0"], rec["id"] = 4, ids[a:b]
+        rec["l1"], rec["t"] = 4, transformation_id
+        rec["l2"], rec["v"] = 4, version_ids[a:b]
+        rec["l3"], rec["row"] = 8, arr[a:b, 0]
+        rec["l4"], rec["effect"] = len(name), name
+        for j, null in enumerate(nulls[a]):
+            rec[f"l{5 + j}"] = -1 if null else 8
+            if not null:
+                rec[f"c{5 + j}"] = arr[a:b, 2 + j]
+        parts.append(rec.tobytes())
+    parts.append(b"\xff\xff")  # trailer: field count -1
+    return b"".join(parts)
 
 
 def _insert_effects(tx, transformation_id: int, version_ids: list[int], per_output: list[np.ndarray]) -> None:
@@ -222,38 +260,42 @@ def _insert_effects(tx, transformation_id: int, version_ids: list[int], per_outp
     table = RowEffect.__table__
     start = (tx.session.scalar(select(func.max(table.c.id))) or 0) + 1
     conn = tx.session.connection()
-    # The rows as one object array, filled column by column (no Python loop per effect).
     arr = np.concatenate(per_output)
-    table_rows = np.empty((total, len(_EFFECT_COLUMNS)), dtype=object)
-    table_rows[:, 0] = np.arange(start, start + total).tolist()
-    table_rows[:, 1] = transformation_id
-    table_rows[:, 2] = np.repeat(version_ids, [len(a) for a in per_output]).tolist()
-    table_rows[:, 3] = arr[:, 0].tolist()
-    table_rows[:, 4] = np.array(EFFECTS, dtype=object)[arr[:, 1]]
-    for col, src in ((5, 2), (6, 3), (7, 4)):
-        cells = np.array(arr[:, src].tolist(), dtype=object)
-        cells[arr[:, src] == NONE] = None
-        table_rows[:, col] = cells
+    ids = np.arange(start, start + total)
+    vids = np.repeat(np.asarray(version_ids, dtype=np.int64), [len(a) for a in per_output])
     cursor = conn.connection.cursor()
     try:
-        if conn.dialect.name == "postgresql":  # COPY: several times faster than executemany
-            with cursor.copy(f"COPY {table.name} ({', '.join(_EFFECT_COLUMNS)}) FROM STDIN") as copy:
-                for row in table_rows.tolist():
-                    copy.write_row(row)
-        else:
-            # Many rows per statement, not executemany: a statement on a table with a trigger
-            # (the REPLACE guard, which may abort it) runs in a statement transaction that
-            # journals every 64 KiB page it touches first; one statement per effect made 100k
-            # effects ~4x slower, ~120 per statement makes them faster than before the guard.
-            # (SQLITE_MAX_VARIABLE_NUMBER is 999 before SQLite 3.32.)
-            per = 999 // len(_EFFECT_COLUMNS)
-            values = "(" + ", ".join("?" * len(_EFFECT_COLUMNS)) + ")"
-            head = f"INSERT INTO {table.name} ({', '.join(_EFFECT_COLUMNS)}) VALUES "
-            full = head + ", ".join([values] * per)
-            for at in range(0, total, per):
-                part = table_rows[at:at + per]
-                sql = full if len(part) == per else head + ", ".join([values] * len(part))
-                cursor.execute(sql, part.ravel().tolist())
+        if conn.dialect.name == "postgresql":
+            # One binary COPY built by numpy: several times faster than executemany, and
+            # than a text COPY written row by row (its per-row formatting was ~60 ms per 10^4).
+            with cursor.copy(f"COPY {table.name} ({', '.join(_EFFECT_COLUMNS)}) FROM STDIN "
+                             "(FORMAT BINARY)") as copy:
+                copy.write(_pg_binary_effects(ids, transformation_id, vids, arr))
+            return
+        # The rows as one object array, filled column by column (no Python loop per effect).
+        table_rows = np.empty((total, len(_EFFECT_COLUMNS)), dtype=object)
+        table_rows[:, 0] = ids.tolist()
+        table_rows[:, 1] = transformation_id
+        table_rows[:, 2] = vids.tolist()
+        table_rows[:, 3] = arr[:, 0].tolist()
+        table_rows[:, 4] = np.array(EFFECTS, dtype=object)[arr[:, 1]]
+        for col, src in ((5, 2), (6, 3), (7, 4)):
+            cells = np.array(arr[:, src].tolist(), dtype=object)
+            cells[arr[:, src] == NONE] = None
+            table_rows[:, col] = cells
+        # Many rows per statement, not executemany: a statement on a table with a trigger
+        # (the REPLACE guard, which may abort it) runs in a statement transaction that
+        # journals every 64 KiB page it touches first; one statement per effect made 100k
+        # effects ~4x slower, ~120 per statement makes them faster than before the guard.
+        # (SQLITE_MAX_VARIABLE_NUMBER is 999 before SQLite 3.32.)
+        per = 999 // len(_EFFECT_COLUMNS)
+        values = "(" + ", ".join("?" * len(_EFFECT_COLUMNS)) + ")"
+        head = f"INSERT INTO {table.name} ({', '.join(_EFFECT_COLUMNS)}) VALUES "
+        full = head + ", ".join([values] * per)
+        for at in range(0, total, per):
+            part = table_rows[at:at + per]
+            sql = full if len(part) == per else head + ", ".join([values] * len(part))
+            cursor.execute(sql, part.ravel().tolist())
     finally:
         cursor.close()
 

@@ -12,9 +12,8 @@ sha256 pass over every stored byte), so a payload edited behind the store's back
 only by a full verify or by loading it.
 """
 
-import time
-
 import json
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -150,7 +149,8 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
 
 
 def effects_digest(session: Session, transformation_id: int) -> tuple[int, str]:
-    """Recompute (count, sha256) of a transformation's stored effects, for ``verify``."""
+    """Recompute (count, sha256) of a transformation's stored effects, for ``verify``; raise
+    IntegrityError naming the first effect whose version the transformation did not make."""
     outputs = session.scalars(select(Version.id).where(Version.transformation_id == transformation_id)
                               .order_by(Version.id)).all()
     index = {vid: i for i, vid in enumerate(outputs)}
@@ -161,14 +161,34 @@ def effects_digest(session: Session, transformation_id: int) -> tuple[int, str]:
     none = int(NONE)
     rows = [(index.get(v, -1), r, EFFECT_CODES.get(e, -1), none if o is None else o,
              none if n is None else n, none if p is None else p) for v, r, e, o, n, p in result]
-    return effects_rows_digest(np.array(rows, dtype=np.int64).reshape(-1, 6))
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 6)
+    if (arr[:, 0] < 0).any():  # no foreign keys (migration 0008): a version id is what was stored
+        effect_id, version_id = session.execute(
+            select(t.c.id, t.c.version_id).where(t.c.transformation_id == transformation_id,
+                                                 t.c.version_id.not_in(outputs))
+            .order_by(t.c.id).limit(1)).one()
+        exists = session.scalar(select(Version.id).where(Version.id == version_id)) is not None
+        raise IntegrityError(
+            f"row effect {effect_id} of transformation {transformation_id} names version "
+            f"{version_id}, " + (f"which transformation {transformation_id} did not make" if exists
+                                 else "which does not exist") + " (inserted behind the store's back)")
+    return effects_rows_digest(arr)
 
 
 def check_effects(session: Session) -> None:
     """Raise IntegrityError when any transformation's stored effects differ from the digest in
-    its (chain-anchored) params, or effects exist for a transformation that records none."""
+    its (chain-anchored) params, effects exist for a transformation that records none or that
+    does not exist, or an effect names a version its transformation did not make. (The table
+    has no foreign keys since migration 0008: these checks are what holds its references.)"""
 
     with_effects = set(session.scalars(select(RowEffect.transformation_id).distinct()).all())
+    orphans = with_effects - set(session.scalars(select(Transformation.id)).all())
+    if orphans:
+        t = RowEffect.__table__
+        effect_id = session.scalar(select(t.c.id).where(t.c.transformation_id == min(orphans))
+                                   .order_by(t.c.id).limit(1))
+        raise IntegrityError(f"row effect {effect_id} names transformation {min(orphans)}, which "
+                             "does not exist (inserted behind the store's back)")
     for t in session.scalars(select(Transformation).order_by(Transformation.id)):
         try:
             recorded = json.loads(t.params).get("effects")
