@@ -861,13 +861,9 @@ def _out_of_fold_chunks(X, y, *, folds: int, random_state: int, C: float, max_fi
     ref = X[fit_rows[::max(1, len(fit_rows) // 2000)]].astype(np.float64)
     vmax = max(math.sqrt(float((ref * ref).sum(1).mean())) / LABEL_ROW_NORM, 1e-12)
 
-    previous = []  # the last fit: the next fold's solver starts from it (4/5 of its rows)
-
     def fit(rows):
-        model = fit_estimator("logistic", X[rows], y[rows], seed=random_state, value_max=vmax,
-                              params={"C": C}, warm_from=previous[-1] if previous else None)
-        previous[:] = [model]
-        return model
+        return fit_estimator("logistic", X[rows], y[rows], seed=random_state, value_max=vmax,
+                             params={"C": C})
 
     def predict(model, rows):
         cols = np.searchsorted(classes, model.classes_)

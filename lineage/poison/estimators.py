@@ -103,11 +103,7 @@ def fit_plan(name: str, X: np.ndarray, params: Optional[dict] = None) -> str:
 
 
 def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_max: float,
-                  params: Optional[dict] = None, n_equivalent: Optional[int] = None,
-                  warm_from=None):
-    """Fit ``make_estimator``'s pipeline on (X, y). ``warm_from``: a fitted logistic pipeline
-    of the same classes whose coefficients the solver starts from (folds of one dataset: the
-    same optimum, reached in fewer iterations); ignored otherwise."""
+                  params: Optional[dict] = None, n_equivalent: Optional[int] = None):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -123,23 +119,11 @@ def fit_estimator(name: str, X: np.ndarray, y: np.ndarray, *, seed: int, value_m
             if out_of_core(X):
                 _fit_out_of_core(model, X, y, seed=seed, value_max=value_max)
             else:
-                _warm_start(model, warm_from, y)
                 model.fit(np.asarray(X, dtype=np.float64), y)
         except ValueError as exc:  # e.g. one class only, or no rows
             raise BadInputError(f"cannot train {name} on these {len(X)} rows: "
                                 f"{str(exc).splitlines()[0]}") from None
     return model
-
-
-def _warm_start(model, warm_from, y: np.ndarray) -> None:
-    from sklearn.linear_model import LogisticRegression
-
-    clf = model.steps[-1][1]
-    old = warm_from.steps[-1][1] if warm_from is not None else None
-    if (isinstance(clf, LogisticRegression) and isinstance(old, LogisticRegression)
-            and np.array_equal(old.classes_, np.unique(y))):
-        clf.set_params(warm_start=True)
-        clf.coef_, clf.intercept_ = old.coef_.copy(), old.intercept_.copy()
 
 
 def _fit_out_of_core(model, X: np.ndarray, y: np.ndarray, *, seed: int, value_max: float) -> None:
