@@ -940,7 +940,9 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
     n_rows = len(X)
     if reference is not None:
         Xr, yr = _check(*reference)
-        X, y = np.concatenate([X, Xr.astype(X.dtype, copy=False)]), np.concatenate([y, yr])
+        dtype = np.result_type(X, Xr)  # the schemas match, not the dtypes: cast neither down
+        X, y = np.concatenate([X.astype(dtype, copy=False), Xr.astype(dtype, copy=False)]), \
+            np.concatenate([y, yr])
     n = len(X)
     if n < 2 * folds or len(distinct_labels(y)) < 2:
         return _empty("label_disagreement", n_rows, "needs at least two labels and 2 rows per fold")
@@ -978,9 +980,11 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
 
     extra = {}
     if reference is not None:
+        # (a cut of 0 can be a discovery at p = 0: ask the procedure whether it found any)
+        found_any = bool(benjamini_hochberg(p[:n_rows], q).any())
         cut = bh_cut(p[:n_rows], q)
         extra["reference"] = {"rows": n - n_rows,
-                              "flagged": int((p[n_rows:] <= cut).sum()) if cut > 0 else 0}
+                              "flagged": int((p[n_rows:] <= cut).sum()) if found_any else 0}
         p = p[:n_rows]
     scores = np.maximum(p, np.float32(1e-37))
     np.log10(scores, out=scores)

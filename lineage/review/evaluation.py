@@ -163,7 +163,9 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
     flags = len(label.flagged) if label is not None else 0
     reference = label.params.get("reference") if label is not None else None
     excess = 1.0
-    if reference and flags:
+    if flags and not (reference or {}).get("rows"):
+        excess = 0.0  # no evaluation rows to measure the natural rate on: any 3 flags refuse
+    elif flags:
         from scipy.stats import fisher_exact
 
         excess = float(fisher_exact([[flags, len(y) - flags],
