@@ -220,3 +220,17 @@ def test_the_label_rule_measures_flags_against_the_evaluation_rows_own_noise():
     bad = shadow_gate(X, y, np.arange(len(y)), ev, PolicyInfo(version=0))
     assert not bad["passed"] and bad["scan"]["label_excess_p"] < 0.01
     assert "label detector flags" in bad["message"] and "evaluation rows" in bad["message"]
+
+
+def test_the_label_detector_keeps_the_reference_rows_values_whatever_the_dtypes():
+    """uint8 rows beside float evaluation rows: the evaluation rows are not cast down."""
+    from lineage.poison.detectors import detect_label_disagreement
+
+    X, y, Xe, ye = reference_split(seed=0)
+    X8 = X.astype(np.uint8)
+    Xe = Xe + np.random.default_rng(0).uniform(0, 0.9, Xe.shape)  # fractions a uint8 cast drops
+    mixed = detect_label_disagreement(X8, y, reference=(Xe, ye))
+    floats = detect_label_disagreement(X8.astype(np.float64), y, reference=(Xe, ye))
+    assert np.array_equal(mixed.p, floats.p)
+    assert mixed.params["reference"] == floats.params["reference"]
+    assert mixed.params["reference"]["rows"] == len(ye) and len(mixed.p) == len(y)
