@@ -61,6 +61,7 @@ from lineage.poison.triggers import make_trigger, stamp
 from lineage.store.chain import EFFECT_CODES, EFFECTS, NONE, canonical, effects_rows_digest
 from lineage.store.chunks import (
     LABEL_DTYPE,
+    PG_COPY_SIGNATURE,
     chunk_index,
     feature_dtype,
     gather_rows,
@@ -211,7 +212,7 @@ class Output:
 
 _EFFECT_COLUMNS = ("id", "transformation_id", "version_id", "row_id", "effect", "old_label",
                    "new_label", "parent_row_id")
-_PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_PG_COPY_HEADER = PG_COPY_SIGNATURE + bytes(8)  # then flags 0, no header extension
 
 
 def _pg_binary_effects(ids: np.ndarray, transformation_id: int, version_ids: np.ndarray,

@@ -70,7 +70,6 @@ from lineage.errors import BadInputError
 from lineage.poison.calibration import (
     FDR_Q,
     benjamini_hochberg,
-    bh_cut,
     cauchy_combine,
     distinct_labels,
     label_index,
@@ -819,7 +818,7 @@ def _majorities(labels: np.ndarray) -> np.ndarray:
     """Per row of ``labels`` (n, k): its most common value (ties: the smallest), vectorized."""
     vals, idx = np.unique(labels, return_inverse=True)
     n, m = labels.shape[0], len(vals)
-    # one bincount over (row, value) cells: np.add.at was most of a look-alike vote's time
+    # one bincount over (row, value) cells (np.add.at is a slow unbuffered loop)
     cells = idx.reshape(labels.shape) + (np.arange(n) * m)[:, None]
     counts = np.bincount(cells.ravel(), minlength=n * m).reshape(n, m)
     return vals[counts.argmax(axis=1)]
@@ -980,11 +979,9 @@ def detect_label_disagreement(X, y, *, image_shape: ImageShape = None,
 
     extra = {}
     if reference is not None:
-        # (a cut of 0 can be a discovery at p = 0: ask the procedure whether it found any)
-        found_any = bool(benjamini_hochberg(p[:n_rows], q).any())
-        cut = bh_cut(p[:n_rows], q)
-        extra["reference"] = {"rows": n - n_rows,
-                              "flagged": int((p[n_rows:] <= cut).sum()) if found_any else 0}
+        found = benjamini_hochberg(p[:n_rows], q)  # the rows' own cut (it may be p = 0)
+        extra["reference"] = {"rows": n - n_rows, "flagged": int(
+            (p[n_rows:] <= p[:n_rows][found].max()).sum()) if found.any() else 0}
         p = p[:n_rows]
     scores = np.maximum(p, np.float32(1e-37))
     np.log10(scores, out=scores)

@@ -161,7 +161,7 @@ def fetch_chunks(session: Session, columns: list[str], chunk_ids: list[int]) -> 
 
 _BLOB_COLUMNS = ("features", "labels")
 _TEXT_COLUMNS = ("record_digest",)
-_PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # binary COPY's first 11 bytes (read and written)
 _INT8 = struct.Struct(">q")
 _INT4 = struct.Struct(">i")
 _INT2 = struct.Struct(">h")
@@ -206,7 +206,7 @@ class CopyParser:
         view = memoryview(data)
         pos, end = 0, len(view)
         if self.header:
-            if end < 19 or bytes(view[:11]) != _PG_SIGNATURE:
+            if end < 19 or bytes(view[:11]) != PG_COPY_SIGNATURE:
                 raise self.malformed("no binary COPY signature")
             pos = 19 + _INT4.unpack_from(view, 15)[0]
             self.header = False
