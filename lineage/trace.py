@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources
 from lineage.data.datasets import LAZY_BLOBS, find_version, parse_id
-from lineage.data.deltas import chain_ids, in_sorted, minus_sorted, union_sorted, version_chain
+from lineage.data.deltas import (
+    added_ids,
+    chain_ids,
+    in_sorted,
+    minus_sorted,
+    union_sorted,
+    version_chain,
+)
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, IntegrityError, NotFoundError
 from lineage.models.external import (
@@ -286,9 +293,8 @@ def _compose(session: Session, path: list[int]):
     """Removed-from-base (R), added-beyond-base (A) and every id ever added (ever) along a path."""
     R, A, ever = _E, _E, _E
     for vid in path:
-        removed_b, added_b = session.execute(
-            select(Version.removed_ids, Version.added_ids).where(Version.id == vid)).one()
-        rem, add = ids_from_bytes(removed_b), ids_from_bytes(added_b)
+        v = session.get(Version, vid, options=LAZY_BLOBS)
+        rem, add = ids_from_bytes(v.removed_ids), added_ids(session, v)
         if len(rem):
             in_a = in_sorted(A, rem)
             A = minus_sorted(A, rem[in_a])

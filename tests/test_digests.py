@@ -236,6 +236,53 @@ def test_older_flat_versions_keep_verifying(store):
         verify_all(store)
 
 
+def test_a_root_holds_its_ingests_rows_once(store):
+    """An ingest's root version adds exactly the ingest's rows: the ingest record holds the
+    range, the root an empty id blob (an older root's full list keeps verifying). Forging the
+    ingest's range, re-anchored, is caught by verify (a snapshot reads its own manifest)."""
+    root, ingest = _row(store.url, "versions", 1), _row(store.url, "ingests", 1)
+    assert root["added_ids"] == b"" and (ingest["first_row_id"], ingest["n_rows"]) == (1, N)
+    with store.read() as session:
+        assert materialize(session, session.get(Version, 1)).row_ids.tolist() == list(range(1, N + 1))
+    assert verify_all(store).versions == 3
+    # A root as lineage wrote it before: the same range listed in its blob.
+    _reanchor(store.url, "versions", 1, _forge(store.url, "versions", {
+        **root, "added_ids": np.arange(1, N + 1, dtype="<i8").tobytes()}))
+    assert verify_all(store).versions == 3
+    _reanchor(store.url, "versions", 1, _forge(store.url, "versions", {
+        **root, "added_ids": np.arange(2, N + 2, dtype="<i8").tobytes()}))
+    with pytest.raises(IntegrityError, match=r"^version v1: its rows are not those of ingest 1$"):
+        verify_all(store)
+    _reanchor(store.url, "versions", 1, _forge(store.url, "versions", root))
+    assert verify_all(store).versions == 3
+    for forged in ({"n_rows": N - 1}, {"first_row_id": 2}):
+        _reanchor(store.url, "ingests", 1, _forge(store.url, "ingests", {**ingest, **forged}))
+        assert len(_load(store)[0]) == N  # a snapshot's rows are bound by its own manifest
+        with pytest.raises(IntegrityError, match=r"^version v1: "):
+            verify_all(store)
+
+
+def test_the_roots_of_two_ingests_diff_and_show_their_rows(store):
+    """Rows of a second ingest into the dataset: a second root, told apart from the first by
+    version_diff and version show without either root listing its ids."""
+    from lineage.data.versions import show_version
+    from lineage.trace import version_diff
+
+    X = np.random.default_rng(1).integers(0, 4, size=(10, 4), dtype=np.uint8)
+    info = ingest_arrays(store, X, np.arange(10) % 3, source="lab", dataset=_dataset_name(store))
+    assert _row(store.url, "versions", info.version_id)["added_ids"] == b""
+    d = version_diff(store, "v1", f"v{info.version_id}")
+    assert d.added.tolist() == list(range(N + 1, N + 11))
+    assert d.removed.tolist() == list(range(1, N + 1))
+    assert show_version(store, f"v{info.version_id}").n_added == 10
+    assert show_version(store, "v1").n_added == N
+
+
+def _dataset_name(store) -> str:
+    with store.read() as session:
+        return session.get(Dataset, 1).name
+
+
 def test_verify_fast_reads_no_payload_and_says_so(store, cli):
     second = _row(store.url, "chunks", 2)
     flipped = bytearray(second["features"])

@@ -23,7 +23,7 @@ from lineage.data.digests import (
     scheme_of,
     version_leaves,
 )
-from lineage.errors import NotFoundError
+from lineage.errors import IntegrityError, NotFoundError
 from lineage.store.chunks import (
     ID_DTYPE,
     LABEL_DTYPE,
@@ -102,8 +102,7 @@ _MAX_DEPTH = 100_000  # a chain deeper than this (only a damaged store) is walke
 
 class Delta:
     """One version's delta as arrays. An ingest's root version adds exactly the ingest's row
-    range, so its ``added_ids`` blob (8 bytes a row) is never read: ``run`` holds the range
-    (``lineage verify`` checks that the blob agrees)."""
+    range, which ``run`` holds: its ``added_ids`` blob is never read (``ingest_root_ids``)."""
 
     def __init__(self, removed, added, added_labels, relabel_ids, relabel_labels,
                  run: Optional[tuple[int, int]] = None):
@@ -146,6 +145,36 @@ class Delta:
         return ids, labels
 
 
+def is_ingest_root(version) -> bool:
+    return version.parent_id is None and version.ingest_id is not None
+
+
+def ingest_root_ids(session: Session, version) -> np.ndarray:
+    """The ids an ingest's root version adds: exactly its ingest's rows. The ingest record
+    holds that range once; a root written before 2026-12-03 also holds it as an ``added_ids``
+    blob of 8 bytes a row, a root written since holds an empty one (``lineage verify`` checks
+    either against the ingest)."""
+    ingest = session.get(Ingest, version.ingest_id)
+    if ingest is None:
+        raise IntegrityError(f"version v{version.id}: its ingest {version.ingest_id} is missing")
+    return np.arange(ingest.first_row_id, ingest.first_row_id + ingest.n_rows, dtype=ID_DTYPE)
+
+
+def added_ids(session: Session, version: Version) -> np.ndarray:
+    """Sorted ids ``version`` adds (an ingest's root: its ingest's rows)."""
+    if is_ingest_root(version):
+        return ingest_root_ids(session, version)
+    return ids_from_bytes(version.added_ids)
+
+
+def _delta_of(session: Session, v: Version) -> Delta:
+    if is_ingest_root(v):
+        ids = ingest_root_ids(session, v)
+        return Delta(v.removed_ids, None, v.added_labels, v.relabel_ids, v.relabel_labels,
+                     run=(int(ids[0]), len(ids)) if len(ids) else None)
+    return Delta(*(getattr(v, c.key) for c in _DELTAS))
+
+
 def chain_deltas(session: Session, version: Version) -> list[Delta]:
     """The deltas of ``version``'s chain, root first: one recursive query for all of them
     instead of a query (and an ORM object) per ancestor and another per deferred blob."""
@@ -163,16 +192,16 @@ def chain_deltas(session: Session, version: Version) -> list[Delta]:
         .outerjoin(Ingest, and_(ingest_root, Ingest.id == Version.ingest_id))).all()
     rows.sort(key=lambda r: r[0], reverse=True)
     if not rows or rows[0][1] is not None or len(rows) != rows[0][0] + 1:
-        return [Delta(*(getattr(v, c.key) for c in _DELTAS))
-                for v in version_chain(session, version)]
+        return [_delta_of(session, v) for v in version_chain(session, version)]
     out = []
     for r in rows:
-        run = (int(r[3]), int(r[4])) if r[1] is None and r[2] is not None and r[3] is not None else None
-        if r[1] is None and r[2] is not None and run is None:  # the ingest is gone: read the blob
-            v = session.get(Version, chain_ids(session, version)[0], options=LAZY_BLOBS)
-            out.append(Delta(*(getattr(v, c.key) for c in _DELTAS)))
+        if r[1] is None and r[2] is not None:  # an ingest's root: its ingest's rows
+            if r[3] is None:
+                raise IntegrityError(f"version v{chain_ids(session, version)[0]}: its ingest "
+                                     f"{r[2]} is missing")
+            out.append(Delta(*r[5:], run=(int(r[3]), int(r[4])) if r[4] else None))
             continue
-        out.append(Delta(*r[5:], run=run))
+        out.append(Delta(*r[5:]))
     return out
 
 

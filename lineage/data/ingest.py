@@ -278,10 +278,10 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
         leaves = [chunk_leaf(d, n, None, EMPTY, EMPTY) for d, n in
                   zip(chunk_digests, [min(CHUNK_ROWS, len(X) - i * CHUNK_ROWS)
                                       for i in range(len(chunk_ids))])]
+        # No added ids: a root adds exactly its ingest's rows (deltas.ingest_root_ids).
         root = new_version(tx, ds, n_rows=len(X), digest=composed_digest(len(X), leaves),
                            leaves=leaves_blob(np.asarray(chunk_ids), leaves),
-                           ingest_id=ingest.id, added=np.arange(first, first + len(X),
-                                                                dtype=np.int64))
+                           ingest_id=ingest.id)
         tx.event("ingest", f"ingest {ingest.id}: {len(X)} rows from {src.name} into {ds.name} "
                  f"(rows {first}..{first + len(X) - 1}, version v{root.id})",
                  dataset=ds.name, source=src.name, file_sha256=digest, n_rows=len(X),

@@ -87,9 +87,11 @@ def check_content_digests(session: Session, *, fast: bool = False,
 
 
 def _check_root(session: Session, v: Version) -> None:
+    # A root adds exactly its ingest's rows: an empty blob says so (roots written since
+    # 2026-12-03), an older root lists them (``deltas.ingest_root_ids``).
     ingest = session.get(Ingest, v.ingest_id)
     added = ids_from_bytes(v.added_ids)
-    if ingest is None or len(added) != ingest.n_rows or v.n_rows != ingest.n_rows or (
+    if ingest is None or len(added) not in (0, ingest.n_rows) or v.n_rows != ingest.n_rows or (
             len(added) and (int(added[0]) != ingest.first_row_id
                             or int(added[-1]) != ingest.first_row_id + ingest.n_rows - 1
                             or not bool((np.diff(added) == 1).all()))):

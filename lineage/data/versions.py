@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from lineage.data.coverage import version_coverage
 from lineage.data.datasets import find_version
-from lineage.data.deltas import Members, materialize, version_digest
+from lineage.data.deltas import Members, added_ids, materialize, version_digest
 from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
@@ -99,7 +99,7 @@ def show_version(store: Store, version: str | int) -> VersionDetail:
             kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
             ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
             params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
-            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(ids_from_bytes(v.added_ids)),
+            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(added_ids(session, v)),
             n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
             created_at=v.created_at, coverage=version_coverage(session, v))
 
