@@ -10,7 +10,9 @@ and every digest on; reads verify each chunk's digest (``read_rows``' default).
 
 Baselines: sqlite3 executemany one row per record (blob + sha256), sqlite3 with contiguous
 8192-row blobs (+ sha256 per chunk; 64 KiB pages and mmap reads, as lineage), np.save / np.load, and lance (pylance) and deltalake when
-importable (``pip install -e '.[bench]'``).
+importable (``pip install -e '.[bench]'``). ``--pg URL`` (an empty PostgreSQL database or
+schema) ingests the same rows there once and reads its root version in every round too, against
+SQLite's (issue 13: within 2x).
 
 Peak memory of the ingest is measured in a child process (so the parent's arrays do not count):
 the RSS high-water mark during ``ingest_arrays`` minus the RSS just before it (Linux
@@ -53,6 +55,7 @@ SEED = 20260101
 INGEST_TARGET = 0.9  # lineage ingest rate / lance write rate (issue 13; issue 2 asked 1.5)
 RAW_INGEST_TARGET = 0.8  # lineage ingest rate / raw sqlite3 chunk inserts: within 1.25x the time
 READ_TARGET = 1.2  # lineage read rate / lance read rate
+PG_READ_TARGET = 0.5  # PostgreSQL root read rate / SQLite's: within 2x the time (issue 13)
 MEMORY_TARGET = 3.0  # ingest peak / raw array size
 
 
@@ -351,8 +354,18 @@ def measure_memory(rows: int, mode: str) -> dict:
 # ----------------------------------------------------------------------------- driver
 
 def run(rows: int, repeat: int, memory: bool, baselines: bool, tmp: Optional[str],
-        log: Callable[[str], None], skip: frozenset = frozenset()) -> dict:
+        log: Callable[[str], None], skip: frozenset = frozenset(),
+        pg: Optional[str] = None) -> dict:
     X, y = make_rows(rows)
+    pg_store = None
+    if pg:  # the same rows, ingested once; its root read is timed in every round
+        import lineage
+
+        pg_store = lineage.open_store(pg, actor="bench")
+        lineage.add_source(pg_store, "synthetic", kind="internal", uri="bench:synthetic",
+                           license="CC0-1.0", owner="bench")
+        lineage.ingest_arrays(pg_store, X, y, source="synthetic", dataset="digits-like",
+                              file_name="bench:synthetic", value_range=(0, 16), image_shape="8x8")
     raw = X.nbytes + y.nbytes
     times: dict[str, list[float]] = {}
     have_lance = baselines and _importable("lance") and _importable("pyarrow")
@@ -378,6 +391,10 @@ def run(rows: int, repeat: int, memory: bool, baselines: bool, tmp: Optional[str
             timed("lineage read root version", lineage_read_version, store, X, y)
             timed("lineage read root version, verify", lineage_read_version, store, X, y, True)
             store.close()
+            if pg_store is not None:
+                timed("postgresql root version", lineage_read_version, pg_store, X, y)
+                timed("postgresql root version, verify", lineage_read_version, pg_store, X,
+                      y, True)
             if baselines:
                 timed("sqlite3 row-per-record write", sqlite_rows_write, workdir, X, y)
                 timed("sqlite3 row-per-record read", sqlite_rows_read, workdir, X, y)
@@ -415,6 +432,12 @@ def run(rows: int, repeat: int, memory: bool, baselines: bool, tmp: Optional[str
           READ_TARGET)
     ratio("lineage read version+verify / lance", "lineage read root version, verify",
           "lance read", READ_TARGET)
+    ratio("postgresql / sqlite version", "postgresql root version",
+          "lineage read root version", PG_READ_TARGET)
+    ratio("postgresql / sqlite version+verify", "postgresql root version, verify",
+          "lineage read root version, verify", PG_READ_TARGET)
+    if pg_store is not None:
+        pg_store.close()
 
     mem = {}
     if memory:
@@ -493,6 +516,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="experiment: PRAGMA mmap_size on the lineage store's connections")
     parser.add_argument("--skip", default="", help="comma-separated words: leave out the "
                         "baselines whose name contains one (e.g. row-per-record,deltalake)")
+    parser.add_argument("--pg", default=None, metavar="URL",
+                        help="an empty PostgreSQL database or schema: the same rows ingested "
+                        "there once, its root version read in every round beside SQLite's")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.repeat < 1:
         parser.error("--rows and --repeat must be at least 1")
@@ -501,7 +527,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     EXPERIMENT["page_size"] = args.sqlite_page_size
     EXPERIMENT["mmap_size"] = args.sqlite_mmap_size
     report = run(args.rows, args.repeat, not args.no_memory, not args.no_baselines, args.tmp, log,
-                 skip)
+                 skip, args.pg)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 

@@ -151,9 +151,8 @@ def is_ingest_root(version) -> bool:
 
 def ingest_root_ids(session: Session, version) -> np.ndarray:
     """The ids an ingest's root version adds: exactly its ingest's rows. The ingest record
-    holds that range once; a root written before 2026-12-03 also holds it as an ``added_ids``
-    blob of 8 bytes a row, a root written since holds an empty one (``lineage verify`` checks
-    either against the ingest)."""
+    holds that range once: a root holds an empty ``added_ids`` blob, or (written by a lineage
+    before 2026-12-02) the same range at 8 bytes a row; ``lineage verify`` checks either."""
     ingest = session.get(Ingest, version.ingest_id)
     if ingest is None:
         raise IntegrityError(f"version v{version.id}: its ingest {version.ingest_id} is missing")

@@ -88,7 +88,7 @@ def check_content_digests(session: Session, *, fast: bool = False,
 
 def _check_root(session: Session, v: Version) -> None:
     # A root adds exactly its ingest's rows: an empty blob says so (roots written since
-    # 2026-12-03), an older root lists them (``deltas.ingest_root_ids``).
+    # 2026-12-02), an older root lists them (``deltas.ingest_root_ids``).
     ingest = session.get(Ingest, v.ingest_id)
     added = ids_from_bytes(v.added_ids)
     if ingest is None or len(added) not in (0, ingest.n_rows) or v.n_rows != ingest.n_rows or (
