@@ -298,3 +298,30 @@ def test_loose_csv_reads_as_before(store, cli, tmp_path):
     result = cli("ingest", "csv", bad, "--source", "crowd")
     assert result.output == (f"Error: {bad} line 5, column 'label': 9 is not one of the classes "
                              "of dataset 'loose' (0..1)\n")
+
+
+@pytest.mark.parametrize("dtype, bad, why", [
+    ("int8", -1, "is below the dataset's range 0..255"),
+    ("int64", -3, "is below the dataset's range 0..255"),
+    ("uint16", 300, "is above the dataset's range 0..255"),
+    ("int64", 256, "is above the dataset's range 0..255"),
+    ("float32", 2.5, "does not fit dataset 'wide', which stores whole numbers 0..255"),
+])
+def test_every_input_dtype_is_range_checked(store, dtype, bad, why):
+    """The range and dtype checks skip a pass over the values only where the input's dtype
+    settles them (uint8 rows for a 0..255 uint8 dataset): any other dtype is checked."""
+    from lineage.data.sources import add_source
+    from lineage.errors import BadInputError
+
+    add_source(store, "lab", kind="internal")
+    X = np.arange(4 * 8).reshape(4, 8).astype(np.uint8)
+    ingest_arrays(store, X, np.arange(4) % 2, source="lab", dataset="wide", value_range=(0, 255))
+    bad_X = np.zeros((4, 8), dtype=dtype)
+    bad_X[2, 5] = bad
+    before = state(store)
+    with pytest.raises(BadInputError, match=f"X\\[2, 5\\]: {bad:g} {why}"):
+        ingest_arrays(store, bad_X, np.arange(4) % 2, source="lab", dataset="wide")
+    assert state(store) == before
+    ok = ingest_arrays(store, np.full((4, 8), 255, dtype=np.uint8), np.arange(4) % 2,
+                       source="lab", dataset="wide")
+    assert ok.n_rows == 4

@@ -119,14 +119,15 @@ def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], wher
         lo, hi = dataset.value_min, dataset.value_max
     else:
         lo, hi = value_range if value_range else (None, None)
-    # min()/max() first (no temporary arrays); a mask is built only to name the bad value.
-    if lo is not None and X.min() < lo:
+    # min()/max() first (no temporary arrays), and not where the dtype settles it (unsigned
+    # values are >= 0); a mask is built only to name the bad value.
+    if lo is not None and not _dtype_within(X.dtype, lo, None) and X.min() < lo:
         raise _bad(locate, X < lo, X, f"is below the dataset's range {lo:g}..{hi:g}")
-    if hi is not None and X.max() > hi:
+    if hi is not None and not _dtype_within(X.dtype, None, hi) and X.max() > hi:
         raise _bad(locate, X > hi, X, f"is above the dataset's range {lo:g}..{hi:g}")
     if dataset is not None:
         dtype = feature_dtype(dataset)
-        if dtype.kind in "ui":
+        if dtype.kind in "ui" and not np.can_cast(X.dtype, dtype, "safe"):
             info = np.iinfo(dtype)
             if not _whole(X) or X.min() < info.min or X.max() > info.max:
                 bad = (X != np.round(X)) | (X < info.min) | (X > info.max)
@@ -140,6 +141,14 @@ def validate_rows(X: np.ndarray, y: np.ndarray, dataset: Optional[Dataset], wher
             raise _bad(locate, unknown, y, f"is not one of the classes of dataset "
                        f"{dataset.name!r} ({shown})")
     return X, y
+
+
+def _dtype_within(dtype: np.dtype, lo, hi) -> bool:
+    """Every value of an integer ``dtype`` is >= lo (when given) and <= hi (when given)."""
+    if dtype.kind not in "ui":
+        return False
+    info = np.iinfo(dtype)
+    return (lo is None or info.min >= lo) and (hi is None or info.max <= hi)
 
 
 def _whole(X: np.ndarray) -> bool:
@@ -163,6 +172,8 @@ def _unique_labels(y: np.ndarray) -> np.ndarray:
 
 
 def _infer_dtype(X: np.ndarray) -> str:
+    if X.dtype == np.uint8:  # no pass over the values needed
+        return "uint8"
     if _whole(X) and X.min() >= 0 and X.max() <= 255:
         return "uint8"
     return "float64"
