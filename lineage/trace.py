@@ -163,7 +163,13 @@ def _contains(session: Session, row_id: int, dataset_id: int) -> list[tuple]:
     first_output: dict[int, int] = {}  # split transformation -> its train version
     holds: dict[int, bool] = {}
     for v in versions:
-        if v.parent_id is None and v.ingest_id is not None:
+        if v.parent_id is None:
+            if v.ingest_id is None:
+                raise IntegrityError(f"version v{v.id} has neither a parent version nor an "
+                                     "ingest: run `lineage verify`")
+            if v.ingest_id not in ingests:
+                raise IntegrityError(f"version v{v.id}: its ingest {v.ingest_id} is missing "
+                                     "from its dataset: run `lineage verify`")
             first, n = ingests[v.ingest_id]  # a root version holds exactly its ingest's rows
             holds[v.id] = first <= row_id < first + n
         elif v.transformation_id in splits and v.transformation_id in first_output:

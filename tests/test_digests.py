@@ -258,8 +258,57 @@ def test_a_root_holds_its_ingests_rows_once(store):
     for forged in ({"n_rows": N - 1}, {"first_row_id": 2}):
         _reanchor(store.url, "ingests", 1, _forge(store.url, "ingests", {**ingest, **forged}))
         assert len(_load(store)[0]) == N  # a snapshot's rows are bound by its own manifest
-        with pytest.raises(IntegrityError, match=r"^version v1: "):
-            verify_all(store)
+        for fast in (False, True):
+            with pytest.raises(IntegrityError, match=r"^version v1: "):
+                verify_all(store, fast=fast)
+
+
+def _two_ingests(url: str) -> None:
+    """v1 and v2 the roots of two ingests of M rows each (rows 1..M, M+1..2M); v3 relabels
+    row M+1 of v2."""
+    store = open_store(url, actor="tester")
+    try:
+        add_source(store, "lab", kind="internal")
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            ingest_arrays(store, rng.integers(0, 4, size=(M, 4), dtype=np.uint8),
+                          np.arange(M) % 3, source="lab", dataset="d", value_range=(0, 3))
+        relabel_rows(store, version="v2", rows=[M + 1], to=2, reason="fix")
+    finally:
+        store.close()
+
+
+M = 5000
+
+
+@pytest.mark.store_setup.with_args(_two_ingests)
+@pytest.mark.parametrize("table, record_id, change, why", [
+    ("ingests", 2, {"first_row_id": 1}, r"^version v2: "),  # onto ingest 1's rows
+    ("versions", 2, {"ingest_id": 1}, r"^version v2: "),  # root v2 names ingest 1 (same size)
+    ("versions", 2, {"ingest_id": None}, r"^version v2 has neither a parent version nor an "
+                                         r"ingest: lineage writes no such version$"),
+])
+def test_one_forged_root_record_is_caught_by_fast_verify_too(store, table, record_id, change,
+                                                             why):
+    """A root's rows are its ingest's range: one forged record (the range, or the root's link
+    to its ingest), re-anchored, is caught by verify with and without --fast (the root's leaves
+    are rebuilt from the chunk index, no payload read), and reads refuse an unanchored root."""
+    from lineage.data.versions import version_members
+    from lineage.trace import trace_row
+
+    assert verify_all(store, fast=True).versions == 3
+    _reanchor(store.url, table, record_id, _forge(store.url, table, {
+        **_row(store.url, table, record_id), **change}))
+    for fast in (True, False):
+        with pytest.raises(IntegrityError, match=why):
+            verify_all(store, fast=fast)
+    if change == {"ingest_id": None}:
+        with pytest.raises(IntegrityError, match=r"^version v2 has neither a parent version "
+                                                 r"nor an ingest$"):
+            version_members(store, "v3")
+        with pytest.raises(IntegrityError, match=r"^version v2 has neither a parent version "
+                                                 r"nor an ingest: run `lineage verify`$"):
+            trace_row(store, M + 1)  # was a bare KeyError
 
 
 def test_the_roots_of_two_ingests_diff_and_show_their_rows(store):

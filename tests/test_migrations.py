@@ -121,3 +121,34 @@ def test_upgrade_keeps_history_and_guards(empty_db_url, empty_cli):
             conn.execute("UPDATE sources SET license = 'MIT'")
     finally:
         conn.close()
+
+
+def test_a_store_whose_roots_hold_no_ids_is_not_downgraded_below_0009(empty_db_url):
+    """From 0009 an ingest's root holds no id list (its ingest's range is its rows); a lineage
+    before 0009 would misread it, so the downgrade is refused and the store left as it was."""
+    import numpy as np
+
+    from lineage.data.ingest import ingest_arrays
+
+    store = open_store(empty_db_url, actor="a")
+    try:
+        add_source(store, "lab", kind="internal")
+        ingest_arrays(store, np.zeros((3, 2), dtype=np.uint8), np.arange(3) % 2, source="lab")
+        head = verify_store(store).head_digest
+    finally:
+        store.close()
+    engine = create_engine(empty_db_url)
+    try:
+        with pytest.raises(RuntimeError, match=r"^1 ingest root versions hold no id list .* "
+                                               r"cannot be downgraded below 0009$"):
+            with engine.begin() as conn:
+                command.downgrade(alembic_config(conn), "0008_row_effects_unkeyed")
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+    finally:
+        engine.dispose()
+    store = open_store(empty_db_url)
+    try:
+        assert verify_store(store).head_digest == head
+    finally:
+        store.close()

@@ -151,8 +151,10 @@ def is_ingest_root(version) -> bool:
 
 def ingest_root_ids(session: Session, version) -> np.ndarray:
     """The ids an ingest's root version adds: exactly its ingest's rows. The ingest record
-    holds that range once: a root holds an empty ``added_ids`` blob, or (written by a lineage
-    before 2026-12-02) the same range at 8 bytes a row; ``lineage verify`` checks either."""
+    holds that range once: a root holds an empty ``added_ids`` blob (migration 0009 on), or the
+    same range at 8 bytes a row (written before). ``lineage verify``, fast or not, checks that
+    the root's leaves are those of the ingest's chunks, and an older root's list against the
+    range."""
     ingest = session.get(Ingest, version.ingest_id)
     if ingest is None:
         raise IntegrityError(f"version v{version.id}: its ingest {version.ingest_id} is missing")
@@ -167,6 +169,8 @@ def added_ids(session: Session, version: Version) -> np.ndarray:
 
 
 def _delta_of(session: Session, v: Version) -> Delta:
+    if v.parent_id is None and v.ingest_id is None:
+        raise IntegrityError(f"version v{v.id} has neither a parent version nor an ingest")
     if is_ingest_root(v):
         ids = ingest_root_ids(session, v)
         return Delta(v.removed_ids, None, v.added_labels, v.relabel_ids, v.relabel_labels,
@@ -194,6 +198,9 @@ def chain_deltas(session: Session, version: Version) -> list[Delta]:
         return [_delta_of(session, v) for v in version_chain(session, version)]
     out = []
     for r in rows:
+        if r[1] is None and r[2] is None:
+            raise IntegrityError(f"version v{chain_ids(session, version)[0]} has neither a "
+                                 "parent version nor an ingest")
         if r[1] is None and r[2] is not None:  # an ingest's root: its ingest's rows
             if r[3] is None:
                 raise IntegrityError(f"version v{chain_ids(session, version)[0]}: its ingest "

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from lineage.data.deltas import (
     Members,
     canonical_overrides,
+    is_ingest_root,
     member_state,
     stored_labels,
     stream_digests,
@@ -50,7 +51,8 @@ def check_content_digests(session: Session, *, fast: bool = False,
     record digests (which ``verify_store`` has just re-hashed from the payloads) and must be the
     recorded ones. Scheme 1 (unless ``fast``): the flat sha256, streamed over the chunks once per
     dataset for all its flat versions. An ingest's root version must add exactly the ingest's rows
-    (reads use the ingest's range instead of the root's id blob)."""
+    (reads use the ingest's range instead of the root's id blob), and its leaves are rebuilt even
+    when ``fast`` (from the chunk index: no payload read); every other version has a parent."""
     checked = 0
     datasets = session.scalars(select(Dataset).order_by(Dataset.id)).all()
     for ds in datasets:
@@ -61,7 +63,10 @@ def check_content_digests(session: Session, *, fast: bool = False,
         for done, v in enumerate(versions, 1):
             if progress:
                 progress(done, len(versions), f"content digests of {ds.name}")
-            if v.parent_id is None and v.ingest_id is not None:
+            if v.parent_id is None and v.ingest_id is None:
+                raise IntegrityError(f"version v{v.id} has neither a parent version nor an "
+                                     "ingest: lineage writes no such version")
+            if is_ingest_root(v):
                 _check_root(session, v)
             if scheme_of(v) == SCHEME_MERKLE:
                 _check_merkle(session, ds, v, index, fast)
@@ -87,8 +92,9 @@ def check_content_digests(session: Session, *, fast: bool = False,
 
 
 def _check_root(session: Session, v: Version) -> None:
-    # A root adds exactly its ingest's rows: an empty blob says so (roots written since
-    # 2026-12-02), an older root lists them (``deltas.ingest_root_ids``).
+    # A root adds exactly its ingest's rows: an empty blob says so (migration 0009 on), an
+    # older root lists them (``deltas.ingest_root_ids``). That its leaves are those of its
+    # ingest's chunks is _check_merkle's (fast or not).
     ingest = session.get(Ingest, v.ingest_id)
     added = ids_from_bytes(v.added_ids)
     if ingest is None or len(added) not in (0, ingest.n_rows) or v.n_rows != ingest.n_rows or (
@@ -106,8 +112,11 @@ def _check_merkle(session: Session, ds: Dataset, v: Version, index, fast: bool) 
     if composed_digest(v.n_rows, leaves) != v.content_digest:
         raise IntegrityError(f"version v{v.id}: its content digest is not the Merkle root of "
                              "its recorded leaves")
-    if fast:
+    if fast and not is_ingest_root(v):
         return
+    # An ingest's root is rebuilt in fast mode too: its rows are its ingest's range, it has no
+    # overrides, so its leaves come from the chunk index alone (no payload read), and a forged
+    # ingest range or root-to-ingest link is caught without re-reading the chunks.
     ids, over_ids, over_labels, _ = member_state(session, v)
     if len(ids) != v.n_rows:
         raise IntegrityError(f"version v{v.id}: its deltas give {len(ids)} rows, it records "

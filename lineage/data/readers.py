@@ -5,9 +5,9 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from itertools import islice
 from dataclasses import dataclass
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Optional
 

@@ -2,7 +2,8 @@
 
 A version holds its parent's members minus ``removed_ids``, plus ``added_ids`` (with
 ``added_labels``, or the rows' own stored labels), with labels of ``relabel_ids`` replaced by
-``relabel_labels``. Members are kept sorted by row id, and a version's content digest is
+``relabel_labels``; a root version (made by an ingest, no parent) holds exactly its ingest's
+rows, which the ingest record holds. Members are kept sorted by row id, and a version's content digest is
 a function of its content alone (``lineage.data.digests``: a Merkle root over the digests of
 the chunks holding its rows, with their membership and label overrides).
 

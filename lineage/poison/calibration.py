@@ -19,6 +19,7 @@ flags. (A group's evidence, that rows share an anomaly, is ``lineage.poison.dete
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 FDR_Q = 0.01  # the documented false discovery rate of the combined scan

@@ -162,8 +162,9 @@ class Transformation(Base):
 
 class Version(Base):
     """An immutable dataset state, stored as a delta against its parent (a root version, made by
-    an ingest, has no parent). Id arrays are sorted int64 little-endian blobs; labels int64.
-    ``added_labels`` is NULL when added rows keep their own stored labels."""
+    an ingest, has no parent, and adds exactly its ingest's rows: its ``added_ids`` is empty from
+    migration 0009 on, the same range listed before). Id arrays are sorted int64 little-endian
+    blobs; labels int64. ``added_labels`` is NULL when added rows keep their own stored labels."""
 
     __tablename__ = "versions"
     id: Mapped[int] = _id()
