@@ -152,7 +152,8 @@ def verify(expect: Annotated[Optional[str], typer.Option(
     if report.fast:
         out.print(f"fast: chunk payloads were not re-read (their recorded digests were checked "
                   f"against the chain); {report.versions} content digests checked from recorded "
-                  "leaves; run without --fast to re-hash every byte", markup=False)
+                  "leaves (an ingest's root from its chunks' digests); run without --fast to "
+                  "re-hash every byte", markup=False)
     else:
         out.print(f"{report.chunk_rows:,} rows ({report.chunk_bytes / 1e6:,.1f} MB of chunk payloads) "
                   f"re-hashed and {report.versions} content digests recomputed in "

@@ -34,7 +34,8 @@ le) || their features), in row-id order.
 
 Who checks what: ``lineage verify`` recomputes every version's digest under its own scheme
 (scheme 2 from the deltas, the stored labels and the chunk digests it has just re-hashed;
-``--fast`` only folds the recorded leaves back into the digest); ``create_snapshot`` re-hashes
+``--fast`` only folds the recorded leaves back into the digest, and rebuilds an ingest's root's
+leaves from its chunks' recorded digests); ``create_snapshot`` re-hashes
 the member chunks and recomputes the digest before freezing it; ``load_snapshot`` re-hashes every
 chunk it returns and, for scheme 2, rebuilds the root from those digests and the manifest, which
 must give the content digest the approval signed.
