@@ -299,7 +299,9 @@ def _compose(session: Session, path: list[int]):
     """Removed-from-base (R), added-beyond-base (A) and every id ever added (ever) along a path."""
     R, A, ever = _E, _E, _E
     for vid in path:
-        v = session.get(Version, vid, options=LAZY_BLOBS)
+        v = session.execute(select(Version.id, Version.parent_id, Version.ingest_id,
+                                   Version.removed_ids, Version.added_ids)
+                            .where(Version.id == vid)).one()
         rem, add = ids_from_bytes(v.removed_ids), added_ids(session, v)
         if len(rem):
             in_a = in_sorted(A, rem)

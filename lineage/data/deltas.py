@@ -149,16 +149,22 @@ def is_ingest_root(version) -> bool:
     return version.parent_id is None and version.ingest_id is not None
 
 
-def ingest_root_ids(session: Session, version) -> np.ndarray:
-    """The ids an ingest's root version adds: exactly its ingest's rows. The ingest record
-    holds that range once: a root holds an empty ``added_ids`` blob (migration 0009 on), or the
-    same range at 8 bytes a row (written before). ``lineage verify``, fast or not, checks that
-    the root's leaves are those of the ingest's chunks, and an older root's list against the
-    range."""
+def ingest_range(session: Session, version) -> tuple[int, int]:
+    """(first row id, row count) an ingest's root version adds: exactly its ingest's rows. The
+    ingest record holds that range once: a root holds an empty ``added_ids`` blob (migration
+    0009 on), or the same range at 8 bytes a row (written before). ``lineage verify``, fast or
+    not, checks that the root's leaves are those of the ingest's chunks, and an older root's
+    list against the range."""
     ingest = session.get(Ingest, version.ingest_id)
     if ingest is None:
         raise IntegrityError(f"version v{version.id}: its ingest {version.ingest_id} is missing")
-    return np.arange(ingest.first_row_id, ingest.first_row_id + ingest.n_rows, dtype=ID_DTYPE)
+    return int(ingest.first_row_id), int(ingest.n_rows)
+
+
+def ingest_root_ids(session: Session, version) -> np.ndarray:
+    """The ids an ingest's root version adds (``ingest_range``), sorted."""
+    first, n = ingest_range(session, version)
+    return np.arange(first, first + n, dtype=ID_DTYPE)
 
 
 def added_ids(session: Session, version: Version) -> np.ndarray:
@@ -172,9 +178,9 @@ def _delta_of(session: Session, v: Version) -> Delta:
     if v.parent_id is None and v.ingest_id is None:
         raise IntegrityError(f"version v{v.id} has neither a parent version nor an ingest")
     if is_ingest_root(v):
-        ids = ingest_root_ids(session, v)
+        first, n = ingest_range(session, v)
         return Delta(v.removed_ids, None, v.added_labels, v.relabel_ids, v.relabel_labels,
-                     run=(int(ids[0]), len(ids)) if len(ids) else None)
+                     run=(first, n) if n else None)
     return Delta(*(getattr(v, c.key) for c in _DELTAS))
 
 

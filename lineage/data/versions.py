@@ -22,7 +22,13 @@ from sqlalchemy import select
 
 from lineage.data.coverage import version_coverage
 from lineage.data.datasets import find_version
-from lineage.data.deltas import Members, added_ids, materialize, version_digest
+from lineage.data.deltas import (
+    Members,
+    ingest_range,
+    is_ingest_root,
+    materialize,
+    version_digest,
+)
 from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
@@ -94,13 +100,15 @@ def show_version(store: Store, version: str | int) -> VersionDetail:
         ds = session.get(Dataset, v.dataset_id)
         t = session.get(Transformation, v.transformation_id) if v.transformation_id else None
         params = json.loads(t.params) if t else {}
+        n_added = (ingest_range(session, v)[1] if is_ingest_root(v)  # a root: its ingest's rows
+                   else len(ids_from_bytes(v.added_ids)))
         return VersionDetail(
             id=v.id, name=v.name, dataset=ds.name,
             parent_ids=(v.parent_id,) if v.parent_id is not None else (),
             kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
             ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
             params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
-            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=len(added_ids(session, v)),
+            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=n_added,
             n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
             created_at=v.created_at, coverage=version_coverage(session, v))
 
