@@ -5,7 +5,6 @@ repo, with alembic.ini) connects to LINEAGE_DB or the ini's URL instead."""
 import os
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from lineage.store.tables import Base
 
@@ -33,7 +32,15 @@ elif context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    engine = create_engine(os.environ.get("LINEAGE_DB") or config.get_main_option("sqlalchemy.url"))
-    with engine.connect() as conn:
-        _run(conn)
-        conn.commit()
+    # lineage's own engine: on SQLite it issues BEGIN itself, so the DDL runs inside the one
+    # transaction (pysqlite's default runs it outside, so a downgrade refused halfway kept
+    # the steps before the refusal).
+    from lineage.store.engine import open_for_upgrade
+
+    url = os.environ.get("LINEAGE_DB") or config.get_main_option("sqlalchemy.url")
+    engine = open_for_upgrade(url).engine
+    try:
+        with engine.connect().execution_options(lineage_write=True) as conn, conn.begin():
+            _run(conn)
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@ from lineage.data.digests import SCHEME_MERKLE, flat_digest, leaves_from_blob
 from lineage.data.ingest import ingest_arrays
 from lineage.data.integrity import verify_all
 from lineage.data.sources import add_source
-from lineage.data.transforms import relabel_rows
+from lineage.data.transforms import append_ingest, relabel_rows
 from lineage.errors import IntegrityError
 from lineage.review.snapshots import (
     create_snapshot,
@@ -353,3 +353,81 @@ def test_verify_reports_its_rate(cli):
     assert f"{N:,} rows (" in result.output and "MB/s)" in result.output
     report = json.loads(cli("verify", "--json").output)
     assert report["fast"] is False and report["chunk_rows"] == N and report["versions"] == 3
+
+
+# Migration 0010: a chunk's blobs are hashed with BLAKE3, named by its blob_hash column.
+
+def _by_hand(row: dict, hash_name: str) -> str:
+    """A chunk's record digest from the definition (chain's module docstring), by hand."""
+    import blake3
+
+    hashes = {"sha256": hashlib.sha256, "blake3": blake3.blake3}
+    values = {k: v for k, v in row.items() if k != "record_digest"
+              and not (k == "blob_hash" and v is None)}
+    for blob in ("features", "labels"):
+        values[blob] = {hash_name: hashes[hash_name](row[blob]).hexdigest(), "len": len(row[blob])}
+    return hashlib.sha256(json.dumps({"table": "chunks", "values": values}, sort_keys=True,
+                                     separators=(",", ":")).encode()).hexdigest()
+
+
+def test_new_chunks_are_hashed_with_blake3_as_documented(store):
+    for chunk_id in (1, 2, 3):
+        row = _row(store.url, "chunks", chunk_id)
+        assert row["blob_hash"] == "blake3"
+        assert _by_hand(row, "blake3") == row["record_digest"]
+        assert _by_hand(row, "sha256") != row["record_digest"]
+
+
+@pytest.mark.parametrize("named", [None, "sha256"])
+def test_naming_another_hash_for_a_chunk_is_caught(store, named):
+    """The column is in the record: flipping it (to the sha256 of older chunks) changes the
+    digest, so no other bytes can be made to match by choosing the function."""
+    drop_guards(store.url, "chunks")
+    raw_execute(store.url, "UPDATE chunks SET blob_hash = ? WHERE id = 2", (named,))
+    with pytest.raises(IntegrityError, match=r"chunk 2 \(rows 8193\.\.16384\) does not match the "
+                                             "digest the snapshot was frozen with"):
+        _load(store)
+    with pytest.raises(IntegrityError, match=r"^chunks record 2 \(rows 8193\.\.16384\) was changed"):
+        verify_all(store)
+
+
+def test_a_chunk_naming_an_unknown_hash_is_one_line_exit_5(store, cli):
+    drop_guards(store.url, "chunks")
+    raw_execute(store.url, "UPDATE chunks SET blob_hash = 'md5' WHERE id = 2")
+    with pytest.raises(IntegrityError, match=r"unknown blob hash 'md5'"):
+        _load(store)
+    result = cli("verify")
+    assert result.exit_code == 5
+    assert result.output.splitlines() == [
+        "Error: a record names an unknown blob hash 'md5': run `lineage verify`"]
+
+
+def test_chunks_hashed_before_0010_keep_verifying_beside_new_ones(store, monkeypatch):
+    """Chunks written as lineage wrote them before migration 0010 (sha256, the column NULL and
+    left out of the digest) and new BLAKE3 chunks in one store, one version, one snapshot."""
+    import lineage.store.chunks as chunks
+
+    monkeypatch.setattr(chunks, "CHUNK_BLOB_HASH", "sha256")
+    X = np.random.default_rng(1).integers(0, 4, size=(CHUNK_ROWS + 5, 4), dtype=np.uint8)
+    ingest_arrays(store, X, np.arange(len(X)) % 3, source="lab", value_range=(0, 3))
+    old = _row(store.url, "chunks", 4)
+    assert old["blob_hash"] is None and _by_hand(old, "sha256") == old["record_digest"]
+    monkeypatch.undo()
+    # One version over both kinds: v3 (BLAKE3 chunks 1-3) with the old-style ingest appended,
+    # and a relabel of one row of each.
+    both = append_ingest(store, version="v3", ingest=2, reason="batch 2")
+    v = relabel_rows(store, version=both.version_id, rows=[5, N + 1], to=2, reason="fix")
+    for fast in (False, True):
+        assert verify_all(store, fast=fast).versions == 6
+    create_snapshot(store, "mixed", version=f"v{v.version_id}")
+    ids, Xr, yr = _load(store, "mixed")
+    assert len(ids) == N + len(X) and np.array_equal(Xr[N:], X)
+    assert yr[4] == 2 and yr[N] == 2
+    flipped = bytearray(old["features"])
+    flipped[3] ^= 1
+    drop_guards(store.url, "chunks")
+    raw_execute(store.url, "UPDATE chunks SET features = ? WHERE id = 4", (bytes(flipped),))
+    with pytest.raises(IntegrityError, match=r"chunk 4 .* does not match the digest the snapshot"):
+        _load(store, "mixed")
+    with pytest.raises(IntegrityError, match=r"^chunks record 4 .* was changed"):
+        verify_all(store)

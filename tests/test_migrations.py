@@ -123,30 +123,62 @@ def test_upgrade_keeps_history_and_guards(empty_db_url, empty_cli):
         conn.close()
 
 
-def test_a_store_whose_roots_hold_no_ids_is_not_downgraded_below_0009(empty_db_url):
-    """From 0009 an ingest's root holds no id list (its ingest's range is its rows); a lineage
-    before 0009 would misread it, so the downgrade is refused and the store left as it was."""
+def _store_with_one_ingest(url: str) -> str:
     import numpy as np
 
     from lineage.data.ingest import ingest_arrays
 
-    store = open_store(empty_db_url, actor="a")
+    store = open_store(url, actor="a")
     try:
         add_source(store, "lab", kind="internal")
         ingest_arrays(store, np.zeros((3, 2), dtype=np.uint8), np.arange(3) % 2, source="lab")
-        head = verify_store(store).head_digest
+        return verify_store(store).head_digest
     finally:
         store.close()
-    engine = create_engine(empty_db_url)
+
+
+def _refused_downgrade(url: str, revision: str, message: str, monkeypatch) -> None:
+    """``alembic downgrade revision`` as a user runs it (the ``alembic`` command's path through
+    env.py, LINEAGE_DB naming the store) raises ``message`` and leaves the schema at head."""
+    monkeypatch.setenv("LINEAGE_DB", url)
+    with pytest.raises(RuntimeError, match=message):
+        command.downgrade(alembic_config(), revision)
+    engine = create_engine(url)
     try:
-        with pytest.raises(RuntimeError, match=r"^1 ingest root versions hold no id list .* "
-                                               r"cannot be downgraded below 0009$"):
-            with engine.begin() as conn:
-                command.downgrade(alembic_config(conn), "0008_row_effects_unkeyed")
         with engine.connect() as conn:
             assert MigrationContext.configure(conn).get_current_revision() == head_revision()
     finally:
         engine.dispose()
+
+
+def test_a_store_with_blake3_chunks_is_not_downgraded_below_0010(empty_db_url, monkeypatch):
+    """From 0010 a chunk's blobs are hashed with BLAKE3; a lineage before 0010 would hash them
+    with sha256 and call every chunk tampered with, so the downgrade is refused."""
+    head = _store_with_one_ingest(empty_db_url)
+    _refused_downgrade(empty_db_url, "0009_roots_hold_no_ids",
+                       r"^1 chunks are hashed with BLAKE3 .* cannot be downgraded below 0010$",
+                       monkeypatch)
+    store = open_store(empty_db_url)
+    try:
+        assert verify_store(store).head_digest == head
+    finally:
+        store.close()
+
+
+def test_a_store_whose_roots_hold_no_ids_is_not_downgraded_below_0009(empty_db_url, monkeypatch):
+    """From 0009 an ingest's root holds no id list (its ingest's range is its rows); a lineage
+    before 0009 would misread it, so the downgrade is refused and the store left as it was."""
+    from storeutil import drop_guards, raw_execute
+
+    head = _store_with_one_ingest(empty_db_url)
+    # Past 0010's own refusal: the chunk as if hashed the old way (put back below). 0010's
+    # downgrade then runs, and is undone with the rest when 0009's refuses.
+    drop_guards(empty_db_url, "chunks")
+    raw_execute(empty_db_url, "UPDATE chunks SET blob_hash = NULL")
+    _refused_downgrade(empty_db_url, "0008_row_effects_unkeyed",
+                       r"^1 ingest root versions hold no id list .* cannot be downgraded below "
+                       r"0009$", monkeypatch)
+    raw_execute(empty_db_url, "UPDATE chunks SET blob_hash = 'blake3'")  # the column is still there
     store = open_store(empty_db_url)
     try:
         assert verify_store(store).head_digest == head

@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lineage.errors import IntegrityError, NotFoundError
-from lineage.store.chain import blob_digest, record_digest
+from lineage.store.chain import blob_digest, blob_hash_of, record_digest
 from lineage.store.tables import Chunk, Dataset
 
 CHUNK_ROWS = 8192
+CHUNK_BLOB_HASH = "blake3"  # what new chunks' blobs are hashed with (chain.BLOB_HASHES)
 LABEL_DTYPE = np.dtype("<i8")
 ID_DTYPE = np.dtype("<i8")
 
@@ -68,15 +69,19 @@ def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
 
 
 def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
-    """Each chunk's blobs hashed as chain.record_digest hashes a blob ({"sha256", "len"}), so a
-    caller can hash them before the write (e.g. while another thread hashes something else)."""
+    """Each chunk's blobs hashed as chain.record_digest hashes a new chunk's blobs
+    ({CHUNK_BLOB_HASH: hex, "len": n}), so a caller can hash them before the write."""
     views = _chunk_views(dataset, X, y)
+
+    def both(v):
+        return {"features": blob_digest(v[0], CHUNK_BLOB_HASH),
+                "labels": blob_digest(v[1], CHUNK_BLOB_HASH)}
+
     if len(views) < 4 or HASH_THREADS < 2:
-        return [{"features": blob_digest(f), "labels": blob_digest(lab)} for f, lab in views]
-    # hashlib releases the GIL on large buffers: the chunks hash on every core.
+        return [both(v) for v in views]
+    # Both hashes release the GIL on large buffers: the chunks hash on every core.
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        return list(pool.map(lambda v: {"features": blob_digest(v[0]), "labels": blob_digest(v[1])},
-                             views))
+        return list(pool.map(both, views))
 
 
 def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
@@ -97,6 +102,8 @@ def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_i
             "features": features, "labels": labels,
             "ingest_id": ingest_id, "transformation_id": transformation_id,
         })
+        if CHUNK_BLOB_HASH != "sha256":  # no value (NULL) means sha256, as before migration 0010
+            batch[-1]["blob_hash"] = CHUNK_BLOB_HASH
         if digests is not None:  # blobs hashed already by blob_digests (see Tx.add_rows)
             batch[-1]["_blob_digests"] = digests[i]
         if len(batch) == 16 or stop == n:  # bounded memory: a few MB of blobs per insert
@@ -160,7 +167,7 @@ def fetch_chunks(session: Session, columns: list[str], chunk_ids: list[int]) -> 
 
 
 _BLOB_COLUMNS = ("features", "labels")
-_TEXT_COLUMNS = ("record_digest",)
+_TEXT_COLUMNS = ("record_digest", "blob_hash")
 PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # binary COPY's first 11 bytes (read and written)
 _INT8 = struct.Struct(">q")
 _INT4 = struct.Struct(">i")
@@ -323,7 +330,7 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query on SQLite, one
     binary COPY handed over row by row on PostgreSQL, so only a few MB of blobs are alive at once
     and their memory is reused. With ``verify`` every chunk's record
-    digest is recomputed on worker threads (hashlib releases the GIL): one sha256 pass over each
+    digest is recomputed on worker threads (the hashes release the GIL): one pass over each
     chunk's bytes. Chunks copied whole into the result are hashed from there once every read is
     done, so the threads do not fight the fetching thread for the GIL between hashes (that
     serialised them in measurements). Raises IntegrityError for the first chunk (in the
@@ -398,9 +405,10 @@ def _pg_read_chunks(session: Session, wanted: list[int], handle: Callable) -> No
 
 def chunk_digest(values: dict, feats, labs) -> str:
     """chain.record_digest of a chunk row, its blobs' bytes given as any contiguous buffers:
-    each is hashed once, in place, into the {"sha256", "len"} form record_digest gives a blob."""
-    return record_digest("chunks", {**values, "features": blob_digest(feats),
-                                    "labels": blob_digest(labs)})
+    each is hashed once, in place, with the function the row names (``blob_hash``)."""
+    hash_name = blob_hash_of(values)
+    return record_digest("chunks", {**values, "features": blob_digest(feats, hash_name),
+                                    "labels": blob_digest(labs, hash_name)})
 
 
 def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,

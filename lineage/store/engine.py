@@ -28,7 +28,14 @@ from lineage.errors import (
     NotFoundError,
     SchemaOutdatedError,
 )
-from lineage.store.chain import GENESIS, blob_digest, canonical, event_digest, record_digest
+from lineage.store.chain import (
+    GENESIS,
+    blob_digest,
+    blob_hash_of,
+    canonical,
+    event_digest,
+    record_digest,
+)
 from lineage.store.names import check_name
 from lineage.store.tables import Base, Event
 
@@ -276,11 +283,15 @@ class Tx:
             row["id"] = self.next_id(table)
             hashed = row.pop("_blob_digests", None) or {}
             values = {c.name: row.get(c.name) for c in table.columns}
+            hash_name = blob_hash_of(values)
             for name, value in values.items():
                 if name in hashed:  # a view's digest computed ahead (storage.blob_digests)
+                    if hash_name not in hashed[name]:  # hashed with another function
+                        raise LineageError(f"{table.name}.{name} was hashed ahead with "
+                                           f"{sorted(hashed[name])}, not {hash_name}")
                     values[name] = hashed[name]
                 elif isinstance(value, memoryview):  # a blob given as a view: no bytes copy
-                    values[name] = blob_digest(value)
+                    values[name] = blob_digest(value, hash_name)
             row["record_digest"] = record_digest(table.name, values)
             self._records.setdefault(table.name, []).append([row["id"], row["record_digest"]])
             ids.append(row["id"])

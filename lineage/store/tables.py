@@ -143,6 +143,10 @@ class Chunk(Base):
         ForeignKey("transformations.id"), index=True
     )
     record_digest: Mapped[str] = mapped_column(String(64))
+    # Migration 0010: the function the two blobs are hashed with in the record digest
+    # (chain.blob_hash_of): "blake3" since then, NULL (sha256) before. Left out of the record
+    # digest when NULL (chain.LATE_COLUMNS), so older chunks keep the digest the chain anchored.
+    blob_hash: Mapped[Optional[str]] = mapped_column(String(16))
 
 
 class Transformation(Base):
