@@ -169,7 +169,12 @@ def sqlite_rows_read(workdir: Path, X: np.ndarray, y: np.ndarray) -> float:
 
 def sqlite_chunks_write(workdir: Path, X: np.ndarray, y: np.ndarray, chunk: int = 8192) -> float:
     # The page size lineage creates its files with (lineage/store.py), so this is the floor of
-    # lineage's own chunk insert: the same blobs, one sha256 pass, no digests chain, no ORM.
+    # lineage's own chunk insert: the same blobs, one pass of the hash lineage hashes new chunks
+    # with (BLAKE3 since migration 0010, sha256 before), no digests chain, no ORM.
+    from lineage.store.chain import BLOB_HASHES
+    from lineage.store.chunks import CHUNK_BLOB_HASH
+
+    chunk_hash = BLOB_HASHES[CHUNK_BLOB_HASH]
     conn = _fresh_sqlite(workdir / "chunks.db", page_size=65536)
     conn.execute("CREATE TABLE chunks (id INTEGER PRIMARY KEY, first_row INTEGER, n INTEGER, "
                  "features BLOB, labels BLOB, sha256 TEXT)")
@@ -180,7 +185,7 @@ def sqlite_chunks_write(workdir: Path, X: np.ndarray, y: np.ndarray, chunk: int 
         for i, start in enumerate(range(0, len(X), chunk)):
             f = X[start:start + chunk].tobytes()
             lab = y[start:start + chunk].tobytes()
-            h = hashlib.sha256(f)
+            h = chunk_hash(f)
             h.update(lab)
             yield i + 1, start, len(lab) // 8, f, lab, h.hexdigest()
 

@@ -124,7 +124,8 @@ def verify(expect: Annotated[Optional[str], typer.Option(
                show_default=False)] = None,
            fast: Annotated[bool, typer.Option(
                "--fast", help="Check the chain and the digests of records without re-reading "
-                              "chunk payloads (their recorded digests are trusted).")] = False,
+                              "chunk payloads or the hash they name (their recorded digests are "
+                              "trusted).")] = False,
            trust: TrustOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
     """Recompute the event chain and every content digest, verify every review's signature
     against the trust file (when there is one) and the log against checkpoints; exit 5 naming

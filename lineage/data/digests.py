@@ -3,8 +3,10 @@
 DESIGN.md's "Digests": a version's content digest is a Merkle root over its chunk digests and
 label overrides, so a commit hashes only what it changes; approval binds that one digest;
 loading re-verifies every byte it returns. Each byte is hashed once, at ingest, into its
-chunk's record digest (``chain.record_digest`` of the chunk row: the sha256 of its features and
-labels blobs and its metadata), and everything above a chunk is built from those digests.
+chunk's record digest (``chain.record_digest`` of the chunk row: the sha256 of its metadata and
+of its features and labels blobs' BLAKE3 digests, or their sha256 digests for chunks written
+before migration 0010, as its ``blob_hash`` column says), and everything above a chunk is built
+from those digests.
 
 Scheme 2 (``versions.digest_scheme = 2``, every version written since migration 0007):
 

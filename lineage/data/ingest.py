@@ -276,7 +276,7 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
         X = np.ascontiguousarray(X.astype(feature_dtype(ds), copy=False))
         y = np.ascontiguousarray(y)
         first = next_row_id(session)
-        # The one sha256 pass over the rows: each chunk's two blobs (on worker threads). The
+        # The one hash pass over the rows (BLAKE3): each chunk's two blobs, on worker threads. The
         # chunk record digests, the root version's composed digest and, for arrays without a
         # file, the ingest's digest are all built from these.
         blobs = blob_digests(ds, X, y)
@@ -304,8 +304,9 @@ def _ingest(store: Store, X: np.ndarray, y: np.ndarray, *, source: str, dataset:
 
 def arrays_digest(blobs: list[dict]) -> str:
     """The digest an ingest of arrays (no file) records: sha256 over the canonical JSON of its
-    chunks' blob digests (``chunks.blob_digests``), so the rows are hashed once, not twice."""
-    return hashlib.sha256(b"lineage-arrays-v2\0" + canonical(blobs).encode()).hexdigest()
+    chunks' blob digests (``chunks.blob_digests``), so the rows are hashed once, not twice.
+    v3 since migration 0010 (the entries are BLAKE3 digests; v2's were sha256)."""
+    return hashlib.sha256(b"lineage-arrays-v3\0" + canonical(blobs).encode()).hexdigest()
 
 
 def ingest_csv(store: Store, path: str | os.PathLike, *, source: str, label_column: str = "label",

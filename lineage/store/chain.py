@@ -53,9 +53,13 @@ def blob_digest(buf, hash_name: str = "sha256") -> dict:
 def blob_hash_of(values: Mapping[str, Any]) -> str:
     """The function a record's blobs are hashed with: its ``blob_hash`` column (chunks since
     migration 0010), else sha256. An unknown name is an IntegrityError, not a guess."""
-    name = values.get("blob_hash") or "sha256"
-    if name not in BLOB_HASHES:
-        raise IntegrityError(f"a record names an unknown blob hash {name!r}: run `lineage verify`")
+    name = values.get("blob_hash")
+    if name is None:  # NULL: every record's blobs before the column existed
+        return "sha256"
+    if not isinstance(name, str) or name not in BLOB_HASHES:
+        shown = repr(name[:32]) + f"... ({len(name)} chars)" if isinstance(name, str) and len(name) > 32 \
+            else repr(name)
+        raise IntegrityError(f"a record names an unknown blob hash {shown}: run `lineage verify`")
     return name
 
 

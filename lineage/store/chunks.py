@@ -187,7 +187,10 @@ def pg_copy_chunks(driver_conn, columns: list[str], chunk_ids) -> Iterator[tuple
 def copy_messages(driver_conn, columns: list[str], chunk_ids) -> Iterator:
     """The raw messages of the binary COPY of ``columns`` of chunks ``chunk_ids``."""
     kinds = CopyParser(columns).kinds
-    select_list = ", ".join(c if k != "int" else f"{c}::int8" for c, k in zip(columns, kinds))
+    # Casts pin each field's wire form whatever the column's type became (a retyped column
+    # is then a value lineage refuses, not bytes it cannot parse).
+    select_list = ", ".join(c if k == "blob" else f"{c}::int8" if k == "int" else f"{c}::text"
+                            for c, k in zip(columns, kinds))
     query = f"COPY (SELECT {select_list} FROM chunks WHERE id = ANY(%s)) TO STDOUT (FORMAT BINARY)"
     params = ([int(c) for c in chunk_ids],)
     with driver_conn.cursor() as cursor, cursor.copy(query, params) as copy:
@@ -240,7 +243,10 @@ class CopyParser:
                 elif kind == "int":
                     row.append(_INT8.unpack_from(view, pos)[0])
                 else:
-                    row.append(str(view[pos:pos + size], "utf-8"))
+                    try:
+                        row.append(str(view[pos:pos + size], "utf-8"))
+                    except UnicodeDecodeError:
+                        raise self.malformed("a text field is not UTF-8") from None
                 pos += size
             rows.append(tuple(row))
         return rows

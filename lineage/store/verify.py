@@ -7,8 +7,9 @@ digests are checked by a hook from the data layer (``deltas.check_content_digest
 same read transaction.
 
 ``fast`` skips the chunk payloads: a chunk's record digest column must still be the digest the
-chain recorded, but its blobs are not re-read and re-hashed (what makes a full verify cost a
-sha256 pass over every stored byte), so a payload edited behind the store's back is found
+chain recorded, but its blobs (and the ``blob_hash`` naming their hash) are not re-read and
+re-hashed (what makes a full verify cost a hash pass over every stored byte: BLAKE3, or sha256
+for chunks written before migration 0010), so a payload edited behind the store's back is found
 only by a full verify or by loading it.
 """
 
