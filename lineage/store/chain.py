@@ -57,8 +57,8 @@ def blob_hash_of(values: Mapping[str, Any]) -> str:
     if name is None:  # NULL: every record's blobs before the column existed
         return "sha256"
     if not isinstance(name, str) or name not in BLOB_HASHES:
-        shown = repr(name[:32]) + f"... ({len(name)} chars)" if isinstance(name, str) and len(name) > 32 \
-            else repr(name)
+        long = isinstance(name, str) and len(name) > 32
+        shown = f"{name[:32]!r}... ({len(name)} chars)" if long else repr(name)
         raise IntegrityError(f"a record names an unknown blob hash {shown}: run `lineage verify`")
     return name
 
