@@ -12,7 +12,7 @@ relabel. It reports:
   this process's CPU time (the machine may be shared); the rows a filter or relabel touches are
   drawn from the version before the timer starts (until 2026-12-02 the draw, a read of the
   whole version and a permutation of its ids, was timed with the commit);
-- bytes each one added to the database (SQLite: file size after a WAL checkpoint, before/after;
+- bytes each one added to the database (SQLite: file size, before/after (a store still in WAL mode is checkpointed first);
   PostgreSQL: pg_total_relation_size of the store's tables in its schema) against a full copy
   of the version (ids + labels + features);
 - materialize rows/s of the root and of the version five transformations deep (same run,

@@ -77,6 +77,27 @@ def state(store) -> tuple[dict[str, int], str]:
     return counts(store), verify_store(store).head_digest
 
 
+def concurrent_reader(urls: list[str], worker: int, barrier) -> None:
+    """test_concurrency's reader, beside the writers: verifies the store and lists its events
+    again and again while they write; every read must see a whole chain 1..k (an exception or a
+    failed assertion exits the process non-zero)."""
+    from lineage.store.log import list_events
+
+    for url in urls:
+        barrier.wait(timeout=60)
+        store = open_store(url, actor=f"reader-{worker}")
+        try:
+            for _ in range(READS_EACH):
+                report = verify_store(store)
+                ids = sorted(e.id for e in list_events(store))
+                assert ids == list(range(1, len(ids) + 1)) and len(ids) >= report.events, ids
+        finally:
+            store.close()
+
+
+READS_EACH = 8
+
+
 def concurrent_writer(urls: list[str], worker: int, barrier) -> None:
     """test_concurrency's writer, run in a spawned process (kept here so the child does not import
     pytest). For each store in turn, all workers start together: each opens the possibly still

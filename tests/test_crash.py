@@ -2,7 +2,8 @@
 chain that verifies, and the same ingest then succeeds.
 
 The kill test matters most on SQLite, where the killed process *is* the database engine writing
-the file: recovery from the write-ahead log must drop the uncommitted frames. On PostgreSQL the
+the file: its rollback journal holds what the spilled, uncommitted pages overwrote, and the next
+opening must put it back and drop the pages appended. On PostgreSQL the
 server aborts a dead client's transaction by itself; that case is cheap, so it runs too.
 """
 
@@ -56,6 +57,7 @@ def test_sigkill_mid_ingest_leaves_nothing_partial(db_url, big_npz):
         events_before = len(list_events(store))
     finally:
         store.close()
+    size_before = os.path.getsize(sqlite_path(db_url)) if is_sqlite(db_url) else 0
 
     child = subprocess.Popen([sys.executable, "-c", CHILD, db_url, str(big_npz)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,8 +65,10 @@ def test_sigkill_mid_ingest_leaves_nothing_partial(db_url, big_npz):
         first = child.stdout.readline()  # 16 chunks are inserted in the open transaction
         assert first.startswith("wrote "), first + child.stderr.read()
         if is_sqlite(db_url):
-            wal = sqlite_path(db_url) + "-wal"
-            assert os.path.getsize(wal) > 2_000_000  # megabytes of uncommitted pages on disk
+            path = sqlite_path(db_url)
+            # Megabytes of uncommitted pages in the file itself, and the journal that undoes them.
+            assert os.path.getsize(path) > size_before + 2_000_000
+            assert os.path.exists(path + "-journal")
         os.kill(child.pid, signal.SIGKILL)
     finally:
         if child.poll() is None:
@@ -74,8 +78,13 @@ def test_sigkill_mid_ingest_leaves_nothing_partial(db_url, big_npz):
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL  # killed, not finished
 
-    store = open_store(db_url, actor="tester")
+    # As a reading command opens it (create=False: its probe is read-only, and the hot journal
+    # needs a connection that may write to be rolled back).
+    store = open_store(db_url, actor="tester", create=False)
     try:
+        if is_sqlite(db_url):
+            assert not os.path.exists(sqlite_path(db_url) + "-journal")
+            assert os.path.getsize(sqlite_path(db_url)) == size_before  # appended pages dropped
         assert state(store) == before  # no ingest, version or chunk rows; same verified head
         assert len(list_events(store)) == events_before
         assert [i.n_rows for i in list_ingests(store)] == [1797]
