@@ -236,7 +236,7 @@ def main() -> None:
         table_rows = []
         for label, ts in timings.items():
             med = statistics.median(ts)
-            entry = {"median_s": med}
+            entry = {"median_s": med, "runs_s": [round(t, 4) for t in ts]}
             if label in rows_of:
                 entry["rows_per_s"] = rows_of[label] / med
             results[label] = entry

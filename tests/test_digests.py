@@ -402,6 +402,19 @@ def test_a_chunk_naming_an_unknown_hash_is_one_line_exit_5(store, cli):
         "Error: a record names an unknown blob hash 'md5': run `lineage verify`"]
 
 
+@pytest.mark.parametrize("value, kind", [("CAST(labels AS TEXT)", "text"), ("12345", "integer")])
+def test_a_chunk_blob_turned_into_another_type_is_an_integrity_error(store, cli, value, kind):
+    """SQLite's dynamic types let a forged record hold text or a number in a blob column: the
+    load names the chunk (it used to end in numpy's TypeError), verify exits 5."""
+    if not store.url.startswith("sqlite"):
+        pytest.skip("PostgreSQL types the column (bytea)")
+    drop_guards(store.url, "chunks")
+    raw_execute(store.url, f"UPDATE chunks SET labels = {value} WHERE id = 2")
+    with pytest.raises(IntegrityError, match=rf"^chunk 2 holds {kind} as its labels, not bytes"):
+        _load(store)
+    assert cli("verify").exit_code == 5
+
+
 def test_chunks_hashed_before_0010_keep_verifying_beside_new_ones(store, monkeypatch):
     """Chunks written as lineage wrote them before migration 0010 (sha256, the column NULL and
     left out of the digest) and new BLAKE3 chunks in one store, one version, one snapshot."""

@@ -129,7 +129,7 @@ def test_a_store_written_before_0008_upgrades_with_its_effects_and_guards(empty_
     import lineage.store.chunks as chunks
 
     monkeypatch.setattr(chunks, "CHUNK_BLOB_HASH", "sha256")
-    monkeypatch.setattr(chunks, "_CHUNK_NAMES", [c for c in chunks._CHUNK_NAMES if c != "blob_hash"])
+    monkeypatch.setattr(chunks, "CHUNK_COLUMNS", [c for c in chunks.CHUNK_COLUMNS if c != "blob_hash"])
     engine = sa.create_engine(empty_db_url)
     try:
         with engine.begin() as conn:

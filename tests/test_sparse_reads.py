@@ -95,7 +95,7 @@ def test_a_few_rows_of_a_chunk_are_read_alone_and_right(store, monkeypatch):
     assert np.array_equal(X, Xall[ids - 1])
     assert (y != yall[ids - 1]).sum() == 1  # the relabelled row, its override applied
     monkeypatch.undo()
-    monkeypatch.setattr("lineage.review.snapshots.fetch_chunks",
+    monkeypatch.setattr("lineage.review.snapshots.read_chunk_rows",
                         lambda *a: pytest.fail("a sparse snapshot fetched whole chunks"))
     assert np.array_equal(_read(store)[1], X)
 
@@ -157,7 +157,7 @@ def test_releasing_the_mapped_pages_keeps_reads_and_the_mapping(store, monkeypat
     from lineage.store.engine import SQLITE_MMAP_BYTES, release_mapped_pages
 
     released = []
-    monkeypatch.setattr("lineage.review.snapshots.RELEASE_EVERY_CHUNKS", 16)  # after each batch
+    monkeypatch.setattr("lineage.review.snapshots.RELEASE_EVERY_CHUNKS", 1)  # after each chunk
     monkeypatch.setattr("lineage.review.snapshots.release_mapped_pages",
                         lambda session: released.append(1) or release_mapped_pages(session))
     with store.read() as session:
@@ -168,4 +168,6 @@ def test_releasing_the_mapped_pages_keeps_reads_and_the_mapping(store, monkeypat
             mapped = session.connection().exec_driver_sql("PRAGMA mmap_size").scalar()
             assert mapped == SQLITE_MMAP_BYTES
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert len(released) == 2  # after the first (only) batch of each read
+    with store.read() as session:
+        chunks = len(json.loads(find_snapshot(session, "all").chunk_digests))
+    assert len(released) == 2 * (chunks + 1)  # after each chunk of each read, and at its end

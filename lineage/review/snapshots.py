@@ -31,20 +31,20 @@ from lineage.data.sources import STATUS_OF_DECISION
 from lineage.errors import AlreadyExistsError, BadInputError, IntegrityError, NotFoundError
 from lineage.store.chain import canonical
 from lineage.store.chunks import (
+    CHUNK_COLUMNS,
     HASH_THREADS,
     ID_DTYPE,
     LABEL_DTYPE,
     chunk_digest,
     chunk_index,
     feature_dtype,
-    fetch_chunks,
     gather_rows,
+    read_chunk_rows,
 )
 from lineage.store.engine import SQLITE_MMAP_BYTES, Store, release_mapped_pages
 from lineage.store.names import check_name, identity
 from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.tables import (
-    Chunk,
     Dataset,
     ModelVersion,
     Snapshot,
@@ -265,7 +265,7 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
         return snapshot_info(session, snap)
 
 
-RELEASE_EVERY_CHUNKS = 128  # chunks read between unmapping the SQLite file's pages (a multiple of 16)
+RELEASE_EVERY_CHUNKS = 128  # chunks read between unmapping the SQLite file's pages
 
 
 def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
@@ -294,8 +294,6 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     expected = {int(e[0]): e[1] for e in entries}
     X = np.empty((len(ids), d), dtype=dtype)
     y = np.empty(len(ids), dtype=LABEL_DTYPE)
-    table = Chunk.__table__
-    names = [c.name for c in table.c]
     read = []  # (first row id, n_rows, chunk id) of every chunk read, whole or row by row
     done = _read_sparse_chunks(session, where, snapshot.dataset_id, entries, ids, X, y, read)
     wanted = sorted(set(expected) - {c for _, _, c in read})
@@ -311,40 +309,34 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     # every digest matched.
     checks = []  # [chunk values without blobs, digest future or buffers to hash], read order
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        for start in range(0, len(wanted), 16):
-            part = wanted[start:start + 16]
-            # No ORDER BY: SQLite would copy every blob through a sorter; rows land by position.
-            # Raw driver rows (binary on PostgreSQL): no per-blob result processing.
-            rows = [dict(zip(names, r)) for r in fetch_chunks(session, names, part)]
-            if len(rows) != len(part):
-                missing = sorted(set(part) - {r["id"] for r in rows})
-                raise IntegrityError(f"{where}: chunk {missing[0]} is missing: run `lineage verify`")
-            for row in rows:
-                feats_blob, labs_blob = row.pop("features"), row.pop("labels")
-                first, n = int(row["first_row_id"]), int(row["n_rows"])
-                lo = np.searchsorted(ids, first, side="left")
-                hi = np.searchsorted(ids, first + n, side="left")
-                if (len(feats_blob) != n * d * dtype.itemsize
-                        or len(labs_blob) != n * LABEL_DTYPE.itemsize):  # not what was hashed
-                    raise IntegrityError(f"{where}: chunk {row['id']} (rows {first}..{first + n - 1}) "
-                                         "does not match the digest the snapshot was frozen with: "
-                                         "run `lineage verify`")
-                feats = np.frombuffer(feats_blob, dtype=dtype).reshape(n, d)
-                labs = np.frombuffer(labs_blob, dtype=LABEL_DTYPE)
-                if hi - lo == n:
-                    X[lo:hi] = feats
-                    y[lo:hi] = labs
-                    checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
-                else:
-                    checks.append([row, pool.submit(chunk_digest, row, feats_blob, labs_blob)])
-                    # One take of whole rows at the in-chunk offsets (mode="clip": in range by
-                    # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
-                    offsets = ids[lo:hi] - first
-                    np.take(feats, offsets, axis=0, out=X[lo:hi], mode="clip")
-                    np.take(labs, offsets, out=y[lo:hi], mode="clip")
-                done += hi - lo
-            rows = row = feats = labs = feats_blob = labs_blob = None  # free this batch's blobs
-            if start % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 16:
+        # Rows land by position (no ORDER BY: SQLite would copy every blob through a sorter).
+        for k, values in enumerate(read_chunk_rows(session, wanted) if wanted else []):
+            row = dict(zip(CHUNK_COLUMNS, values))
+            feats_blob, labs_blob = row.pop("features"), row.pop("labels")
+            first, n = int(row["first_row_id"]), int(row["n_rows"])
+            lo = np.searchsorted(ids, first, side="left")
+            hi = np.searchsorted(ids, first + n, side="left")
+            if (len(feats_blob) != n * d * dtype.itemsize
+                    or len(labs_blob) != n * LABEL_DTYPE.itemsize):  # not what was hashed
+                raise IntegrityError(f"{where}: chunk {row['id']} (rows {first}..{first + n - 1}) "
+                                     "does not match the digest the snapshot was frozen with: "
+                                     "run `lineage verify`")
+            feats = np.frombuffer(feats_blob, dtype=dtype).reshape(n, d)
+            labs = np.frombuffer(labs_blob, dtype=LABEL_DTYPE)
+            if hi - lo == n:
+                X[lo:hi] = feats
+                y[lo:hi] = labs
+                checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
+            else:
+                checks.append([row, pool.submit(chunk_digest, row, feats_blob, labs_blob)])
+                # One take of whole rows at the in-chunk offsets (mode="clip": in range by
+                # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
+                offsets = ids[lo:hi] - first
+                np.take(feats, offsets, axis=0, out=X[lo:hi], mode="clip")
+                np.take(labs, offsets, out=y[lo:hi], mode="clip")
+            done += hi - lo
+            values = row = feats = labs = feats_blob = labs_blob = None  # free this chunk's blobs
+            if k % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 1:
                 # The mapped pages read so far hold nothing the arrays need any more: unmap
                 # them, so a bulk read's RSS is its arrays plus ~70 MB of file, not twice the data.
                 release_mapped_pages(session)

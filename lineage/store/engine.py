@@ -245,9 +245,19 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (one consistent transaction)."""
-        with StoreSession(self.engine) as session, session.begin():
-            yield session
+        """A read-only session: one consistent transaction. On PostgreSQL in REPEATABLE READ,
+        since under the default READ COMMITTED each statement sees what committed before it, so
+        a verify reading the events and then the records could meet records of writes made
+        since (the concurrency test's readers did). SQLite's read transactions are consistent."""
+        if self.engine.dialect.name == "postgresql":
+            conn = self.engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        else:
+            conn = self.engine.connect()
+        try:
+            with StoreSession(bind=conn) as session, session.begin():
+                yield session
+        finally:
+            conn.close()
 
     @contextmanager
     def write(self) -> Iterator["Tx"]:
