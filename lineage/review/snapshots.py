@@ -15,6 +15,7 @@ gate report and leaves the status as it was.
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
@@ -310,36 +311,37 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     checks = []  # [chunk values without blobs, digest future or buffers to hash], read order
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         # Rows land by position (no ORDER BY: SQLite would copy every blob through a sorter).
-        for k, values in enumerate(read_chunk_rows(session, wanted) if wanted else []):
-            row = dict(zip(CHUNK_COLUMNS, values))
-            feats_blob, labs_blob = row.pop("features"), row.pop("labels")
-            first, n = int(row["first_row_id"]), int(row["n_rows"])
-            lo = np.searchsorted(ids, first, side="left")
-            hi = np.searchsorted(ids, first + n, side="left")
-            if (len(feats_blob) != n * d * dtype.itemsize
-                    or len(labs_blob) != n * LABEL_DTYPE.itemsize):  # not what was hashed
-                raise IntegrityError(f"{where}: chunk {row['id']} (rows {first}..{first + n - 1}) "
-                                     "does not match the digest the snapshot was frozen with: "
-                                     "run `lineage verify`")
-            feats = np.frombuffer(feats_blob, dtype=dtype).reshape(n, d)
-            labs = np.frombuffer(labs_blob, dtype=LABEL_DTYPE)
-            if hi - lo == n:
-                X[lo:hi] = feats
-                y[lo:hi] = labs
-                checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
-            else:
-                checks.append([row, pool.submit(chunk_digest, row, feats_blob, labs_blob)])
-                # One take of whole rows at the in-chunk offsets (mode="clip": in range by
-                # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
-                offsets = ids[lo:hi] - first
-                np.take(feats, offsets, axis=0, out=X[lo:hi], mode="clip")
-                np.take(labs, offsets, out=y[lo:hi], mode="clip")
-            done += hi - lo
-            values = row = feats = labs = feats_blob = labs_blob = None  # free this chunk's blobs
-            if k % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 1:
-                # The mapped pages read so far hold nothing the arrays need any more: unmap
-                # them, so a bulk read's RSS is its arrays plus ~70 MB of file, not twice the data.
-                release_mapped_pages(session)
+        with closing(read_chunk_rows(session, wanted)) if wanted else nullcontext(()) as rows:
+            for k, values in enumerate(rows):
+                row = dict(zip(CHUNK_COLUMNS, values))
+                feats_blob, labs_blob = row.pop("features"), row.pop("labels")
+                first, n = int(row["first_row_id"]), int(row["n_rows"])
+                lo = np.searchsorted(ids, first, side="left")
+                hi = np.searchsorted(ids, first + n, side="left")
+                if (len(feats_blob) != n * d * dtype.itemsize
+                        or len(labs_blob) != n * LABEL_DTYPE.itemsize):  # not what was hashed
+                    raise IntegrityError(f"{where}: chunk {row['id']} (rows {first}..{first + n - 1}) "
+                                         "does not match the digest the snapshot was frozen with: "
+                                         "run `lineage verify`")
+                feats = np.frombuffer(feats_blob, dtype=dtype).reshape(n, d)
+                labs = np.frombuffer(labs_blob, dtype=LABEL_DTYPE)
+                if hi - lo == n:
+                    X[lo:hi] = feats
+                    y[lo:hi] = labs
+                    checks.append([row, (X[lo:hi], y[lo:hi])])  # the same bytes, hashed later
+                else:
+                    checks.append([row, pool.submit(chunk_digest, row, feats_blob, labs_blob)])
+                    # One take of whole rows at the in-chunk offsets (mode="clip": in range by
+                    # construction, and numpy need not buffer ``out``): ~2x a mask and compress.
+                    offsets = ids[lo:hi] - first
+                    np.take(feats, offsets, axis=0, out=X[lo:hi], mode="clip")
+                    np.take(labs, offsets, out=y[lo:hi], mode="clip")
+                done += hi - lo
+                values = row = feats = labs = feats_blob = labs_blob = None  # free this chunk's blobs
+                if k % RELEASE_EVERY_CHUNKS == RELEASE_EVERY_CHUNKS - 1:
+                    # The mapped pages read so far hold nothing the arrays need any more: unmap
+                    # them, so a bulk read's RSS is its arrays plus ~70 MB of file, not twice the data.
+                    release_mapped_pages(session)
         for check in checks:
             if not hasattr(check[1], "result"):
                 check[1] = pool.submit(chunk_digest, check[0], *check[1])

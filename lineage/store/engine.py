@@ -92,10 +92,12 @@ def _probe_sqlite(url: str, path: str, *, create: bool) -> None:
             tables = _sqlite_tables(f"{Path(path).resolve().as_uri()}?mode=ro")
         except sqlite3.OperationalError:
             # A write cut short (a crash, a kill) left a hot journal, which only a connection
-            # that may write can roll back: any SQLite client does so on its first read.
+            # that may write can roll back. Look at the file as it lies (immutable: the journal
+            # ignored, nothing written); a lineage store is then rolled back by the engine's
+            # first connection, as any SQLite client would, and another's file is left alone.
             if not os.path.exists(f"{path}-journal"):
                 raise
-            tables = _sqlite_tables(Path(path).resolve().as_uri())
+            tables = _sqlite_tables(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1")
     except sqlite3.Error as exc:  # not a database, no permission, a folder
         raise LineageError(f"cannot open database {url}: {exc}") from None
     if not tables:
