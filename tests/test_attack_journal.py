@@ -160,20 +160,19 @@ def _text_length_lie(url):  # text whose UTF-8 length matches what n_rows wants
     _update(url, 2, "features = ?", ("\x01" * (CHUNK_ROWS * D),))
 
 
-STALE = {"swap": _swap, "empty-features": _empty_features, "zero-rows": _zero_rows, "duplicate": _duplicate, "zeroed": _zeroed,
+STALE = {"swap": _swap, "empty-features": _empty_features, "zero-rows": _zero_rows,
+         "duplicate": _duplicate, "zeroed": _zeroed,
          "text-same-bytes": _text_same_bytes, "integer-labels": _integer_labels,
          "text-of-right-length": _text_length_lie}
 SQLITE_ONLY = {"text-same-bytes", "integer-labels", "text-of-right-length"}
-
-
 
 
 @pytest.mark.parametrize("forgery", list(STALE))
 def test_a_forged_chunk_never_loads(db_url, cli, tmp_path, forgery):
     """Blobs swapped (features and labels have the same length here), features emptied, a
     zero-row chunk, another chunk's bytes, zeroed bytes of the right length; on SQLite, text of
-    the same bytes, a number, text of the right length: every load is one IntegrityError line, the CLI's
-    export and verify exit 5, no traceback."""
+    the same bytes, a number, text of the right length: every load is one IntegrityError line,
+    the CLI's export and verify exit 5, no traceback."""
     if forgery in SQLITE_ONLY and not is_sqlite(db_url):
         pytest.skip("PostgreSQL types the column (bytea)")
     STALE[forgery](db_url)
@@ -251,7 +250,10 @@ def _rebuild_chunks(url: str, how: str) -> None:
     (a WITHOUT ROWID table), or ``id INT PRIMARY KEY`` (not an alias of the rowid) with the
     rowids ``swapped`` between the two chunks or ``moved`` to 100, 101; or ``rowid-column``: the
     same table plus a column named ``rowid`` (501, 502), which a ``SELECT rowid`` then returns
-    instead of the rowid. Nothing a digest covers changes: ``lineage verify`` still passes."""
+    instead of the rowid; or ``all-rowid-names-swapped``: columns named ``rowid``, ``oid`` and
+    ``_rowid_`` holding the *other* chunk's rowid (2, 1), so no SELECT can name the real rowid
+    and each points at a row that exists. Nothing a digest covers changes: ``lineage verify``
+    still passes."""
     conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
     try:
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'chunks'").fetchone()[0]
@@ -261,7 +263,7 @@ def _rebuild_chunks(url: str, how: str) -> None:
         new = sql.replace("CREATE TABLE chunks", "CREATE TABLE chunks_new", 1)
         if how == "without-rowid":
             new = new.rstrip() + " WITHOUT ROWID"
-        elif how != "rowid-column":
+        elif how not in ("rowid-column", "all-rowid-names-swapped"):
             new = new.replace("id INTEGER NOT NULL", "id INT NOT NULL", 1)
         conn.execute("BEGIN")
         conn.execute(new)
@@ -272,6 +274,11 @@ def _rebuild_chunks(url: str, how: str) -> None:
             conn.execute("ALTER TABLE chunks_new ADD COLUMN rowid INTEGER")
             conn.execute(f"INSERT INTO chunks_new ({names}, rowid) SELECT {names}, id + 500 "
                          "FROM chunks")
+        elif how == "all-rowid-names-swapped":
+            for name in ("rowid", "oid", "_rowid_"):
+                conn.execute(f"ALTER TABLE chunks_new ADD COLUMN {name} INTEGER")
+            conn.execute(f"INSERT INTO chunks_new ({names}, rowid, oid, _rowid_) "
+                         f"SELECT {names}, 3 - id, 3 - id, 3 - id FROM chunks")
         else:
             rowid = {"swapped": "3 - id", "moved": "id + 99"}[how]
             conn.execute(f"INSERT INTO chunks_new (rowid, {names}) SELECT {rowid}, {names} "
@@ -289,7 +296,7 @@ REBUILDS = ["without-rowid", "swapped", "moved"]  # the blob API misreads these 
 
 
 @pytest.mark.parametrize("how", [
-    "without-rowid", "swapped", "moved", "rowid-column",
+    "without-rowid", "swapped", "moved", "rowid-column", "all-rowid-names-swapped",
 ])
 def test_a_rebuilt_chunks_table_never_loads_unverified_rows_nor_ends_in_a_traceback(
         sqlite_store_url, cli_on, tmp_path, how):
@@ -298,8 +305,11 @@ def test_a_rebuilt_chunks_table_never_loads_unverified_rows_nor_ends_in_a_traceb
     X, y = _data()
     try:
         assert verify_all(store).events == 3  # no record changed
-        for load in (lambda: _snap(store)[1:], lambda: read_rows(store)[1:],
-                     lambda: (lambda m: (m.X, m.y))(_materialize(store))):
+        def materialized():
+            m = _materialize(store)
+            return m.X, m.y
+
+        for load in (lambda: _snap(store)[1:], lambda: read_rows(store)[1:], materialized):
             try:
                 got_X, got_y = load()
             except IntegrityError as exc:
@@ -315,14 +325,14 @@ def test_a_rebuilt_chunks_table_never_loads_unverified_rows_nor_ends_in_a_traceb
         r.exit_code == 5 and len(r.output.strip().splitlines()) == 1), r.output
 
 
-@pytest.mark.parametrize("how", REBUILDS + ["rowid-column"])
+@pytest.mark.parametrize("how", REBUILDS + ["rowid-column", "all-rowid-names-swapped"])
 def test_a_rebuilt_chunks_table_that_verify_passes_still_loads(sqlite_store_url, how):
     _rebuild_chunks(sqlite_store_url, how)
     store = open_store(sqlite_store_url, actor="tester", create=False)
     X, y = _data()
     try:
         assert verify_all(store).events == 3
-        ids, got_X, got_y = _snap(store)
+        _, got_X, got_y = _snap(store)
         assert np.array_equal(got_X, X) and np.array_equal(got_y, y)
     finally:
         store.close()
@@ -372,7 +382,7 @@ CHILD = textwrap.dedent("""
 
 def _crash(url: str) -> None:
     child = subprocess.run([sys.executable, "-c", CHILD, url], capture_output=True, text=True,
-                           timeout=60)
+                           timeout=60, check=False)
     assert child.returncode == -signal.SIGKILL, child.stderr
     path = sqlite_path(url)
     assert os.path.exists(path + "-journal")  # hot: its writer is gone
@@ -414,7 +424,7 @@ def _unprivileged(args: list[str]) -> list[str]:
 def _lineage(url: str, *args: str) -> subprocess.CompletedProcess:
     code = "import sys; from lineage.cli.main import app; sys.argv[0] = 'lineage'; app()"
     return subprocess.run(_unprivileged([sys.executable, "-c", code, *args, "--db", url]),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _one_error_line(r: subprocess.CompletedProcess, *expected: str) -> None:
@@ -422,6 +432,11 @@ def _one_error_line(r: subprocess.CompletedProcess, *expected: str) -> None:
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert lines[0].startswith("Error: cannot open database ") and any(
         e in lines[0] for e in expected), lines[0]
+
+
+def _sha256(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def test_a_hot_journal_that_cannot_be_rolled_back_is_one_line_and_keeps_the_store(
@@ -439,12 +454,12 @@ def test_a_hot_journal_that_cannot_be_rolled_back_is_one_line_and_keeps_the_stor
         store.close()
     size = os.path.getsize(path)
     _crash(url)
-    journal = hashlib.sha256(open(path + "-journal", "rb").read()).hexdigest()
+    journal = _sha256(path + "-journal")
     os.chmod(folder, 0o755)  # others may enter (as the unprivileged reader)
     try:
         os.chmod(path, 0o444)
         _one_error_line(_lineage(url, "log"), "readonly database")
-        assert hashlib.sha256(open(path + "-journal", "rb").read()).hexdigest() == journal  # left for a reader that may write
+        assert _sha256(path + "-journal") == journal  # left for a reader that may write
         os.chmod(path, 0o644)
         os.chmod(folder, 0o555)
         _one_error_line(_lineage(url, "log"), "disk I/O error", "readonly", "unable to open")
@@ -539,9 +554,11 @@ def test_repeatable_read_stays_on_read_sessions(store):
         pytest.skip("PostgreSQL isolation levels")
     for _ in range(3):
         with store.read() as session:
-            assert session.execute(text("SHOW transaction_isolation")).scalar() == "repeatable read"
+            level = session.execute(text("SHOW transaction_isolation")).scalar()
+            assert level == "repeatable read"
         with store.write() as tx:
-            assert tx.session.execute(text("SHOW transaction_isolation")).scalar() == "read committed"
+            level = tx.session.execute(text("SHOW transaction_isolation")).scalar()
+            assert level == "read committed"
             tx.event("test.iso", "isolation checked")
     assert verify_all(store).events == 6
 
@@ -591,7 +608,8 @@ def test_a_foreign_sqlite_file_with_a_hot_journal_is_refused_untouched(tmp_path,
     conn.executemany("INSERT INTO orders (note) VALUES (?)", [(b"x" * 100,)] * 2000)
     conn.commit()
     conn.close()
-    child = subprocess.run([sys.executable, "-c", FOREIGN_CHILD, str(path)], timeout=60)
+    child = subprocess.run([sys.executable, "-c", FOREIGN_CHILD, str(path)], timeout=60,
+                           check=False)
     assert child.returncode == -signal.SIGKILL
     def files():  # name -> sha256 (not the bytes: a failed comparison would diff megabytes)
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}

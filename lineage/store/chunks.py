@@ -7,7 +7,6 @@ by binary search over the chunks' first row ids.
 """
 
 import os
-import sqlite3
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -439,34 +438,38 @@ def _sqlite_chunk_rows(session: Session, chunk_ids: list[int]) -> Iterator[tuple
     without a rowid is read with plain SELECTs, as the blob API cannot open its rows."""
     driver = session.connection().connection.driver_connection
     meta = [n for n in CHUNK_COLUMNS if n not in _BLOB_COLUMNS]
+    by_rowid = _id_is_the_rowid(driver)
     for start in range(0, len(chunk_ids), READ_BATCH):
         marks = ", ".join(str(int(c)) for c in chunk_ids[start:start + READ_BATCH])
-        try:
-            rows = driver.execute(f"SELECT {', '.join(meta)}, typeof(features), typeof(labels), "
-                                  f"_rowid_ FROM chunks WHERE id IN ({marks})").fetchall()
-        except sqlite3.OperationalError:  # "no such column: _rowid_": a WITHOUT ROWID table
-            rows = None
-        if rows is None:
+        if not by_rowid:  # a chunks table rebuilt behind the store's back: plain SELECTs
             for row in driver.execute(f"SELECT {', '.join(CHUNK_COLUMNS)} FROM chunks "
                                       f"WHERE id IN ({marks})").fetchall():
                 yield _blob_typed(dict(zip(CHUNK_COLUMNS, row)))
             continue
+        rows = driver.execute(f"SELECT {', '.join(meta)}, typeof(features), typeof(labels) "
+                              f"FROM chunks WHERE id IN ({marks})").fetchall()
         for row in rows:
             values = dict(zip(meta, row))
             for name, kind in zip(_BLOB_COLUMNS, row[len(meta):]):
                 if kind != "blob":
                     raise _not_a_blob(values["id"], name, kind)
-            try:
-                for name in _BLOB_COLUMNS:
-                    with driver.blobopen("chunks", name, row[-1], readonly=True) as blob:
-                        values[name] = blob.read()
-            except sqlite3.OperationalError:  # a rowid that is not the row's (a rebuilt table)
-                values.update(zip(_BLOB_COLUMNS, driver.execute(
-                    "SELECT features, labels FROM chunks WHERE id = ?", (values["id"],)).fetchone()))
-                yield _blob_typed(values)
-                continue
+                with driver.blobopen("chunks", name, values["id"], readonly=True) as blob:
+                    values[name] = blob.read()
             yield tuple(values[n] for n in CHUNK_COLUMNS)
             values = None
+
+
+def _id_is_the_rowid(driver) -> bool:
+    """The blob API opens a row by its rowid. In the table lineage creates, ``id INTEGER``
+    primary key is the rowid; a table rebuilt otherwise (WITHOUT ROWID, another key, a column
+    named like the rowid) is read by SELECT, so the blobs always come from the row named."""
+    columns = driver.execute("PRAGMA table_info(chunks)").fetchall()
+    sql = driver.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'chunks'"
+                         ).fetchone()
+    keys = [c for c in columns if c[5]]
+    return (sql is not None and "WITHOUT ROWID" not in " ".join(sql[0].upper().split())
+            and not {c[1].lower() for c in columns} & {"rowid", "oid", "_rowid_"}
+            and len(keys) == 1 and keys[0][1] == "id" and keys[0][2].upper() == "INTEGER")
 
 
 def _not_a_blob(chunk_id, name: str, kind: str) -> IntegrityError:
