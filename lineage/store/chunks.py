@@ -431,11 +431,11 @@ def _sqlite_chunk_rows(session: Session, chunk_ids: list[int]) -> Iterator[tuple
     """The blobs are read with SQLite's incremental blob API, straight from the pages into one
     bytes object each: a SELECT of the blob assembles its overflow pages into a buffer of
     SQLite's first and copies that into the bytes (1M rows, verified read_rows in 21
-    alternating rounds: 61.0 -> 57.7 ms). The other columns, and the rowid the blob API opens
-    a row by, come from one blob-free query per READ_BATCH chunks (``typeof`` reads no blob).
-    SQLite's dynamic types let a record changed behind the store's back hold text or a number
-    where a blob belongs: an IntegrityError. A chunks table rebuilt behind the store's back
-    without a rowid is read with plain SELECTs, as the blob API cannot open its rows."""
+    alternating rounds: 61.0 -> 57.7 ms). The other columns come from one blob-free query per
+    READ_BATCH chunks (``typeof`` reads no blob). SQLite's dynamic types let a record changed
+    behind the store's back hold text or a number where a blob belongs: an IntegrityError. A
+    chunks table rebuilt behind the store's back, whose id is not its rowid
+    (``_id_is_the_rowid``), is read with plain SELECTs."""
     driver = session.connection().connection.driver_connection
     meta = [n for n in CHUNK_COLUMNS if n not in _BLOB_COLUMNS]
     by_rowid = _id_is_the_rowid(driver)
