@@ -11,6 +11,7 @@ REPEATABLE READ must stay on read sessions. Each test passes when the attack is 
 marked xfail(strict) are defects found in this review (see the reasons)."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from sqlalchemy import event, text
-from test_digests import _forge, _row
+from test_digests import _forge, _reanchor, _row
 
 import lineage.store.engine as engine_mod
 from lineage.data.datasets import read_rows
@@ -43,12 +44,13 @@ from lineage.review.snapshots import (
     get_snapshot,
     read_snapshot_rows,
 )
+from lineage.store.chain import canonical, event_digest
 from lineage.store.chunks import CHUNK_ROWS
 from lineage.store.engine import open_store
 from lineage.store.log import list_events
 from lineage.store.tables import Version
 from lineage.trace import trace_row
-from storeutil import drop_guards, is_sqlite, raw_connect, sqlite_path, state
+from storeutil import drop_guards, is_sqlite, raw_connect, raw_execute, sqlite_path, state
 
 N = 2 * CHUNK_ROWS  # chunks 1 (rows 1..8192) and 2 (rows 8193..16384)
 D = 8  # uint8 features: a row's features are 8 bytes, as many as its int64 label
@@ -233,12 +235,37 @@ def test_a_forged_chunk_with_its_digest_recomputed_never_loads_from_a_snapshot(d
     _cli_exit_5(cli, "verify")
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing, not from these commits: gather_rows("
-                   "verify=True) (read_rows, materialize; audit's version scans) checks a chunk "
-                   "only against its own record_digest column, which the attacker rewrites; "
-                   "nothing compares it with the digest the chain anchored")
 def test_read_rows_and_materialize_refuse_a_chunk_whose_digest_column_was_recomputed(store):
     _reforge_zeroed(store.url)
+    _one_line_integrity(lambda: read_rows(store))
+    _one_line_integrity(lambda: _materialize(store))
+
+
+def test_a_forged_chunk_listed_again_at_the_chains_head_still_never_reads(store):
+    """A well-formed event appended at the head lists the forged chunk's new digest: the
+    earliest listing is the chunk's, so the reads still refuse it."""
+    c = _row(store.url, "chunks", 1)
+    digest = _forge(store.url, "chunks", {**c, "features": bytes(len(c["features"]))})
+    _reanchor(store.url, "chunks", 1, digest)
+    _one_line_integrity(lambda: read_rows(store))
+    _one_line_integrity(lambda: _materialize(store))
+
+
+def test_a_forged_chunk_whose_ingest_event_was_rewritten_never_reads(store):
+    """The attacker also rewrites the ingest event's listing and recomputes the event's digest:
+    the event after it no longer follows it."""
+    c = _row(store.url, "chunks", 1)
+    digest = _forge(store.url, "chunks", {**c, "features": bytes(len(c["features"]))})
+    ev = _row(store.url, "events", [e.id for e in list_events(store) if e.kind == "ingest"][0])
+    payload = json.loads(ev["payload"])
+    payload["records"]["chunks"] = [[i, digest if i == 1 else d]
+                                    for i, d in payload["records"]["chunks"]]
+    payload = canonical(payload)
+    new = event_digest(id=ev["id"], prev_digest=ev["prev_digest"], kind=ev["kind"],
+                       actor=ev["actor"], created_at=ev["created_at"], payload=payload)
+    drop_guards(store.url, "events")
+    raw_execute(store.url, "UPDATE events SET payload = ?, digest = ? WHERE id = ?",
+                (payload, new, ev["id"]))
     _one_line_integrity(lambda: read_rows(store))
     _one_line_integrity(lambda: _materialize(store))
 

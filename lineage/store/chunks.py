@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from lineage.errors import IntegrityError, NotFoundError
 from lineage.store.chain import blob_digest, blob_hash_of, record_digest
+from lineage.store.log import chain_digests
 from lineage.store.tables import Chunk, Dataset
 
 CHUNK_ROWS = 8192
@@ -343,16 +344,19 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
 
     Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query on SQLite, one
     binary COPY handed over row by row on PostgreSQL, so only a few MB of blobs are alive at once
-    and their memory is reused. With ``verify`` every chunk's record
-    digest is recomputed on worker threads (the hashes release the GIL): one pass over each
-    chunk's bytes. Chunks copied whole into the result are hashed from there once every read is
-    done, so the threads do not fight the fetching thread for the GIL between hashes (that
-    serialised them in measurements). Raises IntegrityError for the first chunk (in the
+    and their memory is reused. With ``verify`` every chunk's record digest is recomputed on
+    worker threads (the hashes release the GIL): one pass over each chunk's bytes, compared with
+    its digest column and with the digest the event chain lists for it (the column alone can be
+    rewritten with the chunk). Chunks copied whole into the result are hashed from there once
+    every read is done, so the threads do not fight the fetching thread for the GIL between
+    hashes (that serialised them in measurements). Raises IntegrityError for the first chunk (in the
     order read) that does not match, before returning, so a caller never returns unverified rows.
     """
     dtype = feature_dtype(dataset)
     d = dataset.n_features
     checks: list = []  # [row values without blobs, digest future or buffers to hash], read order
+    # The digests the chain recorded: the chunk's own digest column can be rewritten with it.
+    expected = chain_digests(session, "chunks", wanted) if verify else {}
     pool = ThreadPoolExecutor(max_workers=HASH_THREADS) if verify else None
 
     def settle():
@@ -360,10 +364,13 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
             if not hasattr(check[1], "result"):
                 check[1] = pool.submit(chunk_digest, check[0], *check[1])
         for values, future in checks:
-            if future.result() != values["record_digest"]:
+            actual = future.result()
+            if actual != values["record_digest"] or actual != expected.get(values["id"]):
+                which = ("its digest" if actual != values["record_digest"] else
+                         "the digest the event chain recorded for it")
                 raise IntegrityError(f"chunk {values['id']} (rows {values['first_row_id']}.."
                                      f"{values['first_row_id'] + values['n_rows'] - 1}) does not "
-                                     "match its digest")
+                                     f"match {which}")
 
     def handle(row) -> None:
         values = dict(zip(CHUNK_COLUMNS, row))

@@ -96,16 +96,7 @@ def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str
                 if wanted.get((t, int(i))) == d]
         if not hits:
             continue
-        if event_digest(id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
-                        created_at=ev.created_at, payload=ev.payload) != ev.digest:
-            raise IntegrityError(f"event {ev.id} ({ev.kind}), which records "
-                                 f"{what.get(hits[0], f'{hits[0][0]} record {hits[0][1]}')}, does "
-                                 "not match its digest: run `lineage verify`")
-        before = (session.scalar(select(Event.digest).where(Event.id == ev.id - 1)) if ev.id > 1
-                  else GENESIS)
-        if before != ev.prev_digest:
-            raise IntegrityError(f"event {ev.id} ({ev.kind}) does not follow the event before it: "
-                                 "run `lineage verify`")
+        _check_event(session, ev, what.get(hits[0], f"{hits[0][0]} record {hits[0][1]}"))
         for key in hits:
             found.setdefault(key, ev.id)
         if len(found) == len(wanted):
@@ -118,4 +109,53 @@ def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str
         if columns[key] != wanted[key]:
             raise IntegrityError(f"{what.get(key, f'{key[0]} record {key[1]}')} does not match its "
                                  "digest column: run `lineage verify`")
+    return found
+
+
+def _check_event(session: Session, ev, names: str) -> None:
+    """The event recomputes to its digest, follows its predecessor and is followed by its
+    successor (an event rewritten in place with its digest recomputed breaks the next link),
+    else IntegrityError."""
+    if event_digest(id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
+                    created_at=ev.created_at, payload=ev.payload) != ev.digest:
+        raise IntegrityError(f"event {ev.id} ({ev.kind}), which records {names}, does not match "
+                             "its digest: run `lineage verify`")
+    before = (session.scalar(select(Event.digest).where(Event.id == ev.id - 1)) if ev.id > 1
+              else GENESIS)
+    if before != ev.prev_digest:
+        raise IntegrityError(f"event {ev.id} ({ev.kind}) does not follow the event before it: "
+                             "run `lineage verify`")
+    after = session.scalar(select(Event.prev_digest).where(Event.id == ev.id + 1))
+    if after is not None and after != ev.digest:
+        raise IntegrityError(f"event {ev.id + 1} does not follow event {ev.id} ({ev.kind}): "
+                             "run `lineage verify`")
+
+
+def chain_digests(session: Session, table: str, ids) -> dict:
+    """``{id: digest}``: the record digest the event chain lists for each of ``table``'s records
+    ``ids``, from events whose own digest recomputes and follows its predecessor. A record's
+    digest column can be rewritten with the record (the algorithm has no secret); the listing
+    in a linked event cannot without rewriting the chain from there on (``verify --expect``).
+    Reads only the events that list records of ``table``. IntegrityError names the first id the
+    chain does not list."""
+    wanted = {int(i) for i in ids}
+    found: dict = {}
+    query = (select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
+                    Event.created_at, Event.payload)
+             .where(Event.payload.like(f'%"{table}":%')).order_by(Event.id))
+    for ev in session.execute(query):
+        if len(found) == len(wanted):
+            break
+        try:
+            listed = json.loads(ev.payload).get("records", {}).get(table, [])
+            hits = {int(i): d for i, d in listed if int(i) in wanted and int(i) not in found}
+        except (ValueError, TypeError, AttributeError):
+            continue  # not a payload the store wrote; verify names it
+        if hits:
+            _check_event(session, ev, f"{table} record {min(hits)}")
+            found.update(hits)
+    missing = wanted - found.keys()
+    if missing:
+        raise IntegrityError(f"{table} record {min(missing)} is not recorded in the event chain "
+                             "(inserted behind the store's back): run `lineage verify`")
     return found
