@@ -88,9 +88,31 @@ def record_digest(table_name: str, values: Mapping[str, Any]) -> str:
 
 def event_digest(*, id: int, prev_digest: str, kind: str, actor: str, created_at: datetime,
                  payload: str) -> str:
+    if not isinstance(payload, str) or not isinstance(created_at, datetime):  # never written so
+        raise IntegrityError(f"event {id} ({kind}): its payload or time is not what the store "
+                             "writes (changed behind the store's back): run `lineage verify`")
     content = {"id": id, "prev": prev_digest, "kind": kind, "actor": actor,
                "at": iso(created_at), "payload": payload}
     return sha256_hex(canonical(content).encode())
+
+
+def event_payload(id: int, kind: str, payload) -> dict:
+    """An event's payload as the store writes it: a JSON object whose ``records`` (if any) map
+    table names to ``[[id, digest], ...]``. Anything else (text that is not JSON, nesting
+    deeper than the parser goes, another shape) is an IntegrityError naming the event."""
+    try:
+        obj = json.loads(payload)
+        records = obj.get("records", {})
+        if isinstance(records, dict) and all(
+                isinstance(entries, list) and all(
+                    isinstance(e, list) and len(e) == 2 and type(e[0]) is int
+                    and isinstance(e[1], str) for e in entries)
+                for entries in records.values()):
+            return obj
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        pass
+    raise IntegrityError(f"event {id} ({kind}): its payload is not what the store writes "
+                         "(changed behind the store's back): run `lineage verify`")
 
 
 EFFECTS = ("removed", "added", "relabelled", "modified")

@@ -1,6 +1,5 @@
 """The event log: what happened, who did it, when, in order."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -9,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.errors import BadInputError, IntegrityError
-from lineage.store.chain import GENESIS, event_digest, record_digest
+from lineage.store.chain import GENESIS, event_digest, event_payload, record_digest
 from lineage.store.engine import Store
 from lineage.store.tables import Event
 
@@ -42,7 +41,7 @@ def list_events(store: Store, *, limit: Optional[int] = None, kind: Optional[str
             query = query.limit(limit)
         out = []
         for ev in session.scalars(query):
-            payload = json.loads(ev.payload)
+            payload = dict(event_payload(ev.id, ev.kind, ev.payload))
             payload.pop("records", None)
             out.append(EventInfo(id=ev.id, kind=ev.kind, actor=ev.actor, created_at=ev.created_at,
                                  summary=payload.pop("summary", ""), digest=ev.digest,
@@ -89,9 +88,9 @@ def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str
         if not any(d in ev.payload for d in digests):  # cheap substring test before parsing
             continue
         try:
-            listed = json.loads(ev.payload).get("records", {})
-        except ValueError:
-            continue
+            listed = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
+        except IntegrityError:
+            continue  # not a listing the store wrote: it anchors nothing (verify names it)
         hits = [(t, int(i)) for t, entries in listed.items() for i, d in entries
                 if wanted.get((t, int(i))) == d]
         if not hits:
@@ -132,28 +131,35 @@ def _check_event(session: Session, ev, names: str) -> None:
 
 
 def chain_digests(session: Session, table: str, ids) -> dict:
-    """``{id: digest}``: the record digest the event chain lists for each of ``table``'s records
-    ``ids``, from events whose own digest recomputes and follows its predecessor. A record's
-    digest column can be rewritten with the record (the algorithm has no secret); the listing
-    in a linked event cannot without rewriting the chain from there on (``verify --expect``).
-    Reads only the events that list records of ``table``. IntegrityError names the first id the
-    chain does not list."""
+    """``{id: digest}``: the record digest the event chain first lists for each of ``table``'s
+    records ``ids``. A record's digest column can be rewritten with the record (the algorithm
+    has no secret); its first listing cannot without rewriting the chain from there on, which
+    ``verify --expect`` catches. So the whole chain is walked, as verify walks it but without the
+    records: ids 1, 2, ... with no gap, each event following the one before and recomputing to
+    its digest (an earlier listing deleted, renumbered or edited out of the way would otherwise
+    let a later, forged one count as the first). Events whose payload is not a listing the
+    store writes list nothing. IntegrityError names the first id the chain does not list."""
     wanted = {int(i) for i in ids}
     found: dict = {}
-    query = (select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
-                    Event.created_at, Event.payload)
-             .where(Event.payload.like(f'%"{table}":%')).order_by(Event.id))
+    prev, expected_id = GENESIS, 1
+    query = select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
+                   Event.created_at, Event.payload).order_by(Event.id)
+    marker = f'"{table}":'
     for ev in session.execute(query):
-        if len(found) == len(wanted):
-            break
-        try:
-            listed = json.loads(ev.payload).get("records", {}).get(table, [])
-            hits = {int(i): d for i, d in listed if int(i) in wanted and int(i) not in found}
-        except (ValueError, TypeError, AttributeError):
-            continue  # not a payload the store wrote; verify names it
-        if hits:
-            _check_event(session, ev, f"{table} record {min(hits)}")
-            found.update(hits)
+        if ev.id != expected_id or ev.prev_digest != prev or event_digest(
+                id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
+                created_at=ev.created_at, payload=ev.payload) != ev.digest:
+            raise IntegrityError(f"the event chain is broken at event {ev.id} ({ev.kind}): run "
+                                 "`lineage verify`")
+        prev, expected_id = ev.digest, expected_id + 1
+        if len(found) < len(wanted) and marker in ev.payload:
+            try:
+                listed = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
+            except IntegrityError:
+                continue
+            for i, d in listed.get(table, []):
+                if i in wanted and i not in found:
+                    found[i] = d
     missing = wanted - found.keys()
     if missing:
         raise IntegrityError(f"{table} record {min(missing)} is not recorded in the event chain "

@@ -29,6 +29,7 @@ from lineage.store.chain import (
     NONE,
     effects_rows_digest,
     event_digest,
+    event_payload,
     record_digest,
 )
 from lineage.store.engine import Store
@@ -86,10 +87,7 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
             if digest != ev.digest:
                 raise IntegrityError(f"event chain broken at event {ev.id} ({ev.kind}): its "
                                      "content does not match its digest")
-            try:
-                records = json.loads(ev.payload).get("records", {})
-            except ValueError:
-                raise IntegrityError(f"event {ev.id} ({ev.kind}): payload is not JSON") from None
+            records = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
             for table, entries in records.items():
                 for record_id, record_dig in entries:
                     anchored[(table, record_id)] = (record_dig, ev.id)
