@@ -127,7 +127,8 @@ def verify(expect: Annotated[Optional[str], typer.Option(
                               "chunk payloads or the hash they name (their recorded digests are "
                               "trusted).")] = False,
            trust: TrustOpt = None, db: DbOpt = None, as_json: JsonOpt = False):
-    """Recompute the event chain and every content digest, verify every review's signature
+    """Recompute the event chain and every content digest, check that every stored row has one
+    chunk and every chunk its ingest's or transformation's rows, verify every review's signature
     against the trust file (when there is one) and the log against checkpoints; exit 5 naming
     the first problem.
 

@@ -290,18 +290,75 @@ def test_an_inserted_chunk_with_a_malformed_head_listing_is_one_line(store, list
     assert "chunks record 3" in str(err)
 
 
-def test_an_inserted_chunk_listed_at_the_head_reads_as_documented(store):
-    """A record written together with a well-formed event appended at the chain's head passes
+def test_an_inserted_chunk_listed_at_the_head_is_caught_by_verify(store, cli):
+    """A chunk written together with a well-formed event appended at the chain's head passes
     every record check (the chain has no secret: an append is indistinguishable from a write;
-    DESIGN's threat model): documented, not a defect. Even ``verify --expect <old head>`` passes
-    (the old head is still in the chain) and the content check does not notice a chunk that no
-    version holds (it claims ingest 1 but lies outside ingest 1's rows): see the report."""
+    DESIGN's threat model), so ``read_rows`` of every stored row returns it and ``verify
+    --expect <old head>`` does not object (the old head is still in the chain). But it claims
+    ingest 1 and lies outside ingest 1's rows, which verify's chunk-origin check refuses."""
     d = _insert_chunk_3(store.url)
     old_head = _events(store.url)[-1]["digest"]
     _append(store.url, canonical({"summary": "f", "records": {"chunks": [[3, d]]}}))
     ids, X, _ = read_rows(store)
     assert len(ids) == 3 * CHUNK_ROWS and (X[2 * CHUNK_ROWS:] == X[CHUNK_ROWS:2 * CHUNK_ROWS]).all()
-    verify_all(store, expect=old_head)
+    for fast in (False, True):
+        err = _one_line_integrity(lambda: verify_all(store, expect=old_head, fast=fast))
+        assert "chunk 3" in str(err) and "ingest 1" in str(err), err
+    _cli_exit_5(cli, "verify")
+
+
+def _listed_chunk(url: str, **change) -> int:
+    """Chunk 2's record inserted again as chunk 3 with ``change`` applied, its record digest
+    correct and listed by a well-formed event at the head; returns its id."""
+    from lineage.store.chain import record_digest
+    c = _row(url, "chunks", 2)
+    values = {**c, "id": 3, "first_row_id": c["first_row_id"] + c["n_rows"], **change}
+    values["record_digest"] = record_digest("chunks", values)
+    cols = ", ".join(values)
+    raw_execute(url, f"INSERT INTO chunks ({cols}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()))
+    _append(url, canonical({"summary": "f", "records": {"chunks": [[3, values["record_digest"]]]}}))
+    return 3
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"first_row_id": 5, "n_rows": 1, "features": None, "labels": None}, "both hold row"),
+    ({"ingest_id": None}, "neither an ingest nor a transformation"),
+    ({"transformation_id": 1}, "both an ingest and a transformation"),
+])
+def test_a_listed_chunk_of_no_origin_or_overlapping_is_caught_by_verify(store, change, says):
+    """Chunks written with events of their own that break how lineage lays rows out: a chunk
+    over rows another chunk holds, one with no origin, one with two."""
+    if change.get("features", 1) is None:  # one row of chunk 1's, cut to size
+        c = _row(store.url, "chunks", 1)
+        d = len(c["features"]) // c["n_rows"]
+        change = {**change, "features": c["features"][5 * d:6 * d], "labels": c["labels"][40:48]}
+    if "transformation_id" in change:
+        _add_transformation(store.url)
+    _listed_chunk(store.url, **change)
+    for fast in (False, True):
+        err = _one_line_integrity(lambda: verify_all(store, fast=fast))
+        assert says in str(err), err
+
+
+def _add_transformation(url: str) -> None:
+    """A transformation record (and its listing event) that writes no version."""
+    from lineage.store.chain import record_digest
+    values = {"id": 1, "dataset_id": 1, "kind": "filter", "params": "{}", "reason": "r",
+              "code_identity": "x", "actor": "mallory", "created_at": AT}
+    values["record_digest"] = record_digest("transformations", values)
+    cols = ", ".join(values)
+    raw_execute(url, f"INSERT INTO transformations ({cols}) VALUES "
+                f"({', '.join('?' * len(values))})", list(values.values()))
+    _append(url, canonical({"summary": "t", "records": {"transformations": [[1, values["record_digest"]]]}}))
+
+
+def test_a_listed_chunk_of_a_transformation_that_adds_no_such_rows_is_caught(store):
+    _add_transformation(store.url)
+    _listed_chunk(store.url, ingest_id=None, transformation_id=1)
+    for fast in (False, True):
+        err = _one_line_integrity(lambda: verify_all(store, fast=fast))
+        assert "chunk 3" in str(err) and "transformation 1" in str(err), err
 
 
 # --- malformed payloads: one IntegrityError line, never a traceback -----------------------------

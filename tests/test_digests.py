@@ -239,7 +239,8 @@ def test_older_flat_versions_keep_verifying(store):
 def test_a_root_holds_its_ingests_rows_once(store):
     """An ingest's root version adds exactly the ingest's rows: the ingest record holds the
     range, the root an empty id blob (an older root's full list keeps verifying). Forging the
-    ingest's range, re-anchored, is caught by verify (a snapshot reads its own manifest)."""
+    ingest's range, re-anchored, is caught by verify (a snapshot reads its own manifest): its
+    chunks no longer tile it."""
     root, ingest = _row(store.url, "versions", 1), _row(store.url, "ingests", 1)
     assert root["added_ids"] == b"" and (ingest["first_row_id"], ingest["n_rows"]) == (1, N)
     with store.read() as session:
@@ -259,8 +260,14 @@ def test_a_root_holds_its_ingests_rows_once(store):
         _reanchor(store.url, "ingests", 1, _forge(store.url, "ingests", {**ingest, **forged}))
         assert len(_load(store)[0]) == N  # a snapshot's rows are bound by its own manifest
         for fast in (False, True):
-            with pytest.raises(IntegrityError, match=r"^version v1: "):
+            with pytest.raises(IntegrityError, match=r"^chunk \d \(rows \d+\.\.\d+\) lies "
+                                                     r"outside the rows of ingest 1$"):
                 verify_all(store, fast=fast)
+    _reanchor(store.url, "ingests", 1, _forge(store.url, "ingests", {**ingest, "n_rows": N + 1}))
+    for fast in (False, True):
+        with pytest.raises(IntegrityError, match=rf"^ingest 1: its chunks hold {N} of its {N + 1} "
+                                                 "rows$"):
+            verify_all(store, fast=fast)
 
 
 def _two_ingests(url: str) -> None:
@@ -283,7 +290,9 @@ M = 5000
 
 @pytest.mark.store_setup.with_args(_two_ingests)
 @pytest.mark.parametrize("table, record_id, change, why", [
-    ("ingests", 2, {"first_row_id": 1}, r"^version v2: "),  # onto ingest 1's rows
+    # onto ingest 1's rows: its chunks no longer lie in its range (check_chunk_origins)
+    ("ingests", 2, {"first_row_id": 1}, r"^chunk 2 \(rows 5001\.\.10000\) lies outside the rows "
+                                         r"of ingest 2$"),
     ("versions", 2, {"ingest_id": 1}, r"^version v2: "),  # root v2 names ingest 1 (same size)
     ("versions", 2, {"ingest_id": None}, r"^version v2 has neither a parent version nor an "
                                          r"ingest: lineage writes no such version$"),

@@ -28,7 +28,7 @@ from lineage.data.digests import (
 from lineage.errors import IntegrityError, NotFoundError
 from lineage.store.chunks import chunk_index, ids_from_bytes
 from lineage.store.engine import Store
-from lineage.store.tables import Dataset, Ingest, Version
+from lineage.store.tables import Chunk, Dataset, Ingest, Transformation, Version
 from lineage.store.verify import VerifyReport, verify_store
 
 
@@ -53,6 +53,7 @@ def check_content_digests(session: Session, *, fast: bool = False,
     dataset for all its flat versions. An ingest's root version must add exactly the ingest's rows
     (reads use the ingest's range instead of the root's id blob), and its leaves are rebuilt even
     when ``fast`` (from the chunk index: no payload read); every other version has a parent."""
+    check_chunk_origins(session)
     checked = 0
     datasets = session.scalars(select(Dataset).order_by(Dataset.id)).all()
     for ds in datasets:
@@ -89,6 +90,55 @@ def check_content_digests(session: Session, *, fast: bool = False,
                                          "digest (flat, scheme 1)")
                 checked += 1
     return checked
+
+
+def check_chunk_origins(session: Session) -> None:
+    """Every stored row is in one chunk, and every chunk has the one origin lineage writes it
+    with: an ingest's chunks tile exactly the ingest's rows, and a transformation's chunks hold
+    rows one of its versions adds. From the chunk index and the record tables alone (no
+    payload), so ``verify --fast`` runs it too. The event chain cannot tell a chunk appended
+    with an event of its own from a write (it has no secret), and no version's digest covers a
+    chunk no version holds, yet ``read_rows`` of every stored row would return it."""
+    rows = session.execute(select(Chunk.id, Chunk.dataset_id, Chunk.first_row_id, Chunk.n_rows,
+                                  Chunk.ingest_id, Chunk.transformation_id)
+                           .order_by(Chunk.first_row_id)).all()
+    ingests = {i.id: i for i in session.scalars(select(Ingest))}
+    held = dict.fromkeys(ingests, 0)
+    by_transformation: dict[int, list] = {}
+    end, end_chunk = None, None
+    for chunk_id, dataset_id, first, n, ingest_id, transformation_id in rows:
+        where = f"chunk {chunk_id} (rows {first}..{first + n - 1})"
+        if end is not None and first < end:
+            raise IntegrityError(f"chunks {end_chunk} and {chunk_id} both hold row {first}: "
+                                 "lineage writes each row once")
+        end, end_chunk = first + n, chunk_id
+        if (ingest_id is None) == (transformation_id is None):
+            raise IntegrityError(f"{where} comes from " + (
+                "neither an ingest nor a transformation" if ingest_id is None else
+                "both an ingest and a transformation") + ": lineage writes no such chunk")
+        if ingest_id is not None:
+            ingest = ingests.get(ingest_id)
+            if (ingest is None or ingest.dataset_id != dataset_id or first < ingest.first_row_id
+                    or first + n > ingest.first_row_id + ingest.n_rows):
+                raise IntegrityError(f"{where} lies outside the rows of ingest {ingest_id}")
+            held[ingest_id] += n
+        else:
+            by_transformation.setdefault(transformation_id, []).append((chunk_id, dataset_id,
+                                                                        first, n))
+    for ingest_id, n in held.items():
+        if n != ingests[ingest_id].n_rows:
+            raise IntegrityError(f"ingest {ingest_id}: its chunks hold {n} of its "
+                                 f"{ingests[ingest_id].n_rows} rows")
+    for transformation_id, chunks in by_transformation.items():
+        t = session.get(Transformation, transformation_id)
+        added = [ids_from_bytes(a) for a in session.scalars(
+            select(Version.added_ids).where(Version.transformation_id == transformation_id))]
+        added = np.concatenate(added) if added else np.empty(0, dtype=np.int64)
+        for chunk_id, dataset_id, first, n in chunks:
+            if (t is None or t.dataset_id != dataset_id
+                    or not np.isin(np.arange(first, first + n), added).all()):
+                raise IntegrityError(f"chunk {chunk_id} (rows {first}..{first + n - 1}) holds "
+                                     f"rows no version of transformation {transformation_id} adds")
 
 
 def _check_root(session: Session, v: Version) -> None:
