@@ -308,9 +308,9 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     # a pool's worker waiting for the GIL between hashes serialised them. A chunk copied whole
     # into X and y is hashed from there once every read is done (its blobs are freed at once);
     # a chunk with gaps from its blobs, HASH_BATCH chunks at a time, so few are alive at once.
-    # Against a pool's future per chunk, 1M rows, 21 alternating rounds: all rows 54.5 -> 49.5
-    # and 57.3 -> 50.5 ms, the train side (every chunk with gaps) 65.2 -> 41.5 and 62.7 ->
-    # 40.2 ms (8 chunks a batch: 43.6, 42.3). Nothing is returned before every digest matched.
+    # Against a pool's future per chunk, 1M rows (3 processes of each, alternating, medians
+    # of 15): all rows 52.9-53.5 -> 48.1-50.3 ms, the train side (every chunk with gaps)
+    # 62.0-64.3 -> 61.3-62.2 ms. Nothing is returned before every digest matched.
     checks = []  # [chunk values without blobs, its digest or the buffers to hash], read order
     gaps: list = []  # where in checks the chunks with gaps still to hash are
 
