@@ -2,6 +2,8 @@
 snapshot -> approve (gates) -> train -> release -> trace -> revoke, with every refusal."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,13 @@ def test_reviewed_path_end_to_end(reviewed, tmp_path):
     bunch = load_snapshot("train", db=cli.url)
     assert bunch.data.shape == (1198, 64) and bunch.digest == show["content_digest"]
     assert len(bunch.row_ids) == len(bunch.target) == 1198
+    assert bunch["data"] is bunch.data and "target" in dir(bunch) and isinstance(bunch, dict)
+    # A load imports no scikit-learn (1.1 s for a training script that does not use it).
+    code = ("import sys; from lineage.review.approval import load_snapshot; "
+            f"b = load_snapshot('train', db={cli.url!r}); "
+            "print(b.data.shape[0], any(m.split('.')[0] == 'sklearn' for m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["1198", "False"], done.stderr
 
     # Train, show, export, release.
     r = cli("train", "--snapshot", "train", "--model", "clf", "--seed", "0", "--json", actor="engineer")

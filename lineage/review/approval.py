@@ -151,12 +151,32 @@ def approval_in_force(session: Session, snapshot: Snapshot, trust: Trust) -> Ver
     return signed
 
 
+class Bunch(dict):
+    """A dict whose keys are also attributes (``b.data`` is ``b["data"]``), like scikit-learn's
+    ``sklearn.utils.Bunch``: lineage's own, so that a load does not import scikit-learn, which
+    costs a training script that does not use it 1.1 s and ~120 MB (the first load of a
+    process took 1.1-1.7 s, the next ones 50 ms)."""
+
+    def __getattr__(self, key: str):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key: str, value) -> None:
+        self[key] = value
+
+    def __dir__(self):
+        return list(self.keys())
+
+
 def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store] = None,
                   trust: Optional[str] = None, checkpoint: Optional[str] = None,
                   return_X_y: bool = False):
     """Training data from an approved snapshot: the only public way to get training arrays.
 
-    Returns a ``sklearn.utils.Bunch`` with ``data`` of shape (n_samples, n_features) in the
+    Returns a ``Bunch`` (a dict whose keys are also attributes, as scikit-learn's dataset
+    loaders return) with ``data`` of shape (n_samples, n_features) in the
     dataset's stored dtype, ``target`` of shape (n_samples,) int64, ``row_ids`` of shape
     (n_samples,), ``digest`` (the approved content digest), ``name``, ``feature_names``,
     ``image_shape`` and ``dataset``; or ``(data, target)`` with ``return_X_y=True``.
@@ -169,8 +189,6 @@ def load_snapshot(name: str, *, db: Optional[str] = None, store: Optional[Store]
 
     Example: ``X, y = load_snapshot("digits-train-2026w48", db="sqlite:///lineage.db", return_X_y=True)``
     """
-    from sklearn.utils import Bunch
-
     own = store is None
     store = store or open_store(db, create=False)
     try:
