@@ -3,10 +3,11 @@
 and the records in (the store layer cannot read versions' membership itself).
 """
 
+from collections import Counter
 from typing import Callable, Optional
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lineage.data.deltas import (
@@ -26,7 +27,13 @@ from lineage.data.digests import (
     version_leaves,
 )
 from lineage.errors import IntegrityError, NotFoundError
-from lineage.store.chunks import chunk_index, ids_from_bytes
+from lineage.store.chunks import (
+    LABEL_DTYPE,
+    check_chunk_layout,
+    chunk_index,
+    feature_dtype,
+    ids_from_bytes,
+)
 from lineage.store.engine import Store
 from lineage.store.tables import Chunk, Dataset, Ingest, Transformation, Version
 from lineage.store.verify import VerifyReport, verify_store
@@ -44,7 +51,8 @@ def verify_all(store: Store, *, expect: Optional[str] = None, fast: bool = False
 
 def check_content_digests(session: Session, *, fast: bool = False,
                           progress: Optional[Callable[..., None]] = None) -> int:
-    """Recompute every version's content digest; returns how many were recomputed.
+    """Check the chunks' layout (``check_chunk_origins``), then recompute every version's
+    content digest; returns how many digests were recomputed.
 
     Scheme 2: the recorded leaves must fold into the content digest; unless ``fast``, the leaves
     are rebuilt from the version's deltas, the stored labels of its overrides and the chunks'
@@ -93,16 +101,27 @@ def check_content_digests(session: Session, *, fast: bool = False,
 
 
 def check_chunk_origins(session: Session) -> None:
-    """Every stored row is in one chunk, and every chunk has the one origin lineage writes it
-    with: an ingest's chunks tile exactly the ingest's rows, and a transformation's chunks hold
-    rows one of its versions adds. From the chunk index and the record tables alone (no
-    payload), so ``verify --fast`` runs it too. The event chain cannot tell a chunk appended
-    with an event of its own from a write (it has no secret), and no version's digest covers a
-    chunk no version holds, yet ``read_rows`` of every stored row would return it."""
+    """Every stored row is in one chunk, and every chunk is laid out as lineage writes it: 1 to
+    CHUNK_ROWS rows, blobs of exactly that many rows of its dataset, one origin; an ingest's
+    chunks tile exactly the ingest's rows and the ingest has its root version; a
+    transformation's chunks hold rows one of its versions adds. From the chunk index, the blob
+    lengths and the record tables alone (no payload), so ``verify --fast`` runs it too. The event
+    chain cannot tell records appended with events of their own from a write (it has no secret),
+    and no version's digest covers a chunk no version holds, yet ``read_rows`` of every stored
+    row would return it. A whole ingest forged with its root version is such an append: only
+    ``verify --expect`` or a checkpoint can tell it (DESIGN's threat model)."""
     rows = session.execute(select(Chunk.id, Chunk.dataset_id, Chunk.first_row_id, Chunk.n_rows,
                                   Chunk.ingest_id, Chunk.transformation_id)
                            .order_by(Chunk.first_row_id)).all()
+    for chunk_id, _, first, n, ingest_id, transformation_id in rows:
+        check_chunk_layout(chunk_id, first, n, ingest_id, transformation_id)
+    _check_blob_lengths(session)
     ingests = {i.id: i for i in session.scalars(select(Ingest))}
+    roots = Counter(session.scalars(select(Version.ingest_id).where(Version.ingest_id.is_not(None))))
+    for ingest_id in ingests:
+        if not roots[ingest_id]:
+            raise IntegrityError(f"ingest {ingest_id} has no root version: lineage writes one "
+                                 "with every ingest")
     held = dict.fromkeys(ingests, 0)
     by_transformation: dict[int, list] = {}
     end, end_chunk = None, None
@@ -133,12 +152,29 @@ def check_chunk_origins(session: Session) -> None:
         t = session.get(Transformation, transformation_id)
         added = [ids_from_bytes(a) for a in session.scalars(
             select(Version.added_ids).where(Version.transformation_id == transformation_id))]
-        added = np.concatenate(added) if added else np.empty(0, dtype=np.int64)
+        added = np.unique(np.concatenate(added)) if added else np.empty(0, dtype=np.int64)
         for chunk_id, dataset_id, first, n in chunks:
-            if (t is None or t.dataset_id != dataset_id
-                    or not np.isin(np.arange(first, first + n), added).all()):
+            # Rows first .. first + n - 1 all added: that many added ids in the range (no
+            # array of the chunk's claimed size is built).
+            inside = np.searchsorted(added, first + n) - np.searchsorted(added, first)
+            if t is None or t.dataset_id != dataset_id or inside != n:
                 raise IntegrityError(f"chunk {chunk_id} (rows {first}..{first + n - 1}) holds "
                                      f"rows no version of transformation {transformation_id} adds")
+
+
+def _check_blob_lengths(session: Session) -> None:
+    # length() of a blob is read from the record's header on SQLite and from the value's
+    # header on PostgreSQL: the payloads stay unread. Only columns up to the blobs are asked
+    # for, so SQLite need not walk the overflow pages to the columns after them.
+    datasets = {ds.id: (ds.n_features * feature_dtype(ds).itemsize)
+                for ds in session.scalars(select(Dataset))}
+    for chunk_id, dataset_id, n, features, labels in session.execute(
+            select(Chunk.id, Chunk.dataset_id, Chunk.n_rows, func.length(Chunk.features),
+                   func.length(Chunk.labels)).order_by(Chunk.id)):
+        row_bytes = datasets.get(dataset_id)
+        if row_bytes is None or features != n * row_bytes or labels != n * LABEL_DTYPE.itemsize:
+            raise IntegrityError(f"chunk {chunk_id} holds {features} feature and {labels} label "
+                                 f"bytes, not {n} rows' worth of its dataset's")
 
 
 def _check_root(session: Session, v: Version) -> None:

@@ -35,8 +35,8 @@ from lineage.store.chunks import (
     HASH_BATCH,
     ID_DTYPE,
     LABEL_DTYPE,
-    chunk_digest,
     chunk_index,
+    digest_or_error,
     feature_dtype,
     gather_rows,
     map_on_threads,
@@ -315,7 +315,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     gaps: list = []  # where in checks the chunks with gaps still to hash are
 
     def hash_gaps():
-        for k, digest in zip(gaps, map_on_threads(chunk_digest, [(checks[k][0], *checks[k][1])
+        for k, digest in zip(gaps, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
                                                                  for k in gaps])):
             checks[k][1] = digest
         gaps.clear()
@@ -357,11 +357,13 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                 release_mapped_pages(session)
     hash_gaps()
     whole = [k for k, check in enumerate(checks) if isinstance(check[1], tuple)]
-    for k, digest in zip(whole, map_on_threads(chunk_digest, [(checks[k][0], *checks[k][1])
+    for k, digest in zip(whole, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
                                                               for k in whole])):
         checks[k][1] = digest
     for row, digest in checks:
         chunk_id, first, n = row["id"], int(row["first_row_id"]), int(row["n_rows"])
+        if isinstance(digest, IntegrityError):
+            raise IntegrityError(f"{where}: {digest}")
         if digest != expected[chunk_id] or row["record_digest"] != expected[chunk_id]:
             raise IntegrityError(f"{where}: chunk {chunk_id} (rows {first}..{first + n - 1}) "
                                  "does not match the digest the snapshot was frozen with: "

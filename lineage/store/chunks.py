@@ -6,6 +6,7 @@ global and contiguous within a chunk, so a row is still addressable one by one: 
 by binary search over the chunks' first row ids.
 """
 
+import itertools
 import os
 import struct
 import threading
@@ -79,31 +80,41 @@ def _both_digests(views) -> dict:
 
 
 class OnThreads:
-    """``[fn(*a) for a in args]`` on plain threads, thread k taking items k, k + threads, ...:
+    """``[fn(*a) for a in args]`` on plain threads that take the next item as they come free:
     for hashing chunks already in memory (the hashes release the GIL). A ThreadPoolExecutor's
     future per chunk hands every item over through the GIL: 123 chunks of 1M rows hashed in
-    12.3 ms that way, 6.7-7.0 ms this way (13.5 on one thread). ``result()`` waits, then raises
-    the first error a thread met or returns the results in order. With ``caller=True`` (what
-    ``map_on_threads`` does) the calling thread takes a share in ``result()``."""
+    12.3 ms that way, 6.7-7.0 ms on two plain threads (13.5 on one). ``result()`` waits, then
+    returns the results in order or raises the error of the first item (by position) that
+    failed: every item before it was taken, so it ran. With ``caller=True`` (what
+    ``map_on_threads`` does) the calling thread takes items too in ``result()``; a thread that
+    cannot be started leaves its share to the others, or to the caller."""
 
     def __init__(self, fn: Callable, args: list[tuple], *, caller: bool = False):
-        self.fn, self.args, self.out, self.errors = fn, args, [None] * len(args), []
+        self.fn, self.args, self.out = fn, args, [None] * len(args)
+        self.errors: list[tuple[int, BaseException]] = []
         self.stopped = False
-        self.n = max(1, min(HASH_THREADS, len(args)))
-        self.caller = caller or self.n == 1
-        self.threads = [threading.Thread(target=self._work, args=(k,), daemon=True)
-                        for k in range(1 if self.caller else 0, self.n)]
-        for t in self.threads:
-            t.start()
+        self.next = itertools.count()  # next() of a count is atomic under the GIL
+        self.caller = caller
+        self.threads = []
+        for _ in range(max(0, min(HASH_THREADS, len(args)) - (1 if caller else 0))):
+            t = threading.Thread(target=self._work, daemon=True)
+            try:
+                t.start()
+            except RuntimeError:  # no thread to be had: the others, or the caller, do its share
+                break
+            self.threads.append(t)
+        if not self.threads:
+            self.caller = True
 
-    def _work(self, k: int) -> None:
-        try:
-            for i in range(k, len(self.args), self.n):
-                if self.errors or self.stopped:
-                    return
+    def _work(self) -> None:
+        while not self.stopped and not self.errors:
+            i = next(self.next)
+            if i >= len(self.args):
+                return
+            try:
                 self.out[i] = self.fn(*self.args[i])
-        except BaseException as exc:  # re-raised in result()
-            self.errors.append(exc)
+            except BaseException as exc:  # re-raised in result()
+                self.errors.append((i, exc))
 
     def stop(self) -> None:
         """Stop the threads at their next item and wait for them (no result)."""
@@ -113,12 +124,12 @@ class OnThreads:
 
     def result(self) -> list:
         if self.caller:
-            self._work(0)
+            self._work()
             self.caller = False
         for t in self.threads:
             t.join()
         if self.errors:
-            raise self.errors[0]
+            raise min(self.errors, key=lambda e: e[0])[1]
         return self.out
 
 
@@ -229,18 +240,39 @@ def chunk_index(session: Session, dataset_id: Optional[int] = None) -> ChunkInde
     if dataset_id is not None:
         query = query.where(Chunk.dataset_id == dataset_id)
     rows = session.execute(query).all()
+    for r in rows:
+        check_chunk_layout(r[0], r[1], r[2], r[3], r[4])
     # Plain tuples: numpy probing each Row for array interfaces costs more than the query.
     arr = np.array([(r[0], r[1], r[2], -1 if r[3] is None else r[3], -1 if r[4] is None else r[4])
                     for r in rows], dtype=np.int64).reshape(-1, 5)
-    empty = np.flatnonzero(arr[:, 2] < 1)
-    if len(empty):  # lineage never writes one; a read would skip its rows without a word
-        raise _no_rows(int(arr[empty[0], 0]), int(arr[empty[0], 2]))
     return ChunkIndex(ids=arr[:, 0], firsts=arr[:, 1], counts=arr[:, 2], ingest_ids=arr[:, 3],
                       transformation_ids=arr[:, 4], digests=[r[5] for r in rows])
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_chunk_layout(chunk_id, first, n, ingest_id=None, transformation_id=None) -> None:
+    """A chunk's id, first row id and row count are whole numbers, 1 to CHUNK_ROWS rows (what
+    lineage writes), its origins whole numbers or none: else an IntegrityError, before anything
+    is sized or placed by them (SQLite's dynamic types let a record changed behind the store's
+    back hold text there; a count of 2**40 would be a MemoryError)."""
+    for name, value in (("id", chunk_id), ("first row id", first), ("row count", n)):
+        if not _is_int(value):
+            raise IntegrityError(f"chunk {chunk_id!r} holds {value!r} as its {name}, not a whole "
+                                 "number (changed behind the store's back)")
+    for name, value in (("ingest id", ingest_id), ("transformation id", transformation_id)):
+        if value is not None and not _is_int(value):
+            raise IntegrityError(f"chunk {chunk_id} holds {value!r} as its {name}, not a whole "
+                                 "number (changed behind the store's back)")
+    if not 1 <= n <= CHUNK_ROWS:  # never written so; a read would skip or size by it
+        raise _no_rows(chunk_id, n)
+
+
 def _no_rows(chunk_id, n) -> IntegrityError:
-    return IntegrityError(f"chunk {chunk_id} claims {n!r} rows (changed behind the store's back)")
+    return IntegrityError(f"chunk {chunk_id} claims {n!r} rows, lineage writes 1 to {CHUNK_ROWS} "
+                          "(changed behind the store's back)")
 
 
 def fetch_chunks(session: Session, columns: list[str], chunk_ids: list[int]) -> list[tuple]:
@@ -402,13 +434,13 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
             np.take(labs, offsets, out=y_out[start:stop], mode="clip")
             return None
 
-        _read_chunks(session, dataset, list(slots), verify, place)
+        _read_chunks(session, dataset, list(slots), verify, place, layout=_layout(index, needed))
         return X_out, y_out
     # Ids in any order: concatenate the needed chunks once, then one fancy index.
     wanted = [int(chunk_ids[p]) for p in needed]
     parts: dict = {}
     _read_chunks(session, dataset, wanted, verify,
-                 lambda c, f, lab: parts.__setitem__(c, (f, lab)))
+                 lambda c, f, lab: parts.__setitem__(c, (f, lab)), layout=_layout(index, needed))
     all_X = np.concatenate([parts[c][0] for c in wanted])
     all_y = np.concatenate([parts[c][1] for c in wanted])
     base = np.zeros(len(chunk_ids), dtype=np.int64)
@@ -417,12 +449,20 @@ def gather_rows(session: Session, dataset: Dataset, row_ids: np.ndarray, *,
     return all_X[offsets], all_y[offsets]
 
 
+def _layout(index: ChunkIndex, at) -> dict[int, tuple[int, int]]:
+    return {int(index.ids[p]): (int(index.firsts[p]), int(index.counts[p])) for p in at}
+
+
 def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: bool,
-                 place: Callable) -> None:
+                 place: Callable, layout: Optional[dict] = None) -> None:
     """Read the chunks ``wanted`` (in any order) and hand each to ``place(chunk id, features
     (n_rows, n_features), labels (n_rows,))`` as read-only views over the driver's blobs.
     ``place`` copies them out and returns (features, labels) buffers holding the same bytes to
-    hash, or None to hash the blobs themselves.
+    hash, or None to hash the blobs themselves. ``layout`` ({chunk id: (first row id, n_rows)},
+    from the chunk index the caller placed rows by) must be what each chunk's row says: on
+    SQLite the index is a B-tree of its own, which a file edited behind the store's back can
+    put out of step with the table, and rows would land where another chunk's belong with
+    every digest matching.
 
     Plain Core rows (no ORM objects, no identity map), READ_BATCH chunks a query on SQLite, one
     binary COPY handed over row by row on PostgreSQL, so only a few MB of blobs are alive at once
@@ -444,13 +484,15 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     expected = chain_digests(session, "chunks", wanted) if verify else {}
 
     def hash_checks(at: list) -> None:
-        for k, digest in zip(at, map_on_threads(chunk_digest, [(checks[k][0], *checks[k][1])
-                                                              for k in at])):
+        for k, digest in zip(at, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
+                                                                 for k in at])):
             checks[k][1] = digest
 
     def settle():
         hash_checks([k for k, check in enumerate(checks) if isinstance(check[1], tuple)])
         for values, actual in checks:
+            if isinstance(actual, IntegrityError):
+                raise actual
             if actual != values["record_digest"] or actual != expected.get(values["id"]):
                 which = ("its digest" if actual != values["record_digest"] else
                          "the digest the event chain recorded for it")
@@ -465,6 +507,12 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
             raise NotFoundError(f"rows of chunk {values['id']} belong to another dataset")
         feats, labs = values.pop("features"), values.pop("labels")
         n = int(values["n_rows"])
+        if layout is not None and layout.get(values["id"]) != (values["first_row_id"], n):
+            settle()
+            first, count = layout.get(values["id"], (0, 0))
+            raise IntegrityError(f"chunk {values['id']} holds rows {values['first_row_id']}.."
+                                 f"{values['first_row_id'] + n - 1}, its index entry says "
+                                 f"{first}..{first + count - 1}: run `lineage verify`")
         if len(feats) != n * d * dtype.itemsize or len(labs) != n * LABEL_DTYPE.itemsize:
             if verify:
                 checks.append([values, (feats, labs)])
@@ -502,12 +550,10 @@ def read_chunk_rows(session: Session, chunk_ids: list[int]) -> Iterator[tuple]:
     else:
         rows = _sqlite_chunk_rows(session, chunk_ids)
     seen: set = set()
-    at = CHUNK_COLUMNS.index("n_rows")
+    at_first, at_n = CHUNK_COLUMNS.index("first_row_id"), CHUNK_COLUMNS.index("n_rows")
     try:
         for row in rows:
-            n = row[at]
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:  # never written so
-                raise _no_rows(row[0], n)
+            check_chunk_layout(row[0], row[at_first], row[at_n])
             seen.add(row[0])
             yield row
             row = None
@@ -584,6 +630,17 @@ def chunk_digest(values: dict, feats, labs) -> str:
     hash_name = blob_hash_of(values)
     return record_digest("chunks", {**values, "features": blob_digest(feats, hash_name),
                                     "labels": blob_digest(labs, hash_name)})
+
+
+def digest_or_error(values: dict, feats, labs):
+    """chunk_digest, or the IntegrityError it met (a blob hash lineage does not know) naming
+    the chunk, returned rather than raised: a reader that hashes many chunks at once still
+    reports the first chunk in read order that fails, whatever failed."""
+    try:
+        return chunk_digest(values, feats, labs)
+    except IntegrityError as exc:
+        first, n = values["first_row_id"], values["n_rows"]
+        return IntegrityError(f"chunk {values['id']} (rows {first}..{first + n - 1}): {exc}")
 
 
 def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,

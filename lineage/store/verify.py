@@ -32,6 +32,7 @@ from lineage.store.chain import (
     event_payload,
     record_digest,
 )
+from lineage.store.chunks import check_chunk_layout
 from lineage.store.engine import Store
 from lineage.store.tables import RECORD_TABLES, Event, RowEffect, Transformation, Version
 
@@ -115,6 +116,8 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
                 key = (table.name, row["id"])
                 what = f"{table.name} record {row['id']}"
                 if table.name == "chunks":
+                    check_chunk_layout(row["id"], row["first_row_id"], row["n_rows"],
+                                       row["ingest_id"], row["transformation_id"])
                     what += f" (rows {row['first_row_id']}..{row['first_row_id'] + row['n_rows'] - 1})"
                 if key not in anchored:
                     raise IntegrityError(f"{what} is not recorded in the event chain "
