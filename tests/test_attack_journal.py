@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from sqlalchemy import event, text
-from test_digests import _forge, _reanchor, _row
+from test_digests import _forge, _relist_at_head, _row
 
 import lineage.store.engine as engine_mod
 from lineage.data.datasets import read_rows
@@ -246,7 +246,7 @@ def test_a_forged_chunk_listed_again_at_the_chains_head_still_never_reads(store)
     earliest listing is the chunk's, so the reads still refuse it."""
     c = _row(store.url, "chunks", 1)
     digest = _forge(store.url, "chunks", {**c, "features": bytes(len(c["features"]))})
-    _reanchor(store.url, "chunks", 1, digest)
+    _relist_at_head(store.url, "chunks", 1, digest)
     _one_line_integrity(lambda: read_rows(store))
     _one_line_integrity(lambda: _materialize(store))
 

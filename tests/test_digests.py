@@ -82,9 +82,9 @@ def _forge(url: str, table: str, values: dict) -> str:
     return values["record_digest"]
 
 
-def _reanchor(url: str, table: str, record_id: int, digest: str) -> None:
-    """A well-formed event at the chain's head that lists the forged record: the chain has no
-    secret, so the record checks pass and only the content digests can tell."""
+def _relist_at_head(url: str, table: str, record_id: int, digest: str) -> int:
+    """A well-formed event appended at the chain's head that lists the forged record again
+    (its digest recomputes, it follows the head); returns its id."""
     conn = raw_connect(url)
     try:
         event_id, prev = conn.execute("SELECT id, digest FROM events ORDER BY id DESC LIMIT 1").fetchone()
@@ -96,6 +96,39 @@ def _reanchor(url: str, table: str, record_id: int, digest: str) -> None:
                      created_at=at, payload=payload)
     raw_execute(url, "INSERT INTO events (id, prev_digest, digest, kind, actor, created_at, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (event_id + 1, prev, d, "forged", "mallory", at, payload))
+    return event_id + 1
+
+
+def _reanchor(url: str, table: str, record_id: int, digest: str) -> None:
+    """The chain rewritten from the forged record's listing on: the event that listed it lists
+    ``digest`` instead, and every later event is linked again, its digest recomputed. The chain
+    has no secret, so the record checks pass and only the content digests (and ``verify
+    --expect`` with a head noted before) can tell. A listing appended at the head instead is
+    refused by verify, which keeps a record's first listing (test_a_record_listed_again_...)."""
+    conn = raw_connect(url)
+    try:
+        ids = [r[0] for r in conn.execute("SELECT id FROM events ORDER BY id").fetchall()]
+    finally:
+        conn.close()
+    drop_guards(url, "events")
+    prev, found = None, False
+    for event_id in ids:
+        ev = _row(url, "events", event_id)
+        if not found:
+            p = json.loads(ev["payload"])
+            entries = p.get("records", {}).get(table, []) if isinstance(p, dict) else []
+            if any(i == record_id for i, _ in entries):
+                p["records"][table] = [[i, digest if i == record_id else d] for i, d in entries]
+                ev["payload"], found = canonical(p), True
+        if not found:
+            continue
+        if prev is not None:
+            ev["prev_digest"] = prev
+        prev = event_digest(id=ev["id"], prev_digest=ev["prev_digest"], kind=ev["kind"],
+                            actor=ev["actor"], created_at=ev["created_at"], payload=ev["payload"])
+        raw_execute(url, "UPDATE events SET payload = ?, prev_digest = ?, digest = ? WHERE id = ?",
+                    (ev["payload"], ev["prev_digest"], prev, ev["id"]))
+    assert found, f"no event lists {table} record {record_id}"
 
 
 def _load(store, name: str = "s"):
@@ -234,6 +267,23 @@ def test_older_flat_versions_keep_verifying(store):
     with pytest.raises(IntegrityError, match=rf"^version v{v.id}: its rows no longer match its "
                                              r"content digest \(flat, scheme 1\)"):
         verify_all(store)
+
+
+def test_a_record_listed_again_at_the_head_is_refused_by_verify(store, cli):
+    """A record rewritten and listed again, with its new digest, by a well-formed event
+    appended at the head (the chain has no secret): verify keeps the first listing, as the
+    reads do (log.chain_digests), and names both events."""
+    root = _row(store.url, "versions", 1)
+    forged = _forge(store.url, "versions", {**root, "n_rows": root["n_rows"] - 1})
+    event_id = _relist_at_head(store.url, "versions", 1, forged)
+    for fast in (False, True):
+        with pytest.raises(IntegrityError, match=rf"^versions record 1 is listed by event \d+ and "
+                                                 rf"again, with another digest, by event "
+                                                 rf"{event_id} \(forged\): records are "
+                                                 r"append-only$"):
+            verify_all(store, fast=fast)
+    r = cli("verify")
+    assert r.exit_code == 5 and r.output.startswith("Error: versions record 1 is listed"), r.output
 
 
 def test_a_root_holds_its_ingests_rows_once(store):

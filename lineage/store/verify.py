@@ -91,7 +91,15 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
             records = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
             for table, entries in records.items():
                 for record_id, record_dig in entries:
-                    anchored[(table, record_id)] = (record_dig, ev.id)
+                    # The first listing holds: lineage lists a record once, when it writes it.
+                    # A later one with another digest is a record rewritten and listed again at
+                    # the head (the chain has no secret), which reads ignore as well
+                    # (log.chain_digests).
+                    first = anchored.setdefault((table, record_id), (record_dig, ev.id))
+                    if first[0] != record_dig:
+                        raise IntegrityError(f"{table} record {record_id} is listed by event "
+                                             f"{first[1]} and again, with another digest, by "
+                                             f"event {ev.id} ({ev.kind}): records are append-only")
             if not found_expected and ev.digest.startswith(expect):
                 found_expected = True
             prev, expected_id = ev.digest, expected_id + 1
