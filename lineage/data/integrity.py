@@ -117,6 +117,11 @@ def check_chunk_origins(session: Session) -> None:
         check_chunk_layout(chunk_id, first, n, ingest_id, transformation_id)
     _check_blob_lengths(session)
     ingests = {i.id: i for i in session.scalars(select(Ingest))}
+    both = session.scalar(select(Version.id).where(Version.ingest_id.is_not(None),
+                                                   Version.parent_id.is_not(None)).limit(1))
+    if both is not None:
+        raise IntegrityError(f"version v{both} has both a parent version and an ingest: "
+                             "lineage writes no such version")
     roots = Counter(session.scalars(select(Version.ingest_id).where(Version.ingest_id.is_not(None))))
     for ingest_id in ingests:
         if not roots[ingest_id]:

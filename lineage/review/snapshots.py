@@ -43,6 +43,7 @@ from lineage.store.chunks import (
     read_chunk_rows,
 )
 from lineage.store.engine import SQLITE_MMAP_BYTES, Store, release_mapped_pages
+from lineage.store.log import chain_listings, check_first_listing
 from lineage.store.names import check_name, identity
 from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.tables import (
@@ -287,6 +288,9 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
         raise IntegrityError(f"{where}: its manifest no longer matches the digest it was "
                              "approved with: run `lineage verify`")
     dataset = session.get(Dataset, snapshot.dataset_id)
+    # Its dtype and feature count say how the blobs are read, and neither the manifest nor the
+    # chunk digests cover them: the record must be the one the chain first listed.
+    check_first_listing(dataset, chain_listings(session, {"datasets": [dataset.id]}))
     dtype = feature_dtype(dataset)
     d = dataset.n_features
     ids = snapshot_row_ids(snapshot)

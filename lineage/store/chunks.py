@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from lineage.errors import IntegrityError, NotFoundError
 from lineage.store.chain import blob_digest, blob_hash_of, record_digest
-from lineage.store.log import chain_digests
+from lineage.store.log import chain_listings, check_first_listing
 from lineage.store.tables import Chunk, Dataset
 
 CHUNK_ROWS = 8192
@@ -45,7 +45,18 @@ def ids_from_bytes(blob: Optional[bytes]) -> np.ndarray:
     return np.frombuffer(bytes(blob), dtype=ID_DTYPE) if blob else np.empty(0, dtype=ID_DTYPE)
 
 
+STORED_DTYPES = ("uint8", "float64")  # what ingest stores features as (ingest._infer_dtype)
+
+
 def feature_dtype(dataset: Dataset) -> np.dtype:
+    """The dtype a dataset's feature blobs hold, once its row layout is one lineage writes
+    (a dtype of STORED_DTYPES, a positive whole number of features): else an IntegrityError,
+    before any blob is sized or read by it (a record changed behind the store's back)."""
+    n = dataset.n_features
+    if dataset.dtype not in STORED_DTYPES or not _is_int(n) or n < 1:
+        raise IntegrityError(f"dataset {dataset.id} records {dataset.dtype!r} x {n!r} features: "
+                             "lineage stores uint8 or float64 rows of 1 or more features "
+                             "(changed behind the store's back): run `lineage verify`")
     return np.dtype(dataset.dtype).newbyteorder("<")
 
 
@@ -123,11 +134,13 @@ class OnThreads:
             t.join()
 
     def result(self) -> list:
-        if self.caller:
+        if self.caller and not self.stopped:
             self._work()
             self.caller = False
         for t in self.threads:
             t.join()
+        if self.stopped:  # some items may never have run
+            raise RuntimeError("OnThreads.result() of a stopped job")
         if self.errors:
             raise min(self.errors, key=lambda e: e[0])[1]
         return self.out
@@ -253,7 +266,8 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_chunk_layout(chunk_id, first, n, ingest_id=None, transformation_id=None) -> None:
+def check_chunk_layout(chunk_id, first, n, ingest_id=None, transformation_id=None,
+                       dataset_id=0) -> None:
     """A chunk's id, first row id and row count are whole numbers, 1 to CHUNK_ROWS rows (what
     lineage writes), its origins whole numbers or none: else an IntegrityError, before anything
     is sized or placed by them (SQLite's dynamic types let a record changed behind the store's
@@ -262,7 +276,8 @@ def check_chunk_layout(chunk_id, first, n, ingest_id=None, transformation_id=Non
         if not _is_int(value):
             raise IntegrityError(f"chunk {chunk_id!r} holds {value!r} as its {name}, not a whole "
                                  "number (changed behind the store's back)")
-    for name, value in (("ingest id", ingest_id), ("transformation id", transformation_id)):
+    for name, value in (("ingest id", ingest_id), ("transformation id", transformation_id),
+                        ("dataset id", dataset_id)):
         if value is not None and not _is_int(value):
             raise IntegrityError(f"chunk {chunk_id} holds {value!r} as its {name}, not a whole "
                                  "number (changed behind the store's back)")
@@ -481,7 +496,12 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
     checks: list = []  # [row values without blobs, its digest or the buffers to hash], read order
     blobs: list = []  # where in checks the chunks hashed from their blobs still to hash are
     # The digests the chain recorded: the chunk's own digest column can be rewritten with it.
-    expected = chain_digests(session, "chunks", wanted) if verify else {}
+    # The dataset's record too: its dtype and feature count say how the blobs are read.
+    expected = {}
+    if verify:
+        listed = chain_listings(session, {"chunks": wanted, "datasets": [dataset.id]})
+        check_first_listing(dataset, listed)
+        expected = listed["chunks"]
 
     def hash_checks(at: list) -> None:
         for k, digest in zip(at, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
@@ -550,10 +570,16 @@ def read_chunk_rows(session: Session, chunk_ids: list[int]) -> Iterator[tuple]:
     else:
         rows = _sqlite_chunk_rows(session, chunk_ids)
     seen: set = set()
-    at_first, at_n = CHUNK_COLUMNS.index("first_row_id"), CHUNK_COLUMNS.index("n_rows")
+    at = {name: CHUNK_COLUMNS.index(name) for name in (
+        "first_row_id", "n_rows", "ingest_id", "transformation_id", "dataset_id", *_BLOB_COLUMNS)}
     try:
         for row in rows:
-            check_chunk_layout(row[0], row[at_first], row[at_n])
+            check_chunk_layout(row[0], row[at["first_row_id"]], row[at["n_rows"]],
+                               row[at["ingest_id"]], row[at["transformation_id"]],
+                               row[at["dataset_id"]])
+            for name in _BLOB_COLUMNS:  # PostgreSQL's COPY hands a NULL over as None
+                if not isinstance(row[at[name]], (bytes, bytearray, memoryview)):
+                    raise _not_a_blob(row[0], name, type(row[at[name]]).__name__)
             seen.add(row[0])
             yield row
             row = None
@@ -636,11 +662,14 @@ def digest_or_error(values: dict, feats, labs):
     """chunk_digest, or the IntegrityError it met (a blob hash lineage does not know) naming
     the chunk, returned rather than raised: a reader that hashes many chunks at once still
     reports the first chunk in read order that fails, whatever failed."""
+    first, n = values["first_row_id"], values["n_rows"]
     try:
         return chunk_digest(values, feats, labs)
     except IntegrityError as exc:
-        first, n = values["first_row_id"], values["n_rows"]
         return IntegrityError(f"chunk {values['id']} (rows {first}..{first + n - 1}): {exc}")
+    except (ValueError, TypeError):  # a value no canonical JSON holds, e.g. SQLite's Infinity
+        return IntegrityError(f"chunk {values['id']} (rows {first}..{first + n - 1}) holds a "
+                              "value lineage never writes: run `lineage verify`")
 
 
 def _count_sorted(row_ids: np.ndarray, firsts: np.ndarray,

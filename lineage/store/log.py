@@ -132,19 +132,37 @@ def _check_event(session: Session, ev, names: str) -> None:
 
 def chain_digests(session: Session, table: str, ids) -> dict:
     """``{id: digest}``: the record digest the event chain first lists for each of ``table``'s
-    records ``ids``. A record's digest column can be rewritten with the record (the algorithm
-    has no secret); its first listing cannot without rewriting the chain from there on, which
-    ``verify --expect`` catches. So the whole chain is walked, as verify walks it but without the
-    records: ids 1, 2, ... with no gap, each event following the one before and recomputing to
-    its digest (an earlier listing deleted, renumbered or edited out of the way would otherwise
-    let a later, forged one count as the first). Events whose payload is not a listing the
-    store writes list nothing. IntegrityError names the first id the chain does not list."""
-    wanted = {int(i) for i in ids}
-    found: dict = {}
+    records ``ids`` (``chain_listings`` of that one table)."""
+    return chain_listings(session, {table: ids})[table]
+
+
+def check_first_listing(record, listed: dict) -> None:
+    """IntegrityError unless ``record`` as stored now (digest recomputed, and its digest
+    column) is what ``listed`` (``chain_listings``) says the chain first recorded for it."""
+    table = record.__table__.name
+    digest = listed.get(table, {}).get(int(record.id))
+    if recomputed_digest(record) != digest or record.record_digest != digest:
+        raise IntegrityError(f"{table} record {record.id} was changed after the event chain "
+                             "recorded it: run `lineage verify`")
+
+
+def chain_listings(session: Session, wanted: dict) -> dict:
+    """``{table: {id: digest}}``: the record digest the event chain first lists for each record
+    of ``wanted`` (``{table: ids}``), in one walk. A record's digest column can be rewritten
+    with the record (the algorithm has no secret); its first listing cannot without rewriting
+    the chain from there on, which ``verify --expect`` catches. So the whole chain is walked, as
+    verify walks it but without the records: ids 1, 2, ... with no gap, each event following the
+    one before and recomputing to its digest (an earlier listing deleted, renumbered or edited
+    out of the way would otherwise let a later, forged one count as the first). Events whose
+    payload is not a listing the store writes list nothing. IntegrityError names the first id
+    the chain does not list."""
+    wanted = {table: {int(i) for i in ids} for table, ids in wanted.items()}
+    found: dict = {table: {} for table in wanted}
+    left = sum(len(ids) for ids in wanted.values())
     prev, expected_id = GENESIS, 1
     query = select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
                    Event.created_at, Event.payload).order_by(Event.id)
-    marker = f'"{table}":'
+    markers = [f'"{table}":' for table in wanted]
     for ev in session.execute(query):
         if ev.id != expected_id or ev.prev_digest != prev or event_digest(
                 id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
@@ -152,16 +170,19 @@ def chain_digests(session: Session, table: str, ids) -> dict:
             raise IntegrityError(f"the event chain is broken at event {ev.id} ({ev.kind}): run "
                                  "`lineage verify`")
         prev, expected_id = ev.digest, expected_id + 1
-        if len(found) < len(wanted) and marker in ev.payload:
+        if left and any(m in ev.payload for m in markers):
             try:
                 listed = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
             except IntegrityError:
                 continue
-            for i, d in listed.get(table, []):
-                if i in wanted and i not in found:
-                    found[i] = d
-    missing = wanted - found.keys()
-    if missing:
-        raise IntegrityError(f"{table} record {min(missing)} is not recorded in the event chain "
-                             "(inserted behind the store's back): run `lineage verify`")
+            for table, ids in wanted.items():
+                for i, d in listed.get(table, []):
+                    if i in ids and i not in found[table]:
+                        found[table][i] = d
+                        left -= 1
+    for table, ids in wanted.items():
+        missing = ids - found[table].keys()
+        if missing:
+            raise IntegrityError(f"{table} record {min(missing)} is not recorded in the event "
+                                 "chain (inserted behind the store's back): run `lineage verify`")
     return found

@@ -125,7 +125,8 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
                 what = f"{table.name} record {row['id']}"
                 if table.name == "chunks":
                     check_chunk_layout(row["id"], row["first_row_id"], row["n_rows"],
-                                       row["ingest_id"], row["transformation_id"])
+                                       row["ingest_id"], row["transformation_id"],
+                                       row["dataset_id"])
                     what += f" (rows {row['first_row_id']}..{row['first_row_id'] + row['n_rows'] - 1})"
                 if key not in anchored:
                     raise IntegrityError(f"{what} is not recorded in the event chain "
@@ -138,6 +139,10 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
                 if actual != expected or row["record_digest"] != expected:
                     raise IntegrityError(f"{what} was changed after event {event_id} recorded it")
                 if table.name == "chunks" and not fast:  # counted once known to be its blobs
+                    for name in ("features", "labels"):
+                        if not isinstance(row[name], (bytes, bytearray, memoryview)):
+                            raise IntegrityError(f"{what} holds {type(row[name]).__name__} as "
+                                                 f"its {name}, not bytes")
                     chunk_rows += row["n_rows"]
                     chunk_bytes += len(row["features"]) + len(row["labels"])
                 seen += 1
