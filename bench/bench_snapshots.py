@@ -55,7 +55,7 @@ from lineage.review.snapshots import (
 from lineage.review.source_reviews import review_source
 from lineage.store.chain import canonical
 from lineage.store.engine import open_store
-from lineage.store.tables import SnapshotReview, Version
+from lineage.store.tables import Dataset, SnapshotReview, Version
 from lineage.trace import trace_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,9 +97,10 @@ def record_approval(store, name: str) -> None:
                  sources_gate(session, snap, ids),
                  four_eyes_gate(session, snap, store.actor, ids=ids, key=key, trust=trust),
                  {"gate": "shadow_evaluation", "passed": True, "message": "skipped (benchmark)"}]
+        dataset_digest = session.get(Dataset, snap.dataset_id).record_digest
         report = {"snapshot": name, "passed": True, "policy_version": policy.version,
                   "content_digest": snap.content_digest, "manifest_digest": snap.manifest_digest,
-                  "gates": gates}
+                  "dataset_digest": dataset_digest, "gates": gates}
     assert all(g["passed"] for g in gates), gates
     with store.write() as tx:
         snap = find_snapshot(tx.session, name)
@@ -108,7 +109,8 @@ def record_approval(store, name: str) -> None:
                                        content_digest=snap.content_digest, report=canonical(report)))
         attest(tx, key, review, subject=f"snapshot:{name}", digest=snap.content_digest,
                predicate={"decision": "approve", "passed": True, "snapshot": name,
-                          "manifest_digest": snap.manifest_digest, "reason": "bench",
+                          "manifest_digest": snap.manifest_digest,
+                          "dataset_digest": dataset_digest, "reason": "bench",
                           "policy_version": policy.version, "report": report})
         tx.event("snapshot.approve", f"snapshot {name} approved (benchmark)", snapshot=name)
 

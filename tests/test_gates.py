@@ -273,6 +273,34 @@ def test_a_forged_approval_is_refused_at_load_and_train(reviewed):
     store.close()
 
 
+def test_a_retyped_dataset_is_refused_by_the_load_even_with_the_chain_rewritten(reviewed):
+    """The dataset's dtype and feature count say how every blob reads, and no chunk or manifest
+    digest covers them. The approval signs the dataset record's digest, so a load refuses a
+    retyped dataset even when the chain is rewritten from the dataset's listing on (which
+    verify can tell only with a head noted before, ``--expect``)."""
+    from test_digests import _forge, _reanchor, _row
+
+    from lineage.errors import IntegrityError
+
+    cli = reviewed
+    r = cli("snapshot", "approve", "train", actor="reviewer")
+    assert r.exit_code == 0, r.output
+    show = json.loads(cli("snapshot", "show", "train", "--json").output)
+    ds = _row(cli.url, "datasets", 1)
+    approval = show["reviews"][-1]["report"]
+    assert approval["dataset_digest"] == ds["record_digest"]
+    X = load_snapshot("train", db=cli.url).data
+    assert X.dtype == np.uint8 and X.shape[1] == 64
+    # uint8 x 64 read as float64 x 8: the same 64 bytes a row, every blob length still right.
+    _reanchor(cli.url, "datasets", 1, _forge(cli.url, "datasets", {**ds, "dtype": "float64",
+                                                                   "n_features": 8}))
+    with pytest.raises(IntegrityError, match=r"^snapshot 'train': its dataset's record is not the "
+                                             r"one its approval signed: run `lineage verify`$"):
+        load_snapshot("train", db=cli.url)
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert r.exit_code == 5 and "its dataset's record is not the one its approval signed" in r.output
+
+
 def test_the_people_under_review_do_not_control_the_gate(reviewed):
     cli = reviewed
     store = open_store(cli.url)

@@ -126,7 +126,8 @@ def approved_rows(session: Session, snapshot: Snapshot,
     """
     signed = approval_in_force(session, snapshot, trust)
     return read_snapshot_rows(session, snapshot,
-                              expect_manifest=signed.predicate["manifest_digest"])
+                              expect_manifest=signed.predicate["manifest_digest"],
+                              expect_dataset=signed.predicate.get("dataset_digest"))
 
 
 def approval_in_force(session: Session, snapshot: Snapshot, trust: Trust) -> Verified:

@@ -166,7 +166,10 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         ids, X, y = read_snapshot_rows(session, snapshot)
         version = session.get(Version, snapshot.version_id, options=LAZY_BLOBS)
         digests = {"content_digest": snapshot.content_digest,
-                   "manifest_digest": snapshot.manifest_digest}
+                   "manifest_digest": snapshot.manifest_digest,
+                   # The dataset's dtype and feature count say how the blobs read: signed, so
+                   # a load checks the record without walking the chain (read_snapshot_rows).
+                   "dataset_digest": dataset.record_digest}
         gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids),
                  four_eyes_gate(session, snapshot, reviewer, ids=ids, key=key, trust=trust,
                                 policy=policy, evaluation=evaluation)]
@@ -185,7 +188,8 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
                                        content_digest=snap.content_digest, report=canonical(report)))
         attest(tx, key, review, subject=f"snapshot:{name}", digest=snap.content_digest,
                predicate={"decision": "approve", "passed": passed, "snapshot": name,
-                          "manifest_digest": snap.manifest_digest, "reason": reason,
+                          "manifest_digest": snap.manifest_digest,
+                          "dataset_digest": digests["dataset_digest"], "reason": reason,
                           "policy_version": policy.version, "report": report})
         failed = [g for g in gates if not g["passed"]]
         tx.event("snapshot.approve" if passed else "snapshot.approve-failed",
