@@ -25,9 +25,15 @@ from lineage.errors import IntegrityError
 GENESIS = "0" * 64
 
 
+# One encoder for every call: json.dumps with these options builds a new one each time (a
+# quarter of the cost of canonical() for an event's fields).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+
+
 def canonical(obj: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, no NaN; the bytes that digests cover."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(obj)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -163,16 +163,17 @@ def chain_listings(session: Session, wanted: dict) -> dict:
     query = select(Event.id, Event.prev_digest, Event.digest, Event.kind, Event.actor,
                    Event.created_at, Event.payload).order_by(Event.id)
     markers = [f'"{table}":' for table in wanted]
-    for ev in session.execute(query):
-        if ev.id != expected_id or ev.prev_digest != prev or event_digest(
-                id=ev.id, prev_digest=ev.prev_digest, kind=ev.kind, actor=ev.actor,
-                created_at=ev.created_at, payload=ev.payload) != ev.digest:
-            raise IntegrityError(f"the event chain is broken at event {ev.id} ({ev.kind}): run "
+    # Plain tuples unpacked: attribute access on each row cost a third of the walk.
+    for event_id, prev_digest, digest, kind, actor, created_at, payload in session.execute(query):
+        if event_id != expected_id or prev_digest != prev or event_digest(
+                id=event_id, prev_digest=prev_digest, kind=kind, actor=actor,
+                created_at=created_at, payload=payload) != digest:
+            raise IntegrityError(f"the event chain is broken at event {event_id} ({kind}): run "
                                  "`lineage verify`")
-        prev, expected_id = ev.digest, expected_id + 1
-        if left and any(m in ev.payload for m in markers):
+        prev, expected_id = digest, expected_id + 1
+        if left and any(m in payload for m in markers):
             try:
-                listed = event_payload(ev.id, ev.kind, ev.payload).get("records", {})
+                listed = event_payload(event_id, kind, payload).get("records", {})
             except IntegrityError:
                 continue
             for table, ids in wanted.items():
