@@ -291,6 +291,9 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
         raise IntegrityError(f"{where}: its manifest no longer matches the digest it was "
                              "approved with: run `lineage verify`")
     dataset = session.get(Dataset, snapshot.dataset_id)
+    if dataset is None:  # the foreign key dropped and the record moved behind the store's back
+        raise IntegrityError(f"{where}: its dataset {snapshot.dataset_id} is missing: run "
+                             "`lineage verify`")
     # Its dtype and feature count say how the blobs are read, and neither the manifest nor the
     # chunk digests cover them: the record must be the one the approval signed, or (approvals
     # from before the signature held it) the one the chain first listed.

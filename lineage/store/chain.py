@@ -92,6 +92,18 @@ def record_digest(table_name: str, values: Mapping[str, Any]) -> str:
     return sha256_hex(canonical({"table": table_name, "values": content}).encode())
 
 
+def stored_record_digest(table_name: str, values: Mapping[str, Any]) -> str:
+    """record_digest of a record as read back: a value no canonical JSON holds (SQLite lets a
+    record changed behind the store's back hold Infinity where a number belongs) is an
+    IntegrityError naming the record, not the encoder's ValueError."""
+    try:
+        return record_digest(table_name, values)
+    except (ValueError, TypeError):
+        raise IntegrityError(f"{table_name} record {values.get('id')!r} holds a value lineage "
+                             "never writes (changed behind the store's back): run `lineage "
+                             "verify`") from None
+
+
 def event_digest(*, id: int, prev_digest: str, kind: str, actor: str, created_at: datetime,
                  payload: str) -> str:
     if not isinstance(payload, str) or not isinstance(created_at, datetime):  # never written so

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.errors import BadInputError, IntegrityError
-from lineage.store.chain import GENESIS, event_digest, event_payload, record_digest
+from lineage.store.chain import GENESIS, event_digest, event_payload, stored_record_digest
 from lineage.store.engine import Store
 from lineage.store.tables import Event
 
@@ -52,7 +52,7 @@ def list_events(store: Store, *, limit: Optional[int] = None, kind: Optional[str
 def recomputed_digest(record) -> str:
     """chain.record_digest of an ORM record's columns as stored now (not its digest column)."""
     table = record.__table__
-    return record_digest(table.name, {c.name: getattr(record, c.key) for c in table.columns})
+    return stored_record_digest(table.name, {c.name: getattr(record, c.key) for c in table.columns})
 
 
 def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str, ...]] = None,

@@ -30,7 +30,7 @@ from lineage.store.chain import (
     effects_rows_digest,
     event_digest,
     event_payload,
-    record_digest,
+    stored_record_digest,
 )
 from lineage.store.chunks import check_chunk_layout
 from lineage.store.engine import Store
@@ -135,7 +135,7 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
                 if fast and table.name == "chunks":  # the digest column only, payload unread
                     actual = row["record_digest"]
                 else:
-                    actual = record_digest(table.name, dict(row))
+                    actual = stored_record_digest(table.name, dict(row))
                 if actual != expected or row["record_digest"] != expected:
                     raise IntegrityError(f"{what} was changed after event {event_id} recorded it")
                 if table.name == "chunks" and not fast:  # counted once known to be its blobs
