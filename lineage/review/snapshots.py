@@ -270,7 +270,6 @@ def create_snapshot(store: Store, name: str, *, version: str | int) -> SnapshotI
 RELEASE_EVERY_CHUNKS = 128  # chunks read between unmapping the SQLite file's pages
 
 
-
 def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                        expect_manifest: Optional[str] = None,
                        expect_dataset: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,8 +329,8 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     gaps: list = []  # where in checks the chunks with gaps still to hash are
 
     def hash_gaps():
-        for k, digest in zip(gaps, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
-                                                                 for k in gaps])):
+        hashed = map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1]) for k in gaps])
+        for k, digest in zip(gaps, hashed):
             checks[k][1] = digest
         gaps.clear()
 
@@ -372,8 +371,8 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
                 release_mapped_pages(session)
     hash_gaps()
     whole = [k for k, check in enumerate(checks) if isinstance(check[1], tuple)]
-    for k, digest in zip(whole, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
-                                                              for k in whole])):
+    hashed = map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1]) for k in whole])
+    for k, digest in zip(whole, hashed):
         checks[k][1] = digest
     for row, digest in checks:
         chunk_id, first, n = row["id"], int(row["first_row_id"]), int(row["n_rows"])

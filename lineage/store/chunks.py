@@ -504,8 +504,8 @@ def _read_chunks(session: Session, dataset: Dataset, wanted: list[int], verify: 
         expected = listed["chunks"]
 
     def hash_checks(at: list) -> None:
-        for k, digest in zip(at, map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1])
-                                                                 for k in at])):
+        hashed = map_on_threads(digest_or_error, [(checks[k][0], *checks[k][1]) for k in at])
+        for k, digest in zip(at, hashed):
             checks[k][1] = digest
 
     def settle():
