@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_attack_chain import _listed_chunk
 from test_attack_journal import _build, _data, _materialize, _one_line_integrity, _snap
-from test_attack_origins import _forged_ingest_2, _insert, _threads_after
+from test_attack_origins import _forged_ingest_2, _insert, _started_slow_job, _threads_after
 from test_digests import _forge, _relist_at_head, _row
 
 import lineage.store.chunks as chunks_mod
@@ -25,7 +25,7 @@ from lineage.data.ingest import ingest_arrays
 from lineage.data.integrity import verify_all
 from lineage.data.sources import add_source
 from lineage.errors import IntegrityError, NotFoundError
-from lineage.store.chunks import CHUNK_ROWS, OnThreads
+from lineage.store.chunks import CHUNK_ROWS
 from storeutil import drop_guards, is_sqlite, raw_execute
 
 pytestmark = pytest.mark.store_setup.with_args(_build)
@@ -293,17 +293,9 @@ def test_stores_lineage_writes_pass_verify(store, tmp_path):
 def test_stop_during_result_neither_hangs_nor_leaves_threads(monkeypatch):
     monkeypatch.setattr(chunks_mod, "HASH_THREADS", 3)
     before = set(threading.enumerate())
-    started = threading.Event()
-
-    def slow(i):
-        started.set()
-        time.sleep(0.002)
-        return i
-
-    job = OnThreads(slow, [(i,) for i in range(400)])
+    job = _started_slow_job(400, 0.002)
     out: list = []
     waiter = threading.Thread(target=lambda: out.append(_result_or_error(job)), daemon=True)
-    started.wait(1)
     waiter.start()
     job.stop()
     waiter.join(5)
@@ -323,15 +315,7 @@ def _result_or_error(job):
 # digest (HashAhead never does so today)
 def test_result_after_stop_never_returns_unfinished_items(monkeypatch):
     monkeypatch.setattr(chunks_mod, "HASH_THREADS", 2)
-    started = threading.Event()
-
-    def slow(i):
-        started.set()
-        time.sleep(0.002)
-        return i
-
-    job = OnThreads(slow, [(i,) for i in range(200)])
-    started.wait(1)
+    job = _started_slow_job(200, 0.002)
     job.stop()
     got = _result_or_error(job)
     assert isinstance(got, BaseException) or None not in got

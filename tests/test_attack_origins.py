@@ -218,18 +218,24 @@ def test_map_on_threads_raises_the_error_of_the_first_failing_item(monkeypatch):
         map_on_threads(fn, [(0,), (1,)])
 
 
+def _started_slow_job(n: int, delay: float) -> OnThreads:
+    """An OnThreads job of ``n`` items that each sleep ``delay`` s, once its first item runs."""
+    started = threading.Event()
+
+    def slow(i):
+        started.set()
+        time.sleep(delay)
+        return i
+
+    job = OnThreads(slow, [(i,) for i in range(n)])
+    started.wait(1)
+    return job
+
+
 def test_hash_ahead_stop_joins_its_threads_and_a_stopped_job_is_never_handed_over(monkeypatch):
     monkeypatch.setattr(chunks_mod, "HASH_THREADS", 2)
     before = set(threading.enumerate())
-    started = threading.Event()
-
-    def slow(*a):
-        started.set()
-        time.sleep(0.005)
-        return a
-
-    job = OnThreads(slow, [(i,) for i in range(200)])
-    started.wait(1)
+    job = _started_slow_job(200, 0.005)
     job.stop()
     assert not _threads_after(before, timeout=0)
     assert None in job.out  # unfinished: HashAhead never calls result() after stop()

@@ -272,7 +272,7 @@ def test_older_flat_versions_keep_verifying(store):
 def test_a_record_listed_again_at_the_head_is_refused_by_verify(store, cli):
     """A record rewritten and listed again, with its new digest, by a well-formed event
     appended at the head (the chain has no secret): verify keeps the first listing, as the
-    reads do (log.chain_digests), and names both events."""
+    reads do (log.chain_listings), and names both events."""
     root = _row(store.url, "versions", 1)
     forged = _forge(store.url, "versions", {**root, "n_rows": root["n_rows"] - 1})
     event_id = _relist_at_head(store.url, "versions", 1, forged)

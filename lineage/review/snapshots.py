@@ -43,7 +43,7 @@ from lineage.store.chunks import (
     read_chunk_rows,
 )
 from lineage.store.engine import SQLITE_MMAP_BYTES, Store, release_mapped_pages
-from lineage.store.log import chain_listings, check_first_listing, recomputed_digest
+from lineage.store.log import chain_listings, check_first_listing, record_is
 from lineage.store.names import check_name, identity
 from lineage.store.sparse import can_read_sparse, is_sparse, read_rows_at, rows_digest
 from lineage.store.tables import (
@@ -298,7 +298,7 @@ def read_snapshot_rows(session: Session, snapshot: Snapshot, *,
     # from before the signature held it) the one the chain first listed.
     if expect_dataset is None:
         check_first_listing(dataset, chain_listings(session, {"datasets": [dataset.id]}))
-    elif recomputed_digest(dataset) != expect_dataset or dataset.record_digest != expect_dataset:
+    elif not record_is(dataset, expect_dataset):
         raise IntegrityError(f"{where}: its dataset's record is not the one its approval "
                              "signed: run `lineage verify`")
     dtype = feature_dtype(dataset)

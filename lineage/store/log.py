@@ -130,18 +130,17 @@ def _check_event(session: Session, ev, names: str) -> None:
                              "run `lineage verify`")
 
 
-def chain_digests(session: Session, table: str, ids) -> dict:
-    """``{id: digest}``: the record digest the event chain first lists for each of ``table``'s
-    records ``ids`` (``chain_listings`` of that one table)."""
-    return chain_listings(session, {table: ids})[table]
+def record_is(record, digest: Optional[str]) -> bool:
+    """Whether ``record`` as stored now (its digest recomputed, and its digest column) has
+    ``digest``."""
+    return recomputed_digest(record) == digest and record.record_digest == digest
 
 
 def check_first_listing(record, listed: dict) -> None:
-    """IntegrityError unless ``record`` as stored now (digest recomputed, and its digest
-    column) is what ``listed`` (``chain_listings``) says the chain first recorded for it."""
+    """IntegrityError unless ``record`` is what ``listed`` (``chain_listings``) says the chain
+    first recorded for it."""
     table = record.__table__.name
-    digest = listed.get(table, {}).get(int(record.id))
-    if recomputed_digest(record) != digest or record.record_digest != digest:
+    if not record_is(record, listed.get(table, {}).get(int(record.id))):
         raise IntegrityError(f"{table} record {record.id} was changed after the event chain "
                              "recorded it: run `lineage verify`")
 

@@ -94,7 +94,7 @@ def verify_store(store: Store, *, progress: Optional[Callable[..., None]] = None
                     # The first listing holds: lineage lists a record once, when it writes it.
                     # A later one with another digest is a record rewritten and listed again at
                     # the head (the chain has no secret), which reads ignore as well
-                    # (log.chain_digests).
+                    # (log.chain_listings).
                     first = anchored.setdefault((table, record_id), (record_dig, ev.id))
                     if first[0] != record_dig:
                         raise IntegrityError(f"{table} record {record_id} is listed by event "
