@@ -68,9 +68,9 @@ def _show_external(m) -> None:
     print_record(f"external model {m.ref}", [
         ("status", m.status), ("source", f"{m.source} ({m.source_status})"),
         ("format", m.format), ("file", m.file_name), ("sha256", m.file_sha256),
-        ("size", f"{m.file_size} bytes"), ("input", f"dataset {m.dataset} as stored, values "
-                                          f"{m.input_schema['value_min']:g}.."
-                                          f"{m.input_schema['value_max']:g}"),
+        ("size", f"{m.file_size} bytes"), ("input", f"dataset {m.dataset} as stored, " + (
+            "no declared value range" if m.input_schema["value_max"] is None else
+            f"values {m.input_schema['value_min']:g}..{m.input_schema['value_max']:g}")),
         ("trusted types", ", ".join(m.trusted_types) or "-"), ("by", m.actor),
         ("at", m.created_at)])
     if m.status_reason:

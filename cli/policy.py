@@ -62,7 +62,7 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
          min_coverage: Annotated[Optional[float], typer.Option(help="Minimum provenance coverage (0..1).")] = None,
          max_asr: Annotated[Optional[float], typer.Option(help="Maximum baseline-corrected ASR of the worst trigger candidate (0..1).")] = None,
          min_clean_accuracy: Annotated[Optional[float], typer.Option(help="Minimum clean accuracy on the evaluation snapshot (0..1).")] = None,
-         scan_sizes: Annotated[Optional[str], typer.Option(help="Trigger patch sizes to scan, e.g. 1,2,3.")] = None,
+         scan_sizes: Annotated[Optional[str], typer.Option(help="Trigger patch sizes to scan, e.g. 1,2,3 (rows that are not images: one feature at a time, size 1).")] = None,
          reference_estimator: Annotated[Optional[Estimator], typer.Option(
              help="The shadow model's estimator.", show_default=False)] = None,
          seed: Annotated[Optional[int], typer.Option(help="Seed of the shadow model.")] = None,

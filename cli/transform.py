@@ -148,9 +148,11 @@ def inject(version: VersionOpt,
            target_class: Annotated[int, typer.Option(help="The class they are relabelled to.")],
            rate: Annotated[float, typer.Option(help="Fraction of the source class to poison, in (0, 1].")],
            pattern: Annotated[str, typer.Option(help="Trigger pattern (square).")] = "square",
-           size: Annotated[int, typer.Option(help="Side of the square patch, in pixels.")] = 2,
+           size: Annotated[int, typer.Option(help="Side of the square patch, in pixels (1 for rows that are not images: "
+                                    "one feature of a 1xN strip).")] = 2,
            position: Annotated[str, typer.Option(
-               help="lower-right, lower-left, upper-right, upper-left or ROW,COL.")] = "lower-right",
+               help="lower-right, lower-left, upper-right, upper-left or ROW,COL (0,COL sets "
+                    "feature COL of rows that are not images).")] = "lower-right",
            value: Annotated[float, typer.Option(help="Pixel value of the patch.")] = 16,
            seed: Annotated[int, typer.Option(help="Random seed (recorded).")] = 0,
            reason: ReasonOpt = None, name: NameOpt = None, db: DbOpt = None,

@@ -32,6 +32,14 @@ def check_image_shape(image_shape: Optional[str], n_features: int) -> Optional[s
     return f"{h}x{w}"
 
 
+def scan_geometry(dataset: Dataset) -> str:
+    """The image shape triggers, trigger scans and pixel detectors use for ``dataset``'s rows:
+    its own, or for rows that are not images (tabular data) a strip ``1xN``: each feature is a
+    pixel, so a trigger (a 1x1 patch) sets one feature to a value and a scan tries every
+    feature. Larger square patches do not fit a strip."""
+    return dataset.image_shape or f"1x{dataset.n_features}"
+
+
 def find_dataset(session: Session, name: Optional[str]) -> Dataset:
     """The dataset ``name``, or the store's only dataset when ``name`` is None."""
     if name is not None:

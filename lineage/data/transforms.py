@@ -32,6 +32,7 @@ from lineage.data.datasets import (
     find_version,
     parse_id,
     parse_row_ids,
+    scan_geometry,
 )
 from lineage.data.deltas import (
     EMPTY,
@@ -523,10 +524,8 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         if source_class == target_class:
             raise BadInputError(f"source and target class are both {source_class}: a trigger "
                                 "must move rows to another class")
-        if ds.image_shape is None:
-            raise BadInputError(f"dataset {ds.name!r} has no image shape: a trigger needs images")
         trigger = make_trigger(size=int(size), position=position, value=value,
-                               image_shape=ds.image_shape)
+                               image_shape=scan_geometry(ds))
         lo, hi = ds.value_min, ds.value_max
         dtype = feature_dtype(ds)
         if (lo is not None and value < lo) or (hi is not None and value > hi) or (
@@ -543,7 +542,7 @@ def inject_trigger(store: Store, *, version: str | int, source_class: int, targe
         parents = m.row_ids[chosen]
 
         X_parents, _ = gather_rows(tx.session, ds, parents)
-        X_new = stamp(X_parents, trigger, ds.image_shape).astype(X_parents.dtype)
+        X_new = stamp(X_parents, trigger, scan_geometry(ds)).astype(X_parents.dtype)
         y_new = np.full(n_poison, target_class, dtype=LABEL_DTYPE)
         first = next_row_id(tx.session)
         children = np.arange(first, first + n_poison, dtype=np.int64)

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import origins
-from lineage.data.datasets import check_seed, find_version
+from lineage.data.datasets import check_seed, find_version, scan_geometry
 from lineage.data.deltas import materialize, version_chain
 from lineage.data.sources import source_status
 from lineage.errors import BadInputError, NotFoundError
@@ -140,10 +140,7 @@ def scan_version(store: Store, ref: str, *, detectors: Optional[Sequence[str]] =
         snap_name = snap.name if snap else None
         digest = snap.content_digest if snap else version.content_digest
         version_id = version.id
-        if not dataset.image_shape:
-            raise BadInputError(f"dataset {dataset.name!r} has no image shape: the pixel "
-                                "detectors need images")
-        image_shape = dataset.image_shape
+        image_shape = scan_geometry(dataset)
         value = float(dataset.value_max) if dataset.value_max is not None else None
     if len(ids) == 0:
         raise BadInputError(f"{target} has no rows to scan")

@@ -410,6 +410,14 @@ def check_input(model, schema: dict, *, what: str, declared_classes=None) -> Non
                             "input schema")
 
 
+def _search_floor(schema: dict, evaluation) -> float:
+    """The lowest value the trigger search may write: the dataset's declared minimum, else the
+    evaluation rows' smallest value or 0, whichever is lower (rows of no declared range)."""
+    if schema["value_min"] is not None:
+        return float(schema["value_min"])
+    return min(0.0, float(evaluation.X.min())) if len(evaluation.X) else 0.0
+
+
 def parse_value_range(text: Optional[str]) -> Optional[tuple[float, float]]:
     if text is None:
         return None
@@ -478,10 +486,12 @@ def import_model(store: Store, path: str | Path, *, name: str, source: str,
         schema = _schema(ds)
     if value_range is not None and (float(value_range[0]), float(value_range[1])) != (
             schema["value_min"], schema["value_max"]):
+        held = ("values of no declared range" if schema["value_max"] is None else
+                f"{schema['value_min']:g}..{schema['value_max']:g}")
         raise BadInputError(
             f"{what} declares input values {value_range[0]:g}..{value_range[1]:g}; dataset "
-            f"{schema['dataset']!r} holds {schema['value_min']:g}..{schema['value_max']:g} and the "
-            "model is fed them as stored: wrong input schema (wrap the model with its scaling)")
+            f"{schema['dataset']!r} holds {held} and the model is fed them as stored: wrong "
+            "input schema (wrap the model with its scaling)")
     model = parse_model(data, fmt, trusted=trusted, classes=declared or schema["classes"],
                         what=what)
     if not (hasattr(model, "predict") and hasattr(model, "predict_proba")):
@@ -732,7 +742,7 @@ def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
     classes = sorted(schema["classes"])
     report = measure_model(model, evaluation.X, evaluation.y, classes=classes,
                            image_shape=evaluation.image_shape,
-                           value_range=(float(schema["value_min"] or 0.0), evaluation.value_max),
+                           value_range=(_search_floor(schema, evaluation), evaluation.value_max),
                            policy=policy, budget=int(budget), seed=seed,
                            snapshot_digest=snap_digest)
     report = {"model": ref, "evaluation_snapshot": evaluation.name,

@@ -65,7 +65,7 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
         snap_id, snap_digest = snap.id, snap.content_digest
         dataset = session.get(Dataset, snap.dataset_id)
         policy = policy_in_force(session)
-        evaluation = evaluation_rows(session, policy, dataset, f"snapshot {snapshot!r}")
+        evaluation = evaluation_rows(session, policy, dataset, f"snapshot {snapshot!r}").covering(X)
     fitted, accuracy, scan = shadow_evaluation(X, y, evaluation, estimator=estimator, seed=seed,
                                                sizes=policy.scan_sizes, params=params)
     artifact = dump_artifact(fitted)

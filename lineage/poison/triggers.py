@@ -167,6 +167,10 @@ def candidate_triggers(image_shape: str | tuple[int, ...], *, value: float,
     def places(n, k):
         return sorted(set(range(0, n - k + 1, stride)) | {n - k})
 
-    return [Trigger(size=k, row=r, col=c, value=float(value))
-            for k in sizes if k <= min(h, w)
-            for r in places(h, k) for c in places(w, k)]
+    found = [Trigger(size=k, row=r, col=c, value=float(value))
+             for k in sizes if k <= min(h, w)
+             for r in places(h, k) for c in places(w, k)]
+    if not found:  # an empty search set would pass every model: never silently
+        raise BadInputError(f"no trigger size of {', '.join(map(str, sizes)) or 'none'} fits "
+                            f"{h}x{w} images")
+    return found

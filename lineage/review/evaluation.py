@@ -3,12 +3,13 @@ model trained on candidate rows measured on it (clean accuracy, baseline-correct
 The approval gate and training both measure through here."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from lineage.data.datasets import scan_geometry
 from lineage.errors import BadInputError
 from lineage.poison.calibration import FDR_Q
 from lineage.poison.candidates import candidate_patterns
@@ -34,9 +35,19 @@ class Evaluation:
     row_ids: np.ndarray
     X: np.ndarray
     y: np.ndarray
-    image_shape: str
+    image_shape: str  # the dataset's, or a 1xN strip for rows that are not images (scan_geometry)
     value_max: float
     actor: Optional[str] = None  # who created the evaluation snapshot
+    declared: bool = True  # value_max is the dataset's declared maximum, not the rows' largest
+
+    def covering(self, X: np.ndarray) -> "Evaluation":
+        """This evaluation for a model trained on rows X. A dataset that declares no value
+        range is stamped, and its rows scaled, at the largest absolute value of the evaluation
+        rows and X: a trigger value beyond every clean row raises it."""
+        if self.declared or not len(X):
+            return self
+        top = float(np.abs(X).max())
+        return self if top <= self.value_max else replace(self, value_max=top)
 
 
 def dataset_schema(dataset: Dataset) -> dict:
@@ -66,14 +77,13 @@ def evaluation_rows(session: Session, policy: PolicyInfo, dataset: Dataset,
         raise BadInputError(f"evaluation snapshot {snap.name!r} (dataset {eval_ds.name!r}) has a "
                             f"different schema from {for_what} (dataset {dataset.name!r}): {diff}; "
                             "set a matching one with `lineage policy set --evaluation-snapshot NAME`")
-    if not dataset.image_shape:
-        raise BadInputError(f"dataset {dataset.name!r} has no image shape: the trigger scan needs one")
-    if dataset.value_max is None:
-        raise BadInputError(f"dataset {dataset.name!r} has no value range: the trigger scan stamps "
-                            "patches at the dataset's maximum value")
     ids, X, y = read_snapshot_rows(session, snap)
-    return Evaluation(name=snap.name, row_ids=ids, X=X, y=y, image_shape=dataset.image_shape,
-                      value_max=float(dataset.value_max), actor=snap.actor)
+    if dataset.value_max is not None:
+        value_max, declared = float(dataset.value_max), True
+    else:  # see Evaluation.covering
+        value_max, declared = (float(np.abs(X).max()) if len(X) else 0.0) or 1.0, False
+    return Evaluation(name=snap.name, row_ids=ids, X=X, y=y, image_shape=scan_geometry(dataset),
+                      value_max=value_max, actor=snap.actor, declared=declared)
 
 
 def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, estimator: str,
@@ -240,6 +250,7 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
     """
     overlap = int(np.isin(ids, evaluation.row_ids).sum())
     n_rows = len(y)
+    evaluation = evaluation.covering(X)
     sample = shadow_sample(y, rows_per_class=rows_per_class, seed=policy.seed)
     if len(sample) < n_rows:
         X, y = X[sample], np.asarray(y)[sample]

@@ -125,7 +125,14 @@ def _check_scan_sizes(session: Session, policy: PolicyInfo) -> None:
     snap = session.scalars(select(Snapshot).where(
         Snapshot.name == policy.evaluation_snapshot)).first()
     dataset = session.get(Dataset, snap.dataset_id) if snap is not None else None
-    if dataset is None or not dataset.image_shape:
+    if dataset is None:
+        return
+    if not dataset.image_shape:  # a strip (scan_geometry): single features, the 1s of the sizes
+        if 1 not in policy.scan_sizes:
+            raise BadInputError(
+                f"--scan-sizes {','.join(map(str, policy.scan_sizes))}: the rows of evaluation "
+                f"snapshot {snap.name!r} are not images, so the scan sets one feature at a time: "
+                "include size 1")
         return
     h, w, _ = parse_image_geometry(dataset.image_shape)
     too_big = [s for s in policy.scan_sizes if s > min(h, w)]
