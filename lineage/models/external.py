@@ -135,6 +135,11 @@ class OnnxClassifier:
                                 "output (convert it with options={'zipmap': False})")
         self.proba_name = probs[-1].name
         self.classes_ = np.asarray(classes)
+        self.what = what
+        width = probs[-1].shape[1]
+        if isinstance(width, int) and width != len(self.classes_):
+            raise BadInputError(f"{what}: the ONNX model's probability output has {width} "
+                                f"columns, the dataset {len(self.classes_)} classes")
         self.n_features_in_ = inp.shape[1] if len(inp.shape or ()) == 2 else None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -142,7 +147,14 @@ class OnnxClassifier:
         out = []
         for start in range(0, len(X), 1 << 16):  # bounded memory on big query batches
             out.append(self.session.run([self.proba_name], {self.input_name: X[start:start + (1 << 16)]})[0])
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.classes_)))
+        proba = np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.classes_)))
+        if proba.ndim != 2 or proba.shape[1] != len(self.classes_) or not np.isfinite(proba).all():
+            raise BadInputError(f"{self.what}: the ONNX model answered {proba.shape[-1]} columns "
+                                f"for {len(self.classes_)} classes" if proba.ndim == 2 and
+                                proba.shape[1] != len(self.classes_) else
+                                f"{self.what}: the ONNX model answered probabilities that are "
+                                "not finite numbers")
+        return proba
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
@@ -180,6 +192,38 @@ def skops_types(data: bytes, *, what: str) -> list[str]:
                             ) from None
 
 
+def _onnx_nodes(graph):
+    """Every node of an ONNX graph and of the graphs nested in its nodes (If, Loop, Scan)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _onnx_nodes(sub)
+
+
+def _onnx_graphs(graph):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _onnx_graphs(sub)
+
+
+def _onnx_tensors(graph, nodes):
+    """Every tensor an ONNX file holds: initializers (dense and sparse) of every graph, nested
+    ones too, and the tensors in node attributes (a Constant's value)."""
+    for g in _onnx_graphs(graph):
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+    for node in nodes:
+        for attr in node.attribute:
+            yield from ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+            for sparse in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + \
+                    list(attr.sparse_tensors):
+                yield from (sparse.values, sparse.indices)
+
+
 def onnx_classes(data: bytes, *, what: str) -> Optional[list[int]]:
     """Check an ONNX file before onnxruntime sees it (parsed as protobuf, nothing run): one
     input, standard operator domains only, no external data files (which would make the
@@ -198,10 +242,15 @@ def onnx_classes(data: bytes, *, what: str) -> Optional[list[int]]:
     except Exception as exc:
         raise BadInputError(f"{what}: not a readable ONNX file ({str(exc).splitlines()[0][:200]})"
                             ) from None
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
+    if model.functions:
+        raise BadInputError(f"{what}: the ONNX file defines functions of its own: refused")
+    nodes = list(_onnx_nodes(graph))
+    if any(t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data)
+           for t in _onnx_tensors(graph, nodes)):
         raise BadInputError(f"{what}: the ONNX file refers to external data files: refused "
                             "(embed the weights in the file)")
-    domains = sorted({n.domain for n in graph.node} - set(ONNX_DOMAINS))
+    domains = sorted(({n.domain for n in nodes} | {o.domain for o in model.opset_import})
+                     - set(ONNX_DOMAINS))
     if domains:
         raise BadInputError(f"{what}: the ONNX file uses operators outside the standard "
                             f"domains ({', '.join(domains)}): refused")
