@@ -15,12 +15,24 @@ import zipfile
 
 import numpy as np
 import pytest
+import test_gates
 from conftest import Cli
 from test_external_models import _world
 
-from lineage.errors import BadInputError, GateFailedError, IntegrityError, RefusedError
+from lineage.data.ingest import ingest_arrays
+from lineage.data.sources import add_source
+from lineage.data.transforms import append_ingest
+from lineage.errors import (
+    BadInputError,
+    GateFailedError,
+    IntegrityError,
+    RefusedError,
+    SnapshotNotApprovedError,
+)
 from lineage.models.external import evaluate_model, get_external_model, import_model, review_model
 from lineage.models.registry import export_model, load_model
+from lineage.review.approval import load_snapshot
+from lineage.review.snapshots import create_snapshot
 from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from storeutil import drop_guards, raw_execute
@@ -131,9 +143,6 @@ def test_a_forged_passing_evaluation_does_not_get_a_failed_model_approved(world,
             assert (model.predict(kit["X"]) == kit["y"]).mean() < 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="review24: source status comes from the newest unsigned "
-                   "source_reviews row: one INSERT un-revokes the source and the affected model "
-                   "loads again")
 def test_a_forged_source_approval_does_not_undo_a_revoked_source(world, kit):
     eng, rev = world
     _approved(eng, rev, kit["files"]["clean"])
@@ -148,8 +157,6 @@ def test_a_forged_source_approval_does_not_undo_a_revoked_source(world, kit):
         load_model(eng, "vendor-clf:1")
 
 
-@pytest.mark.xfail(strict=True, reason="review24: the approval's source gate reads the unsigned "
-                   "newest source_reviews row: a forged source approval passes it")
 def test_a_forged_source_approval_does_not_pass_the_source_gate(world, kit):
     eng, rev = world
     import_model(eng, kit["files"]["clean"], name="vendor-clf", source="vendor-models")
@@ -528,3 +535,46 @@ def test_verify_names_a_forged_source_review_and_a_deleted_revocation(world, kit
     raw_execute(eng.url, "DELETE FROM external_reviews WHERE decision = 'revoke'")
     r = cli("verify")
     assert r.exit_code == 5 and "deleted behind the store's back" in r.output, r.output
+
+
+# ----------------------------------------------------------------------------- snapshots too
+
+reviewed = test_gates.reviewed  # digits, split, train/eval snapshots, policy (SQLite and PostgreSQL)
+
+_FORGED_SOURCE_APPROVAL = (
+    "INSERT INTO source_reviews (id, source_id, decision, reason, actor, created_at, "
+    "record_digest) SELECT (SELECT coalesce(max(id), 0) + 1 FROM source_reviews), id, 'approve', "
+    "'ok', 'reviewer', '2099-01-01 00:00:00', 'x' FROM sources WHERE name = ?")
+
+
+def test_a_forged_source_approval_does_not_undo_a_revoked_source_of_a_snapshot(reviewed):
+    cli = reviewed
+    assert cli("snapshot", "approve", "train", "--reason", "ok", actor="reviewer").exit_code == 0
+    r = cli("source", "review", "sklearn-digits", "--revoke", "--reason", "license withdrawn",
+            actor="reviewer")
+    assert r.exit_code == 0, r.output
+    store = open_store(cli.url)
+    with pytest.raises(SnapshotNotApprovedError, match="now revoked"):
+        load_snapshot("train", store=store)
+    raw_execute(cli.url, _FORGED_SOURCE_APPROVAL, ("sklearn-digits",))
+    with pytest.raises(SnapshotNotApprovedError, match="now revoked"):
+        load_snapshot("train", store=store)
+    r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
+    assert r.exit_code == 4, r.output
+    store.close()
+
+
+def test_a_forged_approval_of_a_quarantined_source_fails_the_snapshot_sources_gate(reviewed):
+    cli = reviewed
+    store = open_store(cli.url, actor="engineer")
+    X, y = np.zeros((5, 64), dtype=np.uint8), np.arange(5, dtype=np.int64)
+    add_source(store, "crowd", kind="crowdsourced", uri="s3://v/b.csv", license="CC0-1.0")
+    info = ingest_arrays(store, X, y, source="crowd", dataset="digits")
+    append_ingest(store, version="digits-train", ingest=info.id, name="with-crowd",
+                  reason="more rows")
+    create_snapshot(store, "crowd-snap", version="with-crowd")
+    raw_execute(cli.url, _FORGED_SOURCE_APPROVAL, ("crowd",))
+    r = cli("snapshot", "approve", "crowd-snap", "--reason", "ok", actor="reviewer")
+    assert r.exit_code == 4, r.output
+    assert "sources: 5 rows from blocked sources: crowd (quarantined, 5 rows)" in r.output
+    store.close()

@@ -66,6 +66,7 @@ from lineage.review.gates import BLOCKED_STATUSES
 from lineage.review.keys import Trust, read_trust
 from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.review.snapshots import find_snapshot
+from lineage.review.source_reviews import verified_source_status
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
 from lineage.store.files import write_atomically
@@ -373,13 +374,16 @@ def reviewed_status(reviews: list) -> tuple[str, Optional[str]]:
     return status, reason
 
 
-def status_and_reason(session: Session, em: ExternalModel,
-                      reviews: Optional[list] = None) -> tuple[str, Optional[str]]:
+def status_and_reason(session: Session, em: ExternalModel, reviews: Optional[list] = None,
+                      trust: Optional[Trust] = None) -> tuple[str, Optional[str]]:
+    """The model's status and why; given the ``trust`` file (gates, loads), its source's status
+    counts only genuine source reviews (``verified_source_status``)."""
     reviews = external_reviews(session, em) if reviews is None else reviews
     status, reason = reviewed_status(reviews)
     if status in ("quarantined", "approved", "released"):
         source = em_source(session, em)
-        state = source_status(session, source)
+        state = (source_status(session, source) if trust is None else
+                 verified_source_status(session, source, trust)[0])
         if state in ("rejected", "revoked"):
             return "affected", f"source {source.name!r} is {state}"
     return status, reason
@@ -844,7 +848,7 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
                                    f"{policy.version}: evaluate again" if not fresh else
                                    f"evaluation {newest.id} failed: {report.get('message')}")})
     source = em_source(session, em)
-    state = source_status(session, source)
+    state, _ = verified_source_status(session, source, trust)
     # The sources gate of snapshots: a model is only as trusted as the source it came from.
     # Importing from a source under review is allowed (quarantine is for that); approving is not.
     blocked = state in BLOCKED_STATUSES
@@ -900,7 +904,7 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
         session = tx.session
         em = get_external(session, ref)
         ref = f"{em.model}:{em.number}"
-        status, _ = status_and_reason(session, em)
+        status, _ = status_and_reason(session, em, trust=trust)
         if decision == "approve" and status == "affected" and \
                 reviewed_status(external_reviews(session, em))[0] == "quarantined":
             status = "quarantined"  # its rejected or revoked source fails the source check
@@ -973,7 +977,7 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
         session = tx.session
         em = get_external(session, ref)
         ref = f"{em.model}:{em.number}"
-        status, why = status_and_reason(session, em)
+        status, why = status_and_reason(session, em, trust=trust)
         if status != "approved":
             raise RefusedError(f"external model {ref} is {status}"
                                + (f" ({why})" if why and status != "released" else "")
@@ -1002,7 +1006,7 @@ def approved_file(session: Session, em: ExternalModel, trust: Trust) -> bytes:
     RefusedError (exit 4) for a model not approved; IntegrityError when a check fails."""
     ref = f"{em.model}:{em.number}"
     reviews = external_reviews(session, em)
-    status, why = status_and_reason(session, em, reviews)
+    status, why = status_and_reason(session, em, reviews, trust)
     if status not in LOADABLE:
         raise RefusedError(f"external model {ref} is {status}" + (f" ({why})" if why else "")
                            + ": only a model approved by a signed review may be loaded or "

@@ -92,13 +92,16 @@ def model_reviews(session: Session, mv: ModelVersion) -> list[ModelReview]:
                                 .order_by(ModelReview.id)))
 
 
-def model_blocked_sources(session: Session, snap_reviews: list) -> list:
-
+def model_blocked_sources(session: Session, snap_reviews: list,
+                          trust: Optional[Trust] = None) -> list:
     review = approving_review(snap_reviews)
-    return blocked_sources(session, review) if review is not None else []
+    return blocked_sources(session, review, trust) if review is not None else []
 
 
-def model_info(session: Session, mv: ModelVersion, *, detail: bool = False) -> ModelInfo:
+def model_info(session: Session, mv: ModelVersion, *, detail: bool = False,
+               trust: Optional[Trust] = None) -> ModelInfo:
+    """A model version's record and status; given the ``trust`` file (the release gate), its
+    snapshot's sources count only genuine source reviews."""
     snapshot = session.get(Snapshot, mv.snapshot_id)
     snap_reviews = snapshot_reviews(session, snapshot)
     reviews = model_reviews(session, mv)
@@ -108,7 +111,7 @@ def model_info(session: Session, mv: ModelVersion, *, detail: bool = False) -> M
         status = "affected"
         affected_reason = (f"snapshot {snapshot.name!r} revoked by {revoke.actor} at "
                            f"{revoke.created_at:%Y-%m-%d %H:%M:%S}: {revoke.reason}")
-    elif (blocked := model_blocked_sources(session, snap_reviews)):
+    elif (blocked := model_blocked_sources(session, snap_reviews, trust)):
         source, source_state, latest, _ = blocked[0]
         status = "affected"
         affected_reason = (f"source {source.name!r} of snapshot {snapshot.name!r} {source_state}"
@@ -292,7 +295,7 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
     with store.write() as tx:
         session = tx.session
         mv = find_model_version(session, ref)
-        info = model_info(session, mv)
+        info = model_info(session, mv, trust=trust)
         if info.status == "released":
             raise RefusedError(f"model {info.ref} is already released")
         policy = policy_in_force(session)

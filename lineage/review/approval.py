@@ -28,6 +28,7 @@ from lineage.review.snapshots import (
     snapshot_reviews,
     status_of,
 )
+from lineage.review.source_reviews import verified_source_status
 from lineage.store.engine import Store, open_store
 from lineage.store.files import write_atomically
 from lineage.store.log import anchor_records
@@ -53,9 +54,12 @@ def check_approval(session: Session, snapshot: Snapshot, review: SnapshotReview)
         raise IntegrityError(f"{label} does not record passed gates: run `lineage verify`")
 
 
-def blocked_sources(session: Session, review: SnapshotReview) -> list[tuple]:
+def blocked_sources(session: Session, review: SnapshotReview,
+                    trust: Optional[Trust] = None) -> list[tuple]:
     """Sources of an approved snapshot's rows (as its approval's sources gate listed them) that
-    are rejected or revoked now: [(Source, status, its newest SourceReview, rows)]."""
+    are rejected or revoked now: [(Source, status, the SourceReview that set it, rows)]. Given
+    the ``trust`` file (every load and gate), only genuine reviews count
+    (``verified_source_status``); without it (listings), the newest review row."""
 
     try:
         report = json.loads(review.report)
@@ -70,15 +74,19 @@ def blocked_sources(session: Session, review: SnapshotReview) -> list[tuple]:
         source = session.scalars(select(Source).where(Source.name == entry["source"])).first()
         if source is None:
             continue
-        status = source_status(session, source)
+        if trust is not None:
+            status, latest = verified_source_status(session, source, trust)
+        else:
+            status, latest = source_status(session, source), latest_review(session, source.id)
         if status in ("rejected", "revoked"):
-            out.append((source, status, latest_review(session, source.id), entry.get("rows")))
+            out.append((source, status, latest, entry.get("rows")))
     return out
 
 
-def check_sources(session: Session, snapshot: Snapshot, review: SnapshotReview) -> None:
+def check_sources(session: Session, snapshot: Snapshot, review: SnapshotReview,
+                  trust: Trust) -> None:
     """Refuse a snapshot holding rows of a source rejected or revoked since its approval."""
-    for source, status, latest, rows in blocked_sources(session, review)[:1]:
+    for source, status, latest, rows in blocked_sources(session, review, trust)[:1]:
         why = (f" (by {latest.actor}: {latest.reason})" if latest is not None and latest.reason
                else "")
         raise SnapshotNotApprovedError(
@@ -148,7 +156,7 @@ def approval_in_force(session: Session, snapshot: Snapshot, trust: Trust) -> Ver
         raise IntegrityError(f"snapshot {snapshot.name!r}: its content digest is not the one "
                              f"review {review.id} approved: run `lineage verify`")
     signed = check_signed_approval(session, snapshot, review, trust)
-    check_sources(session, snapshot, review)
+    check_sources(session, snapshot, review, trust)
     return signed
 
 

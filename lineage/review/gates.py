@@ -28,6 +28,7 @@ evaluation snapshot with another schema, or one that was rejected or revoked (Ba
 from typing import Optional
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.coverage import row_sources, version_coverage
@@ -37,6 +38,7 @@ from lineage.errors import BadInputError, GateFailedError, RefusedError
 from lineage.review.attestations import attest, signing_key_for
 from lineage.review.checkpoints import witness
 from lineage.review.evaluation import Evaluation, evaluation_rows
+from lineage.review.keys import Trust
 from lineage.review.policy import PolicyInfo, policy_authors, policy_in_force
 from lineage.review.snapshots import (
     SnapshotInfo,
@@ -48,10 +50,11 @@ from lineage.review.snapshots import (
     snapshot_info,
     snapshot_status,
 )
+from lineage.review.source_reviews import verified_source_status
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
 from lineage.store.names import identity
-from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Version
+from lineage.store.tables import Dataset, Snapshot, SnapshotReview, Source, Version
 
 BLOCKED_STATUSES = ("quarantined", "rejected", "revoked")
 
@@ -70,13 +73,22 @@ def coverage_gate(session: Session, version: Version, policy: PolicyInfo) -> dic
                         f"{report.n_rows} rows uncovered: {reasons})")}
 
 
-def sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray) -> dict:
+def sources_gate(session: Session, snapshot: Snapshot, ids: np.ndarray,
+                 trust: Optional[Trust] = None) -> dict:
+    """No row of the snapshot comes from a quarantined, rejected or revoked source. Given the
+    ``trust`` file (``approve_snapshot``), a source's status counts only genuine source reviews
+    (``verified_source_status``): a review row inserted behind the store's back approves
+    nothing."""
     per_ingest = row_sources(session, snapshot.dataset_id, ids)
     by_source: dict = {}
     for entry in per_ingest:
         key = entry["source"]
         agg = by_source.setdefault(key, {"source": key, "status": entry["status"], "rows": 0})
         agg["rows"] += entry["rows"]
+    if trust is not None:
+        for agg in by_source.values():
+            source = session.scalars(select(Source).where(Source.name == agg["source"])).first()
+            agg["status"] = verified_source_status(session, source, trust)[0]
     blocked = [s for s in by_source.values() if s["status"] in BLOCKED_STATUSES]
     n_blocked = sum(s["rows"] for s in blocked)
     return {"gate": "sources", "passed": not blocked, "sources": list(by_source.values()),
@@ -170,7 +182,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
                    # The dataset's dtype and feature count say how the blobs read: signed, so
                    # a load checks the record without walking the chain (read_snapshot_rows).
                    "dataset_digest": dataset.record_digest}
-        gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids),
+        gates = [coverage_gate(session, version, policy), sources_gate(session, snapshot, ids, trust),
                  four_eyes_gate(session, snapshot, reviewer, ids=ids, key=key, trust=trust,
                                 policy=policy, evaluation=evaluation)]
     gates.append(_shadow_gate(X, y, ids, evaluation, policy))

@@ -2,6 +2,9 @@
 
 from typing import Optional
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from lineage.data.sources import (
     STATUS_OF_DECISION,
     SourceInfo,
@@ -10,11 +13,37 @@ from lineage.data.sources import (
     source_info,
     status_from,
 )
-from lineage.errors import BadInputError, RefusedError
-from lineage.review.attestations import attest, signing_key_for
+from lineage.errors import BadInputError, LineageError, RefusedError
+from lineage.review.attestations import attest, signing_key_for, verified_attestation
 from lineage.review.checkpoints import witness
+from lineage.review.keys import Trust
 from lineage.store.engine import Store
-from lineage.store.tables import SourceReview
+from lineage.store.log import anchor_records
+from lineage.store.tables import Source, SourceReview
+
+
+def verified_source_status(session: Session, source: Source,
+                           trust: Trust) -> tuple[str, Optional[SourceReview]]:
+    """A source's status as the gates and the loads decide by it: set by its newest review that
+    the event chain records and a trusted key signed about this source and decision. A review
+    row without both (inserted through the database, unsigned, signed by nobody trusted) sets
+    nothing: the status is the newest genuine review's, or the default of a source never
+    reviewed (`lineage verify` names such rows). Returns (status, that review or None)."""
+    reviews = session.scalars(select(SourceReview).where(SourceReview.source_id == source.id)
+                              .order_by(SourceReview.id.desc()))
+    for review in reviews:
+        what = f"review {review.id} of source {source.name!r}"
+        try:
+            anchor_records(session, [review], kinds=("source.review",),
+                           what={("source_reviews", review.id): what})
+            signed = verified_attestation(session, review, trust, what=what)
+        except LineageError:  # IntegrityError or RefusedError: not a review that counts
+            continue
+        p = signed.predicate
+        if (p.get("decision"), p.get("source"), signed.digest) == (
+                review.decision, source.name, source.record_digest):
+            return STATUS_OF_DECISION[review.decision], review
+    return status_from(source, None), None
 
 
 def review_source(store: Store, name: str, *, decision: str,
