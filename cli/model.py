@@ -316,7 +316,7 @@ def evaluate(
 @handle_errors
 def review(
     ref: RefArg,
-    approve: Annotated[bool, typer.Option("--approve", help="Approve (needs a passed evaluation).")] = False,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve (needs a passed evaluation, measured again here).")] = False,
     reject: Annotated[bool, typer.Option("--reject", help="Reject a model in quarantine.")] = False,
     revoke: Annotated[bool, typer.Option("--revoke", help="Revoke an approval.")] = False,
     reason: Annotated[Optional[str], typer.Option(help="Why (required to reject or revoke).")] = None,

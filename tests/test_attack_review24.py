@@ -98,9 +98,6 @@ def _sqlite_path(store) -> str:
 
 # ----------------------------------------------------------------------------- attacks that work
 
-@pytest.mark.xfail(strict=True, reason="review24: an evaluation record is neither signed nor "
-                   "anchored-checked by the review gate: a forged passing evaluation gets a model "
-                   "whose real evaluation failed approved")
 def test_a_forged_passing_evaluation_does_not_get_a_failed_model_approved(world, kit):
     from lineage.review.policy import policy_in_force
     from lineage.review.snapshots import find_snapshot

@@ -48,6 +48,7 @@ from lineage.errors import (
     BadInputError,
     GateFailedError,
     IntegrityError,
+    LineageError,
     NotFoundError,
     QuarantineError,
     RefusedError,
@@ -760,21 +761,16 @@ def measure_model(model, X: np.ndarray, y: np.ndarray, *, classes: Sequence[int]
             f"{worst.asr if worst else 0.0:.4f})"}
 
 
-def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
-                   seed: Optional[int] = None) -> EvaluationResult:
-    """Evaluate a quarantined (or approved) external model in isolation: on the policy's
-    evaluation snapshot only, its input schema checked against the snapshot's, then clean
-    accuracy, the trigger scan per source -> target class and the reverse-engineered triggers
-    (``budget`` rows predicted per searched model, ``seed`` default the policy's). The
-    evaluation is recorded, pass or fail; a schema mismatch writes nothing (BadInputError).
-    Example: ``evaluate_model(store, "vendor-clf:1")``
-    """
+def _measure(store: Store, ref: str, *, budget: int, seed: Optional[int],
+             trust: Optional[Trust] = None) -> tuple[dict, int, int, PolicyInfo]:
+    """What ``evaluate_model`` records, measured (nothing written): (report, the model's id,
+    the evaluation snapshot's id, the policy in force)."""
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1000:
         raise BadInputError(f"--budget {budget!r}: give a whole number of at least 1000 queries")
     with store.read() as session:
         em = get_external(session, ref)
         ref = f"{em.model}:{em.number}"
-        status, why = status_and_reason(session, em)
+        status, why = status_and_reason(session, em, trust=trust)
         if status not in ("quarantined", "approved", "released"):
             raise RefusedError(f"external model {ref} is {status} ({why}): not evaluated")
         policy = policy_in_force(session)
@@ -802,12 +798,27 @@ def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
               "snapshot_digest": snap_digest, "policy_version": policy.version,
               "policy": policy.settings(), "file_sha256": sha, "seed": seed,
               **report}
+    return report, em_id, snap_id, policy
+
+
+def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
+                   seed: Optional[int] = None) -> EvaluationResult:
+    """Evaluate a quarantined (or approved) external model in isolation: on the policy's
+    evaluation snapshot only, its input schema checked against the snapshot's, then clean
+    accuracy, the trigger scan per source -> target class and the reverse-engineered triggers
+    (``budget`` rows predicted per searched model, ``seed`` default the policy's). The
+    evaluation is recorded, pass or fail; a schema mismatch writes nothing (BadInputError).
+    Example: ``evaluate_model(store, "vendor-clf:1")``
+    """
+    report, em_id, snap_id, policy = _measure(store, ref, budget=budget, seed=seed)
+    ref, evaluation_name, snap_digest = report["model"], report["evaluation_snapshot"], \
+        report["snapshot_digest"]
     with store.write() as tx:
         record = tx.add(ExternalEvaluation(external_model_id=em_id,
                                            policy_id=policy.version or None, snapshot_id=snap_id,
                                            snapshot_digest=snap_digest, passed=report["passed"],
                                            report=canonical(report)))
-        tx.event("model.evaluate", f"external model {ref} evaluated on {evaluation.name}: "
+        tx.event("model.evaluate", f"external model {ref} evaluated on {evaluation_name}: "
                  + ("passed" if report["passed"] else "failed: " + report["message"]),
                  model=ref, evaluation=record.id, passed=report["passed"],
                  policy_version=policy.version)
@@ -816,9 +827,41 @@ def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
 
 # ----------------------------------------------------------------------------- review
 
-def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust: Trust) -> tuple:
+def _remeasure(store: Store, ref: str, trust: Trust) -> Optional[tuple[int, Optional[dict]]]:
+    """The model's newest evaluation measured again in this (the reviewer's) process with the
+    budget and seed it records: (its id, the fresh report, None when the record is not one
+    lineage wrote), or None when the model was never evaluated. An evaluation record is
+    neither signed nor made by someone outside review (the importer evaluates), so a review
+    counts what it measures itself, as ``approve_snapshot`` runs its gates itself."""
+    with store.read() as session:
+        em = get_external(session, ref)
+        evaluations = external_evaluations(session, em)
+        if not evaluations:
+            return None
+        newest_id, stored = evaluations[-1].id, evaluations[-1].report
+        try:
+            stored = json.loads(stored)
+            budget, seed = int(stored["reverse"]["budget"]), int(stored["seed"])
+        except (ValueError, KeyError, TypeError):
+            return newest_id, None
+    try:
+        fresh, _, _, _ = _measure(store, ref, budget=budget, seed=seed, trust=trust)
+    except LineageError as exc:  # the review's own checks say why first, where they can
+        return newest_id, {"passed": False, "message": f"cannot measure it: {exc}"}
+    return newest_id, fresh
+
+
+def _decided_on(report: dict) -> tuple:
+    """What an evaluation's verdict rests on, compared between its record and a re-run."""
+    return (report.get("passed"), report.get("problems"), report.get("clean_accuracy"),
+            report.get("worst_asr"), report.get("snapshot_digest"), report.get("file_sha256"))
+
+
+def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust: Trust,
+                 remeasured: Optional[tuple] = None) -> tuple:
     """(checks, the evaluation they read, the policy): the newest evaluation passed and was
-    made under the policy in force on its evaluation snapshot as it is now; the model's source
+    made under the policy in force on its evaluation snapshot as it is now, and measuring it
+    again here (``remeasured``, from ``_remeasure``) gives the same verdict; the model's source
     is not quarantined, rejected or revoked (``BLOCKED_STATUSES``, as for a snapshot's rows);
     four eyes (the reviewer is not the importer, by name or key; the importer set no policy
     setting in force and did not create the evaluation snapshot)."""
@@ -839,13 +882,22 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
                 Snapshot.name == policy.evaluation_snapshot)).first()
             current = snap.content_digest if snap is not None else None
         fresh = (newest.policy_id or 0) == policy.version and newest.snapshot_digest == current
-        checks.append({"check": "evaluation", "passed": bool(newest.passed) and fresh,
+        rerun = remeasured[1] if remeasured is not None and remeasured[0] == newest.id else None
+        same = (rerun is not None and _decided_on(rerun) == _decided_on(report)
+                and bool(newest.passed) == rerun.get("passed"))
+        checks.append({"check": "evaluation", "passed": bool(newest.passed) and fresh and same,
                        "evaluation": newest.id,
-                       "message": (f"evaluation {newest.id} passed under policy version "
-                                   f"{policy.version}" if newest.passed and fresh else
-                                   f"evaluation {newest.id} was made under policy version "
+                       "message": (f"evaluation {newest.id} was made under policy version "
                                    f"{newest.policy_id or 0}, the policy in force is version "
                                    f"{policy.version}: evaluate again" if not fresh else
+                                   f"evaluation {newest.id} is not what measuring the model "
+                                   "again gives (" + (f"re-run: {rerun.get('message')}" if rerun
+                                                      else "its record is not one lineage "
+                                                      "wrote") + "): not counted; run `lineage "
+                                   "verify`" if not same else
+                                   f"evaluation {newest.id} passed under policy version "
+                                   f"{policy.version}, measured again by the reviewer"
+                                   if newest.passed else
                                    f"evaluation {newest.id} failed: {report.get('message')}")})
     source = em_source(session, em)
     state, _ = verified_source_status(session, source, trust)
@@ -900,6 +952,8 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
     if decision != "approve" and not (reason or "").strip():
         raise BadInputError(f"--reason is required to {decision} a model")
     key, trust = signing_key_for(store)
+    # Measured before the write: the write holds the store's lock for milliseconds, not seconds.
+    remeasured = _remeasure(store, ref, trust) if decision == "approve" else None
     with store.write() as tx:
         session = tx.session
         em = get_external(session, ref)
@@ -917,7 +971,8 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
             raise RefusedError(f"external model {ref} is {status}: {hint}")
         evaluation_id, checks, failed, policy = None, [], [], policy_in_force(session)
         if decision == "approve":
-            checks, newest, policy = review_gates(session, em, store.actor, key, trust)
+            checks, newest, policy = review_gates(session, em, store.actor, key, trust,
+                                                  remeasured)
             failed = [c for c in checks if not c["passed"]]
             evaluation_id = newest.id if newest is not None else None
         review = _record_review(tx, key, em, ref, decision=decision, checks=checks,
@@ -973,6 +1028,9 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
     releases are (a signed review with decision ``refused``, event ``model.release-failed``),
     then GateFailedError (exit 4); a model not approved is refused with nothing written."""
     key, trust = signing_key_for(store)
+    with store.read() as session:
+        approved = status_and_reason(session, get_external(session, ref), trust=trust)[0] == "approved"
+    remeasured = _remeasure(store, ref, trust) if approved else None
     with store.write() as tx:
         session = tx.session
         em = get_external(session, ref)
@@ -984,7 +1042,7 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
                                + ": only an approved model can be released"
                                + (" (run `lineage model review --approve` after a passed "
                                   "evaluation)" if status == "quarantined" else ""))
-        checks, newest, policy = review_gates(session, em, store.actor, key, trust)
+        checks, newest, policy = review_gates(session, em, store.actor, key, trust, remeasured)
         failed = [c for c in checks if not c["passed"]]
         review = _record_review(tx, key, em, ref, decision="release", checks=checks,
                                 evaluation_id=newest.id if newest is not None else None,
