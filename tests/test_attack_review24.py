@@ -167,9 +167,6 @@ def test_a_forged_source_approval_does_not_pass_the_source_gate(world, kit):
         review_model(rev, "vendor-clf:1", decision="approve")
 
 
-@pytest.mark.xfail(strict=True, reason="review24: load_model checks the approval but not that "
-                   "a revocation the chain recorded still exists: deleting the revoke row "
-                   "(triggers dropped) loads a revoked model, even given a checkpoint")
 def test_deleting_a_models_revocation_does_not_make_it_loadable(world, kit, tmp_path):
     from lineage.review.checkpoints import write_checkpoint
 
@@ -574,4 +571,19 @@ def test_a_forged_approval_of_a_quarantined_source_fails_the_snapshot_sources_ga
     r = cli("snapshot", "approve", "crowd-snap", "--reason", "ok", actor="reviewer")
     assert r.exit_code == 4, r.output
     assert "sources: 5 rows from blocked sources: crowd (quarantined, 5 rows)" in r.output
+    store.close()
+
+
+def test_deleting_a_snapshots_revocation_does_not_make_it_loadable(reviewed):
+    cli = reviewed
+    assert cli("snapshot", "approve", "train", "--reason", "ok", actor="reviewer").exit_code == 0
+    r = cli("snapshot", "revoke", "train", "--reason", "poisoned", actor="reviewer")
+    assert r.exit_code == 0, r.output
+    store = open_store(cli.url)
+    with pytest.raises(SnapshotNotApprovedError, match="revoked"):
+        load_snapshot("train", store=store)
+    drop_guards(cli.url, "snapshot_reviews")
+    raw_execute(cli.url, "DELETE FROM snapshot_reviews WHERE decision = 'revoke'")
+    with pytest.raises(IntegrityError, match="snapshot_reviews record .* is gone"):
+        load_snapshot("train", store=store)
     store.close()

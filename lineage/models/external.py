@@ -71,7 +71,7 @@ from lineage.review.source_reviews import verified_source_status
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
 from lineage.store.files import write_atomically
-from lineage.store.log import anchor_records
+from lineage.store.log import anchor_records, check_listed_present
 from lineage.store.names import check_name, identity
 from lineage.store.tables import (
     Dataset,
@@ -1057,12 +1057,18 @@ def release_external(store: Store, ref: str, *, reason: Optional[str] = None) ->
 
 # ----------------------------------------------------------------------------- read
 
+# The events of an external model's reviews (_record_review): each lists its review record.
+MODEL_DECISIONS = ("model.review", "model.review-failed", "model.release", "model.release-failed")
+
+
 def approved_file(session: Session, em: ExternalModel, trust: Trust) -> bytes:
     """The file of an approved external model, checked before a byte is parsed: approved now,
     the approval anchored in the event chain, signed by a trusted key that is not the
     importer's, about this model's file digest; then the stored bytes against that digest.
     RefusedError (exit 4) for a model not approved; IntegrityError when a check fails."""
     ref = f"{em.model}:{em.number}"
+    check_listed_present(session, ExternalReview, kinds=MODEL_DECISIONS, detail="model",
+                         value=ref, what=f"external model {ref}")
     reviews = external_reviews(session, em)
     status, why = status_and_reason(session, em, reviews, trust)
     if status not in LOADABLE:

@@ -31,10 +31,14 @@ from lineage.review.snapshots import (
 from lineage.review.source_reviews import verified_source_status
 from lineage.store.engine import Store, open_store
 from lineage.store.files import write_atomically
-from lineage.store.log import anchor_records
+from lineage.store.log import anchor_records, check_listed_present
 from lineage.store.merkle import inclusion_proof, tree_root
 from lineage.store.names import identity
 from lineage.store.tables import Dataset, Event, Snapshot, SnapshotReview, Source, Version
+
+# The events of a snapshot's reviews (lineage.review.gates): each lists its review record.
+SNAPSHOT_DECISIONS = ("snapshot.approve", "snapshot.approve-failed", "snapshot.reject",
+                      "snapshot.revoke")
 
 
 def check_approval(session: Session, snapshot: Snapshot, review: SnapshotReview) -> None:
@@ -142,6 +146,8 @@ def approval_in_force(session: Session, snapshot: Snapshot, trust: Trust) -> Ver
     """The snapshot's approval, checked: approved now, anchored in the event chain, signed by a
     trusted reviewer not under review, its sources still approved. Returns the verified signed
     statement. Raises SnapshotNotApprovedError or IntegrityError (see ``approved_rows``)."""
+    check_listed_present(session, SnapshotReview, kinds=SNAPSHOT_DECISIONS, detail="snapshot",
+                         value=snapshot.name, what=f"snapshot {snapshot.name!r}")
     reviews = snapshot_reviews(session, snapshot)
     status = status_of(reviews)
     if status != "approved":

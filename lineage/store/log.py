@@ -55,6 +55,36 @@ def recomputed_digest(record) -> str:
     return stored_record_digest(table.name, {c.name: getattr(record, c.key) for c in table.columns})
 
 
+def check_listed_present(session: Session, model, *, kinds: tuple[str, ...], detail: str,
+                         value: str, what: str) -> None:
+    """Every ``model`` record that an event of ``kinds`` whose ``detail`` is ``value`` listed is
+    still stored: a decision the chain recorded (a revocation, a rejection) cannot be undone by
+    deleting its record. IntegrityError names the first one gone. (Deleting the event too
+    breaks the chain, or, for the chain's last events, the log's extension of a checkpoint.)"""
+    table = model.__table__.name
+    listed: dict[int, int] = {}
+    query = select(Event.id, Event.kind, Event.payload).where(Event.kind.in_(kinds))
+    for ev in session.execute(query.order_by(Event.id)):
+        if value not in ev.payload:  # cheap substring test before parsing
+            continue
+        try:
+            payload = event_payload(ev.id, ev.kind, ev.payload)
+        except IntegrityError:
+            continue  # not a listing the store wrote (verify names it)
+        if payload.get(detail) != value:
+            continue
+        for entry in payload.get("records", {}).get(table, []):
+            listed.setdefault(int(entry[0]), ev.id)
+    if not listed:
+        return
+    present = set(session.scalars(select(model.id).where(model.id.in_(sorted(listed)))))
+    gone = sorted(set(listed) - present)
+    if gone:
+        raise IntegrityError(f"{what}: {table} record {gone[0]}, which event {listed[gone[0]]} "
+                             "recorded, is gone (deleted behind the store's back): run "
+                             "`lineage verify`")
+
+
 def anchor_records(session: Session, records: list, *, kinds: Optional[tuple[str, ...]] = None,
                    what: Optional[dict] = None) -> dict:
     """Require that the event chain anchors each record as it is stored now.
