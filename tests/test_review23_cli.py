@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lineage.cli.main import app
-from storeutil import state
-
 from lineage.store.engine import open_store
+from storeutil import state
 
 runner = CliRunner()
 
@@ -77,9 +76,6 @@ def unchanged(db_url):
 
 # --- store changed by a command that promises not to touch it ---------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review23: `lineage demo --db URL` of an existing user "
-                   "store writes the demo into it: the policy in force is replaced and the "
-                   "demo's untrusted signatures make `lineage verify` of that store exit 4")
 def test_demo_pointed_at_a_user_store_leaves_it_alone(db_url, tmp_path, monkeypatch):
     if not db_url.startswith("sqlite"):
         pytest.skip("the demo runs on SQLite here (test_lab's choice)")
@@ -95,8 +91,6 @@ def test_demo_pointed_at_a_user_store_leaves_it_alone(db_url, tmp_path, monkeypa
 
 # --- tracebacks -------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review23: --value-range with inf (or 1e400) ends in "
-                   "ValueError 'Out of range float values are not JSON compliant', exit 1")
 @pytest.mark.parametrize("value_range", ["0:inf", "-inf:inf", "0:1e400"])
 def test_infinite_value_range_is_one_line_exit_2(db_url, tmp_path, value_range):
     path = tmp_path / "rows.csv"
@@ -134,8 +128,6 @@ def test_key_trust_public_key_folder_is_one_line(tmp_path):
     assert not (tmp_path / "trust.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: train --param max_iter=<over int64> ends in "
-                   "TypeError from np.isfinite, exit 1")
 def test_train_param_too_large_is_one_line(db_url, unchanged):
     # Refused before the snapshot is looked up: the parameter is checked first.
     result = _run(db_url, "train", "--snapshot", "nosuch", "--model", "m", "--param",
@@ -177,17 +169,12 @@ def test_missing_number_option_says_missing(argv, option, tmp_path):
     assert line.startswith(f"Error: Missing option '{option}'"), line
 
 
-@pytest.mark.xfail(strict=True, reason="review23: an explicit empty --as silently becomes the OS "
-                   "login name (the record names someone who did not type it); `--as ' '` is "
-                   "refused")
 def test_empty_actor_is_refused(db_url, unchanged):
     line = _one_line(_run(db_url, "source", "add", "x", "--as", ""), 2)
     assert "actor" in line
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: an explicit empty --db silently opens (and "
-                   "writes) ./lineage.db; `--db ' '` is refused as not a URL")
 def test_empty_db_url_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LINEAGE_DB", raising=False)

@@ -223,6 +223,9 @@ def _target(session, source: str, dataset: Optional[str]) -> tuple[Source, Optio
 def _check_schema(ds: Optional[Dataset], where: str, n_features: Optional[int],
                   value_range: Optional[tuple[float, float]], image_shape: Optional[str]) -> None:
     """What can be checked against an existing dataset before a file's rows are read."""
+    if value_range is not None and not all(np.isfinite(float(v)) for v in value_range):
+        raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g}: give finite "
+                            "numbers, e.g. 0:16")
     if value_range is not None and not value_range[0] <= value_range[1]:
         raise BadInputError(f"value range {value_range[0]:g}..{value_range[1]:g} is empty")
     if ds is None:

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from sqlalchemy import func, select
 
 from lineage.data.coverage import get_coverage
 from lineage.data.ingest import ingest_arrays, ingest_digits
 from lineage.data.sources import add_source, get_source
 from lineage.data.transforms import append_ingest, inject_trigger, split_version
 from lineage.data.versions import list_versions, version_members
-from lineage.errors import GateFailedError
+from lineage.errors import BadInputError, GateFailedError, NotFoundError
 from lineage.lab.audit import audit_poisoned, audit_sources, scan_version
 from lineage.lab.experiment import IMAGE_SHAPE, SCENARIO_2_RATE, LabRow, LabSettings, check_settings
 from lineage.models.registry import load_model
@@ -23,11 +24,12 @@ from lineage.poison.detectors import trigger_visibility
 from lineage.poison.metrics import attack_success_rate, clean_accuracy, detection
 from lineage.poison.triggers import stamp
 from lineage.review.gates import approve_snapshot, revoke_snapshot
-from lineage.review.keys import create_key, key_path, trust_key
+from lineage.review.keys import create_key, key_path, read_trust, trust_key
 from lineage.review.policy import set_policy
 from lineage.review.snapshots import create_snapshot
 from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
+from lineage.store.tables import Attestation, Event
 
 # The demo's own store, in the working folder: it never writes into the user's store (nor reads
 # LINEAGE_DB), so its rows, reviews and policies never mix with the user's.
@@ -128,6 +130,26 @@ def demo_folder(db: Optional[str]) -> Path:
     return Path.cwd() / "lineage-demo"
 
 
+def check_demo_store(db: str, trust) -> None:
+    """The demo writes only into a store that is empty or its own: one whose every signed
+    statement is by a key of the demo's trust file (a demo run signs from its first write on).
+    Anything else is a user's store, which the demo must not touch (BadInputError)."""
+    try:
+        store = open_store(db, create=False)
+    except NotFoundError:
+        return  # no store yet: the demo makes its own
+    try:
+        with store.read() as session:
+            events = session.scalar(select(func.count()).select_from(Event))
+            keyids = set(session.scalars(select(Attestation.keyid).distinct()))
+    finally:
+        store.close()
+    if events and (not keyids or any(trust.by_keyid(k) is None for k in keyids)):
+        raise BadInputError(f"{db} holds a store the demo did not make: the demo writes only "
+                            f"into an empty store or its own (default {DEMO_DB}); give it "
+                            "another --db")
+
+
 def demo_steps(settings: LabSettings, quick: bool) -> int:
     """How many steps ``run_demo`` reports to its ``progress``."""
     rates = settings.rates
@@ -173,6 +195,7 @@ def run_demo(db: Optional[str] = None, settings: LabSettings = LabSettings(), *,
     stores = {}
     try:
         keys, trust = demo_identities(Path(folder) if folder else demo_folder(db))
+        check_demo_store(db, read_trust(str(trust)))
         for role, actor in ACTORS.items():
             stores[role] = open_store(db, actor=actor, trust=str(trust), keys=str(keys))
         eng, red, rev, lab = (stores[k] for k in ("engineer", "red_team", "reviewer", "lab"))

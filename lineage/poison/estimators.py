@@ -57,6 +57,8 @@ def make_estimator(name: str, *, seed: int, value_max: float, params: Optional[d
             out = kind(value)
         except (TypeError, ValueError):
             out = None
+        if out is not None and kind is int and not -2**31 < out < 2**31:  # the solvers' C ints
+            out = None
         if out is None or not np.isfinite(out) or out < low or (kind is float and low > 0 and out == 0):
             raise BadInputError(f"--param {key}={value!r}: {example}")
         return out

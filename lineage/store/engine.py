@@ -44,14 +44,17 @@ PG_LOCK_KEY = 0x6C696E65  # "line": the advisory lock that serializes writers on
 
 
 def resolve_db(db: Optional[str] = None) -> str:
-    """``--db`` > ``LINEAGE_DB`` > ``sqlite:///lineage.db`` in the working directory."""
+    """``--db`` > ``LINEAGE_DB`` > ``sqlite:///lineage.db`` in the working directory. An empty
+    ``--db`` (a script's unset variable) is refused, never read as "the default"."""
+    if db is not None and not db.strip():
+        raise BadInputError("--db is empty: give a database URL, e.g. sqlite:///lineage.db")
     return db or os.environ.get("LINEAGE_DB") or DEFAULT_DB
 
 
 def resolve_actor(actor: Optional[str] = None) -> str:
     """``--as`` > ``LINEAGE_ACTOR`` > the OS login name, checked as a name (``names.check_name``:
     no control or invisible characters, at most 200 characters)."""
-    if actor:
+    if actor is not None:  # an empty --as is refused by check_name, not replaced by the login
         return check_name(actor, "actor (--as)")
     if os.environ.get("LINEAGE_ACTOR"):
         return check_name(os.environ["LINEAGE_ACTOR"], "actor (LINEAGE_ACTOR)")
