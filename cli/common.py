@@ -144,7 +144,8 @@ def _choice_names(param) -> list[str]:
 def _bad_value(exc: BaseException, args: Sequence[str]) -> Optional[str]:
     """A bad option value in our words (click's and pydantic's are not), or None."""
     param = getattr(exc, "param", None)
-    if param is None or getattr(param, "param_type_name", "") != "option":
+    if param is None or getattr(param, "param_type_name", "") != "option" or \
+            type(exc).__name__ == "MissingParameter":  # click says "Missing option '--to'"
         return None
     name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
     value = _given(args, param)
@@ -198,6 +199,32 @@ def _tidy_params(command) -> None:
     command.get_help_option = help_option
 
 
+def _given_twice(group, argv: Sequence[str]) -> Optional[tuple[str, str]]:
+    """(the command's path, an option) when ``argv`` gives a single-valued option of its
+    command twice: click keeps the last value without a word (``filter --label 3 --label 4``
+    removed only the 4s)."""
+    command, path, i = group, ["lineage"], 0
+    while hasattr(command, "commands") and i < len(argv) and argv[i] in command.commands:
+        command, i = command.commands[argv[i]], i + 1
+        path.append(argv[i - 1])
+    if hasattr(command, "commands"):
+        return None
+    single = {opt: p for p in command.params if getattr(p, "param_type_name", "") == "option"
+              and not p.multiple and not p.count for opt in p.opts + p.secondary_opts}
+    seen, args, j = set(), argv[i:], 0
+    while j < len(args) and args[j] != "--":
+        key = args[j].split("=", 1)[0]
+        param = single.get(key) if key.startswith("-") else None
+        if param is not None:
+            if param.name in seen:
+                return " ".join(path), key
+            seen.add(param.name)
+            if not param.is_flag and "=" not in args[j]:
+                j += 1  # its value, whatever it looks like
+        j += 1
+    return None
+
+
 class OneLineErrors(TyperGroup):
     """The top-level group: a usage error is one `Error: ...` line and exit 2, like every other
     error (Typer's default is a multi-line panel); commands listed in flow order."""
@@ -216,6 +243,11 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         argv = list(sys.argv[1:] if args is None else args)
+        twice = _given_twice(self, argv)
+        if twice is not None:
+            err.print(f"Error: {twice[1]} is given twice: give it once (see `{twice[0]} --help`)",
+                      markup=False, highlight=False)
+            sys.exit(2)
         try:
             rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:

@@ -165,7 +165,7 @@ def show(ref: RefArg, db: DbOpt = None, as_json: JsonOpt = False):
 @model_app.command("export")
 @handle_errors
 def export(ref: RefArg,
-           out_path: Annotated[Path, typer.Option("--out", help="File to write the pickled pipeline to.")],
+           out_path: Annotated[Path, typer.Option("--out", help="File to write the stored artifact to (skops, or the imported file).")],
            force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
            db: DbOpt = None, as_json: JsonOpt = False):
     """Write a model version's stored artifact (verified against its sha256) to a file. An
@@ -173,7 +173,7 @@ def export(ref: RefArg,
     stderr (and "affected": true in --json); `model release` refuses it. An external model is
     written only once a signed review approved it (exit 4 while quarantined or rejected).
 
-    Example: lineage model export digits-clf:1 --out digits-clf-1.pkl
+    Example: lineage model export digits-clf:1 --out digits-clf-1.skops
     """
     from lineage.models.registry import export_model
 

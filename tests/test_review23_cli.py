@@ -107,8 +107,6 @@ def test_infinite_value_range_is_one_line_exit_2(db_url, tmp_path, value_range):
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: verify --checkpoint of a folder or a non-UTF-8 "
-                   "file ends in IsADirectoryError / UnicodeDecodeError, exit 1")
 @pytest.mark.parametrize("kind", ["folder", "binary"])
 def test_verify_checkpoint_that_is_not_a_text_file(db_url, tmp_path, kind):
     path = tmp_path / "witness.jsonl"
@@ -119,8 +117,6 @@ def test_verify_checkpoint_that_is_not_a_text_file(db_url, tmp_path, kind):
     _one_line(_run(db_url, "verify", "--fast", "--checkpoint", path), 2)
 
 
-@pytest.mark.xfail(strict=True, reason="review23: key trust --public-key FOLDER ends in "
-                   "IsADirectoryError, exit 1")
 def test_key_trust_public_key_folder_is_one_line(tmp_path):
     result = runner.invoke(app, ["key", "trust", "someone", "--public-key", str(tmp_path),
                                  "--trust", str(tmp_path / "trust.json")])
@@ -137,8 +133,6 @@ def test_train_param_too_large_is_one_line(db_url, unchanged):
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: a store whose alembic_version holds two rows "
-                   "ends in alembic CommandError ('more than one head'), exit 1")
 def test_two_schema_versions_is_one_line(tmp_path):
     path = tmp_path / "lineage.db"
     url = f"sqlite:///{path}"
@@ -155,8 +149,6 @@ def test_two_schema_versions_is_one_line(tmp_path):
 
 # --- wrong or misleading messages and outputs -------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="review23: a missing required number option is reported "
-                   "as '--to is not a whole number' instead of 'Missing option'")
 @pytest.mark.parametrize("argv,option", [
     (["transform", "relabel", "--version", "v1", "--rows", "1", "--reason", "r"], "--to"),
     (["transform", "split", "--version", "v1"], "--test-size"),
@@ -183,8 +175,6 @@ def test_empty_db_url_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "lineage.db").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: transform split --name '' makes versions named "
-                   "'-train' and '-test' (relabel refuses an empty --name)")
 @pytest.mark.parametrize("name", ["", " "])
 def test_split_with_empty_name_is_refused(db_url, unchanged, name):
     result = _run(db_url, "transform", "split", "--version", "v1", "--test-size", "0.3",
@@ -204,16 +194,12 @@ def test_version_show_agrees_with_diff_on_a_trigger_version(db_url):
     assert (shown["n_removed"], shown["n_added"]) == (len(diff["removed"]), len(diff["added"]))
 
 
-@pytest.mark.xfail(strict=True, reason="review23: model export's help says it writes 'the "
-                   "pickled pipeline' with a .pkl example; it writes the stored skops file "
-                   "(nothing is pickled)")
 def test_model_export_help_does_not_promise_a_pickle(monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     text = runner.invoke(app, ["model", "export", "--help"]).output
     assert "pickle" not in text.lower() and ".pkl" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="review23: model import of a folder says 'no such file'")
 def test_model_import_folder_says_folder(db_url, tmp_path, unchanged):
     line = _one_line(_run(db_url, "model", "import", tmp_path, "--name", "x", "--source",
                           "sklearn-digits", actor="engineer"), 2)
@@ -237,8 +223,6 @@ def test_missing_row_id_column_is_named(db_url, tmp_path):
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: ingest npz of a CSV or random bytes says "
-                   "'holds object arrays'; of a .npy file it shows numpy's internal error")
 @pytest.mark.parametrize("kind", ["csv", "npy"])
 def test_ingest_npz_of_another_format_says_not_npz(db_url, tmp_path, unchanged, kind):
     if kind == "csv":
@@ -253,8 +237,6 @@ def test_ingest_npz_of_another_format_says_not_npz(db_url, tmp_path, unchanged, 
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: verify --checkpoint of an empty (or blank) "
-                   "witness file exits 0 'OK' having checked no checkpoint, without a word")
 def test_verify_empty_checkpoint_file_is_not_a_silent_pass(db_url, tmp_path):
     path = tmp_path / "witness.jsonl"
     path.write_text("\n")
@@ -270,8 +252,6 @@ def test_sqlite_url_of_a_folder_says_folder(tmp_path):
     assert "folder" in line or "directory" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="review23: transform filter --label 3 --label 4 silently "
-                   "removes only label 4 (the repeated option's first value is dropped)")
 def test_filter_label_given_twice_is_not_silently_halved(db_url):
     result = _run(db_url, "transform", "filter", "--version", "v1", "--label", "3", "--label",
                   "4", "--reason", "r", "--json")

@@ -252,6 +252,9 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read arrays ``X`` of shape (n_samples, n_features) and ``y`` of shape (n_samples,)."""
     path = Path(path)
     check_file(path)
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # an .npz is a zip of .npy files; np.load takes others
+            raise BadInputError(f"{path}: not an .npz file (save one with np.savez(f, X=X, y=y))")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in ("X", "y") if k not in npz.files]

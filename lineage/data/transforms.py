@@ -651,6 +651,8 @@ def split_version(store: Store, *, version: str | int, test_size: float, seed: i
         parent, ds, m = _labels_only(tx.session, version)
         names = [None, None]
         if name is not None:
+            if not name.strip():  # "-train" would read as an option on the command line
+                raise BadInputError("--name is empty: give the split a name, e.g. digits")
             names = [check_version_name(tx.session, f"{name}-train"), check_version_name(tx.session, f"{name}-test")]
         n = len(m.row_ids)
         n_test = int(math.ceil(test_size * n))

@@ -70,7 +70,7 @@ from lineage.review.snapshots import find_snapshot
 from lineage.review.source_reviews import verified_source_status
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
-from lineage.store.files import write_atomically
+from lineage.store.files import read_file, write_atomically
 from lineage.store.log import anchor_records, check_listed_present
 from lineage.store.names import check_name, identity
 from lineage.store.tables import (
@@ -499,9 +499,9 @@ def import_model(store: Store, path: str | Path, *, name: str, source: str,
         raise BadInputError("an external model needs a name without ':' (versions are numbered)")
     name = check_name(name, "model name")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BadInputError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = read_file(path, "model file")
     what = f"{path.name}"
     fmt = sniff_format(data, path.name)
     trust_types = sorted(set(trust_types))

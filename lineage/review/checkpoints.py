@@ -25,6 +25,7 @@ from lineage.errors import BadInputError, IntegrityError, NotFoundError
 from lineage.review.attestations import sign, signing_key_for, verify
 from lineage.review.keys import Trust, read_trust
 from lineage.store.engine import Store, utcnow
+from lineage.store.files import read_text
 from lineage.store.merkle import (
     consistency_proof,
     leaf_hash,
@@ -98,12 +99,14 @@ def read_checkpoints(path: str | os.PathLike, trust: Trust) -> list[Checkpoint]:
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"no checkpoint file {path}")
-    text = path.read_text(encoding="utf-8").strip()
+    text = read_text(path, "checkpoint file").strip()
     try:
         envelopes = [json.loads(text)] if text.startswith("{") and "\n" not in text else \
             [json.loads(line) for line in text.splitlines() if line.strip()]
     except ValueError as exc:
         raise BadInputError(f"{path}: not a checkpoint file ({exc})") from None
+    if not envelopes:  # a wiped witness file must not pass as "every checkpoint extended"
+        raise BadInputError(f"{path}: holds no checkpoint")
     out = []
     for n, env in enumerate(envelopes, 1):
         signed = verify(env, trust, what=f"checkpoint {n} of {path}", payload_type=CHECKPOINT_TYPE)
@@ -150,7 +153,8 @@ def check_checkpoints(store: Store, path: Optional[str | os.PathLike] = None, *,
     path = Path(path) if path else witness_path()
     if path is None:
         return 0
-    if not path.exists() and path == witness_path():
+    if path == witness_path() and (not path.exists() or (path.is_file()
+                                                          and not path.stat().st_size)):
         return 0  # a witness file not written yet: nothing pinned so far
     checkpoints = read_checkpoints(path, trust or read_trust(store.trust))
     with store.read() as session:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from lineage.errors import BadInputError, NotFoundError
-from lineage.store.files import write_atomically
+from lineage.store.files import read_file, write_atomically
 from lineage.store.names import check_name, identity
 
 TRUST_FILE = "lineage-trust.json"
@@ -157,9 +157,9 @@ def load_signing_key(name: str, folder: Optional[str | os.PathLike] = None) -> S
 def read_public_key(path: str | os.PathLike) -> bytes:
     """The raw 32-byte Ed25519 public key in a PEM file (public or private)."""
     serialization, ed25519 = _crypto()
-    data = Path(path).read_bytes() if Path(path).exists() else None
-    if data is None:
+    if not Path(path).exists():
         raise NotFoundError(f"no key file {path}")
+    data = read_file(path, "key file")
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

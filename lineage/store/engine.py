@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from lineage.errors import (
     AppendOnlyError,
     BadInputError,
+    IntegrityError,
     LineageError,
     NotFoundError,
     SchemaOutdatedError,
@@ -213,8 +214,13 @@ def _known_revision(revision: str) -> bool:
 
 def _current_revision(conn) -> Optional[str]:
     from alembic.migration import MigrationContext
+    from alembic.util.exc import CommandError
 
-    return MigrationContext.configure(conn).get_current_revision()
+    try:
+        return MigrationContext.configure(conn).get_current_revision()
+    except CommandError:  # several rows in alembic_version: no store lineage wrote
+        raise IntegrityError("the store's schema version table names several versions: it was "
+                             "changed behind lineage's back") from None
 
 
 class StoreSession(Session):

@@ -33,6 +33,25 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
+    """A file's bytes, or one line saying why not (a folder, no permission, unreadable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a folder, not a {what}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """``read_file`` decoded as UTF-8 (BadInputError when it is not text)."""
+    try:
+        return read_file(path, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path}: not a UTF-8 text file, not a {what}") from None
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
