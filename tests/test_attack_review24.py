@@ -37,7 +37,7 @@ from lineage.review.source_reviews import review_source
 from lineage.store.engine import open_store
 from storeutil import drop_guards, raw_execute
 
-BUDGET = 500_000
+BUDGET = 100_000
 
 
 class Evil:
