@@ -111,7 +111,8 @@ def csv(path: Annotated[Path, typer.Argument(help="CSV file with a header line."
         with opened(db, actor) as store:
             result = import_external_edit(
                 store, path, as_version_of=as_version_of, source=source,
-                label_column=label_column, row_id_column=row_id_column or "row_id", name=name)
+                label_column=label_column, row_id_column=row_id_column or "row_id", name=name,
+                require_row_ids=row_id_column is not None)
         print_transformation(result, as_json)
         return
     for flag, given in (("--name", name), ("--row-id-column", row_id_column)):

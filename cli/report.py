@@ -44,7 +44,7 @@ def report_command(model: ModelOpt = None, snapshot: SnapshotOpt = None,
     from lineage.lab.report import check_target, write_report
 
     check_target(model, snapshot)
-    path = check_output(out_path)
+    path = check_output(out_path, example="report.html")
     with opened(db, actor) as store:
         report = write_report(store, path, model=model, snapshot=snapshot, scan=scan, trust=trust)
     audit = report.audit
@@ -116,7 +116,7 @@ def export_openlineage(model: ModelOpt = None, snapshot: SnapshotOpt = None,
     from lineage.lab.report import check_target
 
     check_target(model, snapshot)
-    path = check_output(out_path) if out_path is not None else None
+    path = check_output(out_path, example="lineage.jsonl") if out_path is not None else None
     if url is not None:
         check_url(url)
     with opened(db) as store:

@@ -71,7 +71,8 @@ def show(version: VersionArg, db: DbOpt = None, as_json: JsonOpt = False):
         ("params", ", ".join(f"{k}={v}" for k, v in info.params.items() if k != "effects") or "-"),
         ("code identity", info.code_identity), ("at", info.created_at),
         ("rows", info.n_rows),
-        ("delta", f"{info.n_removed} removed, {info.n_added} added, {info.n_relabelled} relabelled"),
+        ("delta", f"{info.n_removed} removed, {info.n_added} added, {info.n_relabelled} relabelled, "
+                  f"{info.n_modified} modified"),
         ("content digest", info.content_digest),
         ("coverage", f"{c.coverage:.1%} ({c.n_covered} of {c.n_rows} rows)"
          + "".join(f"; {r}: {n}" for r, n in c.breakdown.items())),

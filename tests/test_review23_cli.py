@@ -183,9 +183,6 @@ def test_split_with_empty_name_is_refused(db_url, unchanged, name):
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: version show of an inject-trigger version "
-                   "says '13 removed, 13 added' (JSON n_removed 13) where the transform's own "
-                   "output and version diff say 0 removed, 0 added, 13 modified")
 def test_version_show_agrees_with_diff_on_a_trigger_version(db_url):
     shown = json.loads(_run(db_url, "version", "show", "digits-poisoned", "--json").output)
     diff = json.loads(_run(db_url, "version", "diff", "digits-fixed", "digits-poisoned",
@@ -207,8 +204,6 @@ def test_model_import_folder_says_folder(db_url, tmp_path, unchanged):
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="review23: --row-id-column naming a missing column is "
-                   "reported as '65 features, dataset digits has 64'")
 def test_missing_row_id_column_is_named(db_url, tmp_path):
     out = tmp_path / "edited.csv"
     assert _run(db_url, "version", "export", "digits-fixed", "--out", out).exit_code == 0
@@ -244,8 +239,6 @@ def test_verify_empty_checkpoint_file_is_not_a_silent_pass(db_url, tmp_path):
     assert result.exit_code != 0 or "checkpoint" in result.output, result.output
 
 
-@pytest.mark.xfail(strict=True, reason="review23: a SQLite URL naming a folder says 'disk I/O "
-                   "error' (exit 1); a folder given as a file elsewhere is 'is a folder', exit 2")
 def test_sqlite_url_of_a_folder_says_folder(tmp_path):
     result = runner.invoke(app, ["source", "list", "--db", f"sqlite:///{tmp_path}"])
     line = _one_line(result, 2)
@@ -262,14 +255,10 @@ def test_filter_label_given_twice_is_not_silently_halved(db_url):
     assert info["n_removed"] == 183 + 181  # digits: 183 threes and 181 fours
 
 
-@pytest.mark.xfail(strict=True, reason="review23: log --kind with an unknown kind prints an "
-                   "empty table and exits 0 (a typo looks like 'no such events')")
 def test_log_unknown_kind_is_bad_input(db_url):
     _one_line(_run(db_url, "log", "--kind", "ingests"), 2)
 
 
-@pytest.mark.xfail(strict=True, reason="review23: report --out FOLDER suggests "
-                   "'results/sweep.csv' (the demo's file) for an HTML report")
 def test_report_out_folder_suggests_an_html_file(db_url, tmp_path):
     line = _one_line(_run(db_url, "report", "--snapshot", "nosuch", "--out", tmp_path), 2)
     assert "sweep.csv" not in line, line

@@ -59,13 +59,15 @@ def _read_edit_csv(path: Path, label_column: str, row_id_column: str):
 
 def import_external_edit(store: Store, path, *, as_version_of: str | int, source: str,
                          label_column: str = "label", row_id_column: str = "row_id",
-                         name: Optional[str] = None) -> TransformResult:
+                         name: Optional[str] = None,
+                         require_row_ids: bool = False) -> TransformResult:
     """Record a copy of a version edited outside the store as an unattributed "external edit".
 
     The CSV is diffed against the version. Rows are matched by the ``row_id_column`` when the
     header has one (a blank id marks a new row; members missing from the file are removed),
     otherwise by position: the file's i-th row against the version's i-th row in row-id order
-    (extra file rows are added, missing trailing rows removed). Changed features make new rows
+    (extra file rows are added, missing trailing rows removed); with ``require_row_ids`` a
+    header without the column is refused (it was named). Changed features make new rows
     (parent -> child); a changed label alone is a relabel. The import's actor is recorded with
     the reason "external edit, unattributed"; rows it changed are never provenance-covered.
 
@@ -75,6 +77,9 @@ def import_external_edit(store: Store, path, *, as_version_of: str | int, source
     path = Path(path)
     file_ids, X_file, y_file, file_lines, locate = _read_edit_csv(path, label_column,
                                                                   row_id_column)
+    if require_row_ids and file_ids is None:
+        raise BadInputError(f"{path}: no column {row_id_column!r} in the header (named by "
+                            "--row-id-column)")
     digest = file_sha256(path)
     with store.write() as tx:
         src = find_source(tx.session, source)

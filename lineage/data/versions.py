@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from lineage.data.coverage import version_coverage
 from lineage.data.datasets import find_version
@@ -33,7 +33,7 @@ from lineage.errors import BadInputError, IntegrityError
 from lineage.store.chunks import ids_from_bytes
 from lineage.store.engine import Store
 from lineage.store.files import file_sha256, write_atomically
-from lineage.store.tables import Dataset, Transformation, Version
+from lineage.store.tables import Dataset, RowEffect, Transformation, Version
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class VersionDetail:
     content_digest: str
     created_at: datetime
     coverage: object  # CoverageReport
+    # Rows replaced by a new row pointing at them (inject-trigger): counted here, not as a
+    # removed and an added row, as the transformation and version diff count them.
+    n_modified: int = 0
 
 
 def list_versions(store: Store) -> list[VersionSummary]:
@@ -102,13 +105,16 @@ def show_version(store: Store, version: str | int) -> VersionDetail:
         params = json.loads(t.params) if t else {}
         n_added = (ingest_range(session, v)[1] if is_ingest_root(v)  # a root: its ingest's rows
                    else len(ids_from_bytes(v.added_ids)))
+        n_modified = session.scalar(select(func.count()).select_from(RowEffect).where(
+            RowEffect.version_id == v.id, RowEffect.effect == "modified")) if t else 0
         return VersionDetail(
             id=v.id, name=v.name, dataset=ds.name,
             parent_ids=(v.parent_id,) if v.parent_id is not None else (),
             kind=t.kind if t else "ingest", transformation_id=v.transformation_id,
             ingest_id=v.ingest_id, actor=t.actor if t else v.actor, reason=t.reason if t else None,
             params=params, code_identity=t.code_identity if t else None, n_rows=v.n_rows,
-            n_removed=len(ids_from_bytes(v.removed_ids)), n_added=n_added,
+            n_removed=len(ids_from_bytes(v.removed_ids)) - n_modified,
+            n_added=n_added - n_modified, n_modified=n_modified,
             n_relabelled=len(ids_from_bytes(v.relabel_ids)), content_digest=v.content_digest,
             created_at=v.created_at, coverage=version_coverage(session, v))
 

@@ -16,14 +16,17 @@ from lineage.poison.detectors import DETECTORS
 from lineage.store.files import write_atomically
 
 
-def check_output(path: Optional[str | os.PathLike], what: str = "--out") -> Optional[Path]:
+def check_output(path: Optional[str | os.PathLike], what: str = "--out",
+                 example: str = "results/sweep.csv") -> Optional[Path]:
     """Check up front that ``path`` can be written: its folder exists or can be made, and a file
-    can be created in it. The probe (and any folder it had to make) is removed again."""
+    can be created in it. The probe (and any folder it had to make) is removed again.
+    ``example`` is the file name a refusal suggests."""
     if path is None:
         return None
     path = Path(path)
     if str(path).strip() in ("", ".") or path.is_dir():
-        raise BadInputError(f"{what} {path}: is a folder; give a file name, e.g. results/sweep.csv")
+        raise BadInputError(f"{what} {path}: is a folder; give a file name, e.g. "
+                            f"{path / Path(example).name if path.is_dir() else example}")
     folder = path.parent
     missing = []
     probe = folder

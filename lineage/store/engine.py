@@ -126,6 +126,9 @@ def _make_engine(url: str, *, create: bool = True) -> Engine:
         if parsed.database in (None, "", ":memory:"):
             raise BadInputError("an in-memory SQLite store would vanish on exit: give a file, "
                                 "e.g. sqlite:///lineage.db")
+        if Path(parsed.database).is_dir():
+            raise BadInputError(f"{parsed.database}: is a folder; give the store's file, e.g. "
+                                f"sqlite:///{Path(parsed.database) / 'lineage.db'}")
         if not parsed.query.get("uri"):  # a file: URI names its file its own way
             _probe_sqlite(url, parsed.database, create=create)
         engine = create_engine(parsed, connect_args={"timeout": 60})

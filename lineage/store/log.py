@@ -40,6 +40,10 @@ def list_events(store: Store, *, limit: Optional[int] = None, kind: Optional[str
         if limit:
             query = query.limit(limit)
         out = []
+        if kind and session.scalars(select(Event.id).where(Event.kind == kind).limit(1)).first() is None:
+            kinds = sorted(session.scalars(select(Event.kind).distinct()))
+            raise BadInputError(f"no events of kind {kind!r} in this store (its kinds: "
+                                f"{', '.join(kinds) or 'none'})")
         for ev in session.scalars(query):
             payload = dict(event_payload(ev.id, ev.kind, ev.payload))
             payload.pop("records", None)
