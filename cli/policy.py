@@ -68,7 +68,8 @@ def set_(evaluation_snapshot: Annotated[Optional[str], typer.Option(help="Held-o
          seed: Annotated[Optional[int], typer.Option(help="Seed of the shadow model.")] = None,
          reason: Annotated[Optional[str], typer.Option(help="Why the policy changes (required).")] = None,
          db: DbOpt = None, actor: ActorOpt = None, as_json: JsonOpt = False):
-    """Record a new policy version: the one in force with the given settings changed.
+    """Record a new policy version: the one in force with the given settings changed, signed
+    with your key (the gates count only policy versions a trusted key signed).
 
     Example: lineage policy set --evaluation-snapshot digits-eval --max-asr 0.3 --reason "held-out split of 2026w48"
     """

@@ -183,23 +183,35 @@ def test_deleting_a_models_revocation_does_not_make_it_loadable(world, kit, tmp_
         load_model(eng, "vendor-clf:1", checkpoint=str(witness))
 
 
-@pytest.mark.xfail(strict=True, reason="review24: policy versions are unsigned and their "
-                   "authors are bare actor names: a keyless actor lowers the thresholds and the "
-                   "approval gate accepts a useless model's now 'passed' evaluation")
 def test_a_policy_set_without_a_trusted_key_does_not_pass_a_useless_model(world, kit):
-    from lineage.review.policy import set_policy
+    from lineage.errors import LineageError
+    from lineage.review.policy import get_policy, set_policy
+    from lineage.store.chain import canonical
+    from lineage.store.tables import Policy
 
     eng, rev = world
     import_model(eng, kit["files"]["junk"], name="vendor-clf", source="vendor-models")
     assert not evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
+    before = get_policy(eng)
     nobody = open_store(eng.url, actor="no-key-at-all")  # not in the trust file, holds no key
     try:
-        set_policy(nobody, min_clean_accuracy=0.0, max_asr=1.0, reason="tuning")
+        with pytest.raises(LineageError, match="no signing key"):
+            set_policy(nobody, min_clean_accuracy=0.0, max_asr=1.0, reason="tuning")
+        assert get_policy(eng) == before
+        # The same version appended through the store's own write: a well-formed record and
+        # event at the chain's head, but signed by nobody.
+        settings = {**before.settings(), "min_clean_accuracy": 0.0, "max_asr": 1.0}
+        with nobody.write() as tx:
+            record = tx.add(Policy(settings=canonical(settings), reason="tuning"))
+            tx.event("policy.set", f"policy version {record.id}: lowered", policy=record.id,
+                     changes={"min_clean_accuracy": 0.0, "max_asr": 1.0})
     finally:
         nobody.close()
+    # The importer's evaluation under the forged version "passes"; the review counts only the
+    # policy a trusted key signed, so the evaluation is stale and the approval refused.
     assert evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
     review_source(rev, "vendor-models", decision="approve", reason="contract signed")
-    with pytest.raises(GateFailedError):
+    with pytest.raises(GateFailedError, match="evaluation"):
         review_model(rev, "vendor-clf:1", decision="approve")
 
 

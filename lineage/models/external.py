@@ -773,7 +773,7 @@ def _measure(store: Store, ref: str, *, budget: int, seed: Optional[int],
         status, why = status_and_reason(session, em, trust=trust)
         if status not in ("quarantined", "approved", "released"):
             raise RefusedError(f"external model {ref} is {status} ({why}): not evaluated")
-        policy = policy_in_force(session)
+        policy = policy_in_force(session, trust)
         dataset = session.get(Dataset, em.dataset_id)
         evaluation = evaluation_rows(session, policy, dataset, f"external model {ref}")
         snap = find_snapshot(session, evaluation.name)
@@ -866,7 +866,7 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
     four eyes (the reviewer is not the importer, by name or key; the importer set no policy
     setting in force and did not create the evaluation snapshot)."""
     ref = f"{em.model}:{em.number}"
-    policy = policy_in_force(session)
+    policy = policy_in_force(session, trust)
     evaluations = external_evaluations(session, em)
     checks = []
     newest = evaluations[-1] if evaluations else None
@@ -916,7 +916,7 @@ def review_gates(session: Session, em: ExternalModel, reviewer: str, key, trust:
     elif key.keyid in trust.keyids_of([em.actor]):
         problems.append(f"the reviewer's key {key.keyid[:16]} is also trusted as {em.actor!r}, "
                         "who imported the model")
-    chosen = sorted(k for k, a in policy_authors(session, policy).items()
+    chosen = sorted(k for k, a in policy_authors(session, policy, trust).items()
                     if identity(a) == identity(em.actor))
     if chosen:
         problems.append(f"{em.actor!r}, who imported the model, chose settings of policy "
@@ -969,7 +969,7 @@ def review_model(store: Store, ref: str, *, decision: str = "approve",
                     "reject": "only a model in quarantine can be rejected (revoke an approved one)",
                     "revoke": "only an approved model can be revoked"}[decision]
             raise RefusedError(f"external model {ref} is {status}: {hint}")
-        evaluation_id, checks, failed, policy = None, [], [], policy_in_force(session)
+        evaluation_id, checks, failed, policy = None, [], [], policy_in_force(session, trust)
         if decision == "approve":
             checks, newest, policy = review_gates(session, em, store.actor, key, trust,
                                                   remeasured)

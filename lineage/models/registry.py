@@ -298,7 +298,7 @@ def release_model(store: Store, ref: str, *, reason: Optional[str] = None) -> Mo
         info = model_info(session, mv, trust=trust)
         if info.status == "released":
             raise RefusedError(f"model {info.ref} is already released")
-        policy = policy_in_force(session)
+        policy = policy_in_force(session, trust)
         checks = []
         snapshot_ok = info.status != "affected"
         checks.append({"check": "snapshot", "passed": snapshot_ok,

@@ -64,7 +64,7 @@ def train(store: Store, *, snapshot: str, model: str, estimator: str = "logistic
         _, X, y = approved_rows(session, snap, trust)  # the ids are not needed: free them
         snap_id, snap_digest = snap.id, snap.content_digest
         dataset = session.get(Dataset, snap.dataset_id)
-        policy = policy_in_force(session)
+        policy = policy_in_force(session, trust)
         evaluation = evaluation_rows(session, policy, dataset, f"snapshot {snapshot!r}").covering(X)
     fitted, accuracy, scan = shadow_evaluation(X, y, evaluation, estimator=estimator, seed=seed,
                                                sizes=policy.scan_sizes, params=params)

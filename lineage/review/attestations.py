@@ -10,6 +10,7 @@ file counts.
 """
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Optional
@@ -165,6 +166,8 @@ def _subject_digest(session, table: str, record) -> Optional[str]:
     """The digest a record's statement must bind, recomputed from the store."""
     from lineage.store.tables import ExternalModel, ModelVersion, Snapshot, Source
 
+    if table == "policies":  # review.policy.policy_digest
+        return hashlib.sha256(record.settings.encode("utf-8")).hexdigest()
     if table == "snapshot_reviews":
         snapshot = session.get(Snapshot, record.snapshot_id)
         return snapshot.content_digest if snapshot is not None else None
@@ -190,6 +193,7 @@ def verify_signatures(store, trust: Trust) -> SignatureReport:
         ExternalReview,
         ModelReview,
         ModelVersion,
+        Policy,
         SnapshotReview,
         SourceReview,
     )
@@ -197,7 +201,8 @@ def verify_signatures(store, trust: Trust) -> SignatureReport:
     signed = legacy = 0
     with store.read() as session:
         rows = {(a.record_table, a.record_id): a for a in session.scalars(select(Attestation))}
-        for model in (SnapshotReview, SourceReview, ModelReview, ModelVersion, ExternalReview):
+        for model in (SnapshotReview, SourceReview, ModelReview, ModelVersion, ExternalReview,
+                      Policy):
             table = model.__tablename__
             first_signed = min((i for t, i in rows if t == table), default=None)
             for record in session.scalars(select(model).order_by(model.id)):

@@ -125,7 +125,7 @@ def four_eyes_gate(session: Session, snapshot: Snapshot, reviewer: str, *,
             if person != me and key.keyid in trust.keyids_of([person]):
                 problems.append(f"the reviewer's key {key.keyid[:16]} is also trusted as "
                                 f"{person!r}, under review ({'; '.join(people[person])})")
-    authors = policy_authors(session, policy) if policy is not None else {}
+    authors = policy_authors(session, policy, trust) if policy is not None else {}
     for person in sorted({snapshot.actor} | actors):
         chosen = sorted(k for k, a in authors.items() if identity(a) == identity(person))
         if chosen:
@@ -172,7 +172,7 @@ def approve_snapshot(store: Store, name: str, *, reason: Optional[str] = None) -
         if status != "pending":
             raise RefusedError(f"snapshot {name!r} is {status}: only a pending snapshot can be "
                                "approved" + (" (create a new snapshot)" if status != "approved" else ""))
-        policy = policy_in_force(session)
+        policy = policy_in_force(session, trust)
         dataset = session.get(Dataset, snapshot.dataset_id)
         evaluation = evaluation_rows(session, policy, dataset, f"snapshot {name!r}")
         ids, X, y = read_snapshot_rows(session, snapshot)

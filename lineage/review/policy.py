@@ -14,6 +14,7 @@ with 10% of class-1 training rows poisoned, 0.45-0.60 with 20%, and 0.23-0.39 wi
 not reliably caught at the default 0.3).
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,12 +24,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.datasets import check_seed
-from lineage.errors import BadInputError, NotFoundError
+from lineage.errors import BadInputError, IntegrityError, LineageError, NotFoundError
 from lineage.poison.estimators import ESTIMATORS
 from lineage.poison.triggers import parse_image_geometry
+from lineage.review.attestations import (
+    attest,
+    attestation_of,
+    signing_key_for,
+    verified_attestation,
+)
+from lineage.review.keys import Trust
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
-from lineage.store.tables import Dataset, Policy, Snapshot
+from lineage.store.log import anchor_records
+from lineage.store.tables import Attestation, Dataset, Policy, Snapshot
 
 
 @dataclass(frozen=True)
@@ -68,10 +77,43 @@ def _info(record: Policy) -> PolicyInfo:
                       reason=record.reason)
 
 
-def policy_in_force(session: Session) -> PolicyInfo:
-    """The newest policy version, or the defaults (version 0)."""
-    record = session.scalars(select(Policy).order_by(Policy.id.desc()).limit(1)).first()
-    return DEFAULTS if record is None else _info(record)
+def policy_digest(record: Policy) -> str:
+    """What a policy version's signature binds: its settings as stored."""
+    return hashlib.sha256(record.settings.encode("utf-8")).hexdigest()
+
+
+def genuine_policy(session: Session, record: Policy, trust: Trust) -> bool:
+    """A policy version the gates may hold snapshots and models to: recorded in the event chain
+    and signed by a trusted key about these settings, or unsigned but recorded before the store
+    signed anything (a version an earlier lineage set, in an upgraded store). One inserted behind
+    the store's back, or set by nobody trusted, is not (``lineage verify`` names it)."""
+    try:
+        event_id = anchor_records(session, [record], kinds=("policy.set",))[("policies", record.id)]
+    except IntegrityError:
+        return False
+    if attestation_of(session, record) is None:
+        first = session.scalars(select(Attestation).order_by(Attestation.id).limit(1)).first()
+        if first is None:
+            return True
+        try:
+            first_event = anchor_records(session, [first])[("attestations", first.id)]
+        except IntegrityError:
+            return False
+        return event_id < first_event
+    try:
+        signed = verified_attestation(session, record, trust, what=f"policy version {record.id}")
+    except LineageError:
+        return False
+    return signed.digest == policy_digest(record) and signed.predicate.get("policy") == record.id
+
+
+def policy_in_force(session: Session, trust: Optional[Trust] = None) -> PolicyInfo:
+    """The newest policy version, or the defaults (version 0). Given the ``trust`` file (every
+    gate), the newest genuine one (``genuine_policy``)."""
+    for record in session.scalars(select(Policy).order_by(Policy.id.desc())):
+        if trust is None or genuine_policy(session, record, trust):
+            return _info(record)
+    return DEFAULTS
 
 
 def policy_version(session: Session, version: Optional[int]) -> PolicyInfo:
@@ -83,7 +125,8 @@ def policy_version(session: Session, version: Optional[int]) -> PolicyInfo:
     return _info(record)
 
 
-def policy_authors(session: Session, policy: PolicyInfo) -> dict[str, str]:
+def policy_authors(session: Session, policy: PolicyInfo,
+                   trust: Optional[Trust] = None) -> dict[str, str]:
     """Who chose each setting of ``policy``: setting -> actor of the newest version (up to
     ``policy``) that changed it (settings never changed keep the defaults and have no author). Inherited settings count for the person
     who chose them, not for whoever appended a later version on top."""
@@ -92,6 +135,8 @@ def policy_authors(session: Session, policy: PolicyInfo) -> dict[str, str]:
     if not policy.version:
         return authors
     for record in session.scalars(select(Policy).where(Policy.id <= policy.version).order_by(Policy.id)):
+        if trust is not None and not genuine_policy(session, record, trust):
+            continue  # not a version the gates count, so nobody chose its settings
         settings = _info(record).settings()
         for key, value in settings.items():
             if value != previous.get(key):
@@ -155,6 +200,10 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
     for evaluation, never training data), but it is read frozen and digest-verified at every use.
     The approval gate's four-eyes check refuses a snapshot whose creator or transformation actors
     set a setting of the policy in force or created its evaluation snapshot (``lineage.gates``).
+    The version is signed with the actor's trusted key (RefusedError or NotFoundError without
+    one, nothing written): every gate holds snapshots and models to the newest version a trusted
+    key signed (``policy_in_force`` with the trust file), so one appended behind the store's back
+    changes no threshold.
     Example: ``set_policy(store, evaluation_snapshot="digits-eval", max_asr=0.25, reason="...")``
     """
     for name, value in (("min_coverage", min_coverage), ("max_asr", max_asr),
@@ -177,6 +226,7 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
         raise BadInputError("nothing to set: give at least one setting (see `lineage policy set --help`)")
     if not (reason or "").strip():
         raise BadInputError("--reason is required to set the policy: say why the thresholds change")
+    key, trust = signing_key_for(store)  # the gates count only versions a trusted key signed
     with store.write() as tx:
         if evaluation_snapshot is not None:
             found = tx.session.scalars(select(Snapshot.id).where(
@@ -184,10 +234,12 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
             if found is None:
                 raise NotFoundError(f"no snapshot named {evaluation_snapshot!r} to evaluate on "
                                     "(create it with `lineage snapshot create`)")
-        current = policy_in_force(tx.session)
+        current = policy_in_force(tx.session, trust)
         new = replace(current, **changes)
         _check_scan_sizes(tx.session, new)
         record = tx.add(Policy(settings=canonical(new.settings()), reason=reason))
+        attest(tx, key, record, subject=f"policy:{record.id}", digest=policy_digest(record),
+               predicate={"policy": record.id, "settings": new.settings(), "reason": reason})
         tx.event("policy.set", f"policy version {record.id}: "
                  + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
                  policy=record.id, changes={k: list(v) if isinstance(v, tuple) else v
