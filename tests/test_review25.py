@@ -1,0 +1,137 @@
+"""review25: defects found reviewing the commits after c405f9f (each an xfail strict test that
+asserts the correct behaviour). SQLite only: the attacks use raw SQL on the store's file."""
+
+import pytest
+from test_attack_review24 import BUDGET, _approved, kit, world  # noqa: F401 (fixtures)
+
+from lineage.errors import GateFailedError, IntegrityError, RefusedError
+from lineage.models.external import evaluate_model, import_model, review_model
+from lineage.models.registry import load_model
+from lineage.review.attestations import read_trust
+from lineage.review.policy import policy_in_force, set_policy
+from lineage.review.source_reviews import review_source
+from lineage.store.chain import canonical
+from lineage.store.engine import open_store
+from storeutil import drop_guards, raw_execute
+
+_REVOKE_ID = ("(SELECT max(id) FROM source_reviews WHERE decision = 'revoke' AND source_id = "
+              "(SELECT id FROM sources WHERE name = 'vendor-models'))")
+
+
+# ------------------------------------------------------------------ source revocation fails open
+
+@pytest.mark.xfail(strict=True, reason="review25: verified_source_status skips a tampered "
+                   "newest review and falls back to the older approval (fail-open); no "
+                   "check_listed_present for source reviews")
+def test_deleting_a_source_revocations_signature_does_not_unrevoke_it(world, kit):
+    eng, rev = world
+    _approved(eng, rev, kit["files"]["clean"])
+    review_source(rev, "vendor-models", decision="revoke", reason="vendor breached")
+    with pytest.raises(RefusedError, match="affected"):
+        load_model(eng, "vendor-clf:1")
+    # The attacker (raw SQL, no key) deletes only the revocation's signed statement.
+    drop_guards(eng.url, "attestations")
+    raw_execute(eng.url, "DELETE FROM attestations WHERE record_table = 'source_reviews' AND "
+                f"record_id = {_REVOKE_ID}")
+    with pytest.raises((RefusedError, IntegrityError)):
+        load_model(eng, "vendor-clf:1")
+
+
+@pytest.mark.xfail(strict=True, reason="review25: deleting a source's revoke review row makes "
+                   "the older signed approval count again (check_listed_present covers snapshot "
+                   "and model reviews, not source reviews)")
+def test_deleting_a_source_revocation_does_not_unrevoke_it(world, kit):
+    eng, rev = world
+    _approved(eng, rev, kit["files"]["clean"])
+    review_source(rev, "vendor-models", decision="revoke", reason="vendor breached")
+    with pytest.raises(RefusedError, match="affected"):
+        load_model(eng, "vendor-clf:1")
+    drop_guards(eng.url, "source_reviews")
+    raw_execute(eng.url, f"DELETE FROM source_reviews WHERE id = {_REVOKE_ID}")
+    with pytest.raises((RefusedError, IntegrityError)):
+        load_model(eng, "vendor-clf:1")
+
+
+# ------------------------------------------------------------------ policy rollback
+
+@pytest.mark.xfail(strict=True, reason="review25: genuine_policy failing on the newest signed "
+                   "version (its attestation corrupted by raw SQL) silently rolls the gates back "
+                   "to an older, laxer signed version instead of failing closed")
+def test_corrupting_the_newest_policys_signature_does_not_roll_back_to_a_laxer_one(world):
+    eng, rev = world
+    set_policy(rev, min_clean_accuracy=0.0, max_asr=1.0, reason="exploration")     # lax, signed
+    set_policy(rev, min_clean_accuracy=0.9, max_asr=0.3, reason="production")      # strict, signed
+    trust = read_trust(rev.trust)
+    with rev.read() as s:
+        strict = policy_in_force(s, trust)
+    assert strict.max_asr == 0.3
+    drop_guards(eng.url, "attestations")
+    raw_execute(eng.url, "UPDATE attestations SET envelope = '{}' WHERE record_table = "
+                f"'policies' AND record_id = {strict.version}")
+    with rev.read() as s:
+        try:
+            in_force = policy_in_force(s, trust)
+        except (IntegrityError, RefusedError):
+            return  # failing closed is fine
+    assert in_force.max_asr == 0.3, f"gates now hold to version {in_force.version}: {in_force}"
+
+
+# ------------------------------------------------------------------ evaluation under a forged policy
+
+@pytest.mark.xfail(strict=True, reason="review25: evaluate_model (_measure with trust=None) "
+                   "evaluates under the newest policy row even when it is not genuine, so after "
+                   "one unsigned policy append every review says 'evaluate again' forever")
+def test_an_unsigned_policy_append_does_not_block_every_external_approval(world, kit):
+    from lineage.review.policy import get_policy
+    from lineage.store.tables import Policy
+
+    eng, rev = world
+    before = get_policy(eng)
+    nobody = open_store(eng.url, actor="no-key-at-all")
+    try:
+        settings = {**before.settings(), "max_asr": 1.0}
+        with nobody.write() as tx:
+            record = tx.add(Policy(settings=canonical(settings), reason="tuning"))
+            tx.event("policy.set", f"policy version {record.id}: lowered", policy=record.id,
+                     changes={"max_asr": 1.0})
+    finally:
+        nobody.close()
+    # An honest import and evaluation of the clean model, then the reviewer's approval.
+    import_model(eng, kit["files"]["clean"], name="vendor-clf", source="vendor-models")
+    assert evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
+    review_source(rev, "vendor-models", decision="approve", reason="contract signed")
+    try:
+        info = review_model(rev, "vendor-clf:1", decision="approve")
+    except GateFailedError as exc:
+        pytest.fail(f"the honest evaluation is never current: {exc}")
+    assert info.status == "approved"
+
+
+# ------------------------------------------------------------------ check_listed_present's prefilter
+
+@pytest.mark.xfail(strict=True, reason="review25: check_listed_present's `value not in "
+                   "ev.payload` prefilter compares the raw name with its JSON-escaped form, so a "
+                   "name holding a backslash or a quote skips every event and a deleted "
+                   "revocation is not noticed")
+def test_deleting_the_revocation_of_a_model_whose_name_holds_a_backslash(world, kit):
+    eng, rev = world
+    name = "vendor\\clf"
+    _approved(eng, rev, kit["files"]["clean"], name=name)
+    review_model(rev, f"{name}:1", decision="revoke", reason="backdoor reported")
+    with pytest.raises(RefusedError, match="revoked"):
+        load_model(eng, f"{name}:1")
+    drop_guards(eng.url, "external_reviews")
+    raw_execute(eng.url, "DELETE FROM external_reviews WHERE decision = 'revoke'")
+    with pytest.raises(IntegrityError, match="is gone"):
+        load_model(eng, f"{name}:1")
+
+
+def test_control_deleting_the_revocation_of_a_plainly_named_model_is_noticed(world, kit):
+    eng, rev = world
+    _approved(eng, rev, kit["files"]["clean"], name="vendor-clf")
+    review_model(rev, "vendor-clf:1", decision="revoke", reason="backdoor reported")
+    drop_guards(eng.url, "external_reviews")
+    raw_execute(eng.url, "DELETE FROM external_reviews WHERE decision = 'revoke'")
+    with pytest.raises(IntegrityError, match="is gone"):
+        load_model(eng, "vendor-clf:1")
+
