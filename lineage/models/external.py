@@ -196,14 +196,12 @@ def skops_types(data: bytes, *, what: str) -> list[str]:
 
 def _onnx_nodes(graph):
     """Every node of an ONNX graph and of the graphs nested in its nodes (If, Loop, Scan)."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from _onnx_nodes(sub)
+    for g in _onnx_graphs(graph):
+        yield from g.node
 
 
 def _onnx_graphs(graph):
+    """An ONNX graph and every graph nested in its nodes' attributes."""
     yield graph
     for node in graph.node:
         for attr in node.attribute:
