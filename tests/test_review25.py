@@ -109,10 +109,6 @@ def test_an_unsigned_policy_append_does_not_block_every_external_approval(world,
 
 # ------------------------------------------------------------------ check_listed_present's prefilter
 
-@pytest.mark.xfail(strict=True, reason="review25: check_listed_present's `value not in "
-                   "ev.payload` prefilter compares the raw name with its JSON-escaped form, so a "
-                   "name holding a backslash or a quote skips every event and a deleted "
-                   "revocation is not noticed")
 def test_deleting_the_revocation_of_a_model_whose_name_holds_a_backslash(world, kit):
     eng, rev = world
     name = "vendor\\clf"

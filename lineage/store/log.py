@@ -1,5 +1,6 @@
 """The event log: what happened, who did it, when, in order."""
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -68,8 +69,9 @@ def check_listed_present(session: Session, model, *, kinds: tuple[str, ...], det
     table = model.__table__.name
     listed: dict[int, int] = {}
     query = select(Event.id, Event.kind, Event.payload).where(Event.kind.in_(kinds))
+    needle = json.dumps(value, ensure_ascii=False)  # as the payload spells it (chain.canonical)
     for ev in session.execute(query.order_by(Event.id)):
-        if value not in ev.payload:  # cheap substring test before parsing
+        if needle not in ev.payload:  # cheap substring test before parsing
             continue
         try:
             payload = event_payload(ev.id, ev.kind, ev.payload)
