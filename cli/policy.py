@@ -38,14 +38,18 @@ def _show(p) -> None:
 @handle_errors
 def show(all_: Annotated[bool, typer.Option("--all", help="Every stored version, oldest first.")] = False,
          db: DbOpt = None, as_json: JsonOpt = False):
-    """Show the policy in force (version 0 means the built-in defaults).
+    """Show the policy in force (version 0 means the built-in defaults). With a trust file, as
+    the gates see it: a newest version no trusted key signed is an integrity error (exit 5).
 
     Example: lineage policy show --all
     """
+    from lineage.review.keys import read_trust
     from lineage.review.policy import get_policy, list_policies
 
     with opened(db) as store:
-        policies = list_policies(store) if all_ else [get_policy(store)]
+        trust = read_trust(store.trust, required=False)
+        policies = list_policies(store) if all_ else [
+            get_policy(store, trust=trust if trust.keys else None)]
     if as_json:
         print_json(policies if all_ else policies[0])
     else:

@@ -163,7 +163,8 @@ def test_a_forged_source_approval_does_not_pass_the_source_gate(world, kit):
                 "created_at, record_digest) SELECT coalesce(max(id), 0) + 1, (SELECT id FROM "
                 "sources WHERE name = 'vendor-models'), 'approve', 'ok', 'reviewer', "
                 "'2099-01-01 00:00:00', 'x' FROM source_reviews")
-    with pytest.raises(GateFailedError, match="source"):
+    # Fails closed: the newest review is not genuine, so the source's status is unknown.
+    with pytest.raises(IntegrityError, match="source 'vendor-models'.*reviewed again"):
         review_model(rev, "vendor-clf:1", decision="approve")
 
 
@@ -207,11 +208,12 @@ def test_a_policy_set_without_a_trusted_key_does_not_pass_a_useless_model(world,
                      changes={"min_clean_accuracy": 0.0, "max_asr": 1.0})
     finally:
         nobody.close()
-    # The importer's evaluation under the forged version "passes"; the review counts only the
-    # policy a trusted key signed, so the evaluation is stale and the approval refused.
-    assert evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
+    # Every gate counts only a newest version a trusted key signed, and fails closed on one
+    # that is not (rather than falling back to an older one): no evaluation, no approval.
+    with pytest.raises(IntegrityError, match="policy version .* not one a trusted key signed"):
+        evaluate_model(eng, "vendor-clf:1", budget=BUDGET)
     review_source(rev, "vendor-models", decision="approve", reason="contract signed")
-    with pytest.raises(GateFailedError, match="evaluation"):
+    with pytest.raises(IntegrityError, match="set the policy again"):
         review_model(rev, "vendor-clf:1", decision="approve")
 
 
@@ -563,10 +565,10 @@ def test_a_forged_source_approval_does_not_undo_a_revoked_source_of_a_snapshot(r
     with pytest.raises(SnapshotNotApprovedError, match="now revoked"):
         load_snapshot("train", store=store)
     raw_execute(cli.url, _FORGED_SOURCE_APPROVAL, ("sklearn-digits",))
-    with pytest.raises(SnapshotNotApprovedError, match="now revoked"):
+    with pytest.raises(IntegrityError, match="source 'sklearn-digits'.*reviewed again"):
         load_snapshot("train", store=store)
     r = cli("train", "--snapshot", "train", "--model", "clf", actor="engineer")
-    assert r.exit_code == 4, r.output
+    assert r.exit_code == 5 and "reviewed again" in r.output, r.output
     store.close()
 
 
@@ -581,8 +583,9 @@ def test_a_forged_approval_of_a_quarantined_source_fails_the_snapshot_sources_ga
     create_snapshot(store, "crowd-snap", version="with-crowd")
     raw_execute(cli.url, _FORGED_SOURCE_APPROVAL, ("crowd",))
     r = cli("snapshot", "approve", "crowd-snap", "--reason", "ok", actor="reviewer")
-    assert r.exit_code == 4, r.output
-    assert "sources: 5 rows from blocked sources: crowd (quarantined, 5 rows)" in r.output
+    assert r.exit_code == 5, r.output
+    assert "source 'crowd' is not recorded in the event chain" in r.output
+    assert "reviewed again" in r.output
     store.close()
 
 

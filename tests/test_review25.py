@@ -3,8 +3,10 @@ asserts the correct behaviour). SQLite only: the attacks use raw SQL on the stor
 
 import pytest
 from test_attack_review24 import BUDGET, _approved, kit, world  # noqa: F401 (fixtures)
+from typer.testing import CliRunner
 
-from lineage.errors import GateFailedError, IntegrityError, RefusedError
+from cli.main import app
+from lineage.errors import IntegrityError, RefusedError
 from lineage.models.external import evaluate_model, import_model, review_model
 from lineage.models.registry import load_model
 from lineage.review.attestations import read_trust
@@ -20,9 +22,6 @@ _REVOKE_ID = ("(SELECT max(id) FROM source_reviews WHERE decision = 'revoke' AND
 
 # ------------------------------------------------------------------ source revocation fails open
 
-@pytest.mark.xfail(strict=True, reason="review25: verified_source_status skips a tampered "
-                   "newest review and falls back to the older approval (fail-open); no "
-                   "check_listed_present for source reviews")
 def test_deleting_a_source_revocations_signature_does_not_unrevoke_it(world, kit):
     eng, rev = world
     _approved(eng, rev, kit["files"]["clean"])
@@ -37,9 +36,6 @@ def test_deleting_a_source_revocations_signature_does_not_unrevoke_it(world, kit
         load_model(eng, "vendor-clf:1")
 
 
-@pytest.mark.xfail(strict=True, reason="review25: deleting a source's revoke review row makes "
-                   "the older signed approval count again (check_listed_present covers snapshot "
-                   "and model reviews, not source reviews)")
 def test_deleting_a_source_revocation_does_not_unrevoke_it(world, kit):
     eng, rev = world
     _approved(eng, rev, kit["files"]["clean"])
@@ -54,9 +50,6 @@ def test_deleting_a_source_revocation_does_not_unrevoke_it(world, kit):
 
 # ------------------------------------------------------------------ policy rollback
 
-@pytest.mark.xfail(strict=True, reason="review25: genuine_policy failing on the newest signed "
-                   "version (its attestation corrupted by raw SQL) silently rolls the gates back "
-                   "to an older, laxer signed version instead of failing closed")
 def test_corrupting_the_newest_policys_signature_does_not_roll_back_to_a_laxer_one(world):
     eng, rev = world
     set_policy(rev, min_clean_accuracy=0.0, max_asr=1.0, reason="exploration")     # lax, signed
@@ -78,10 +71,9 @@ def test_corrupting_the_newest_policys_signature_does_not_roll_back_to_a_laxer_o
 
 # ------------------------------------------------------------------ evaluation under a forged policy
 
-@pytest.mark.xfail(strict=True, reason="review25: evaluate_model (_measure with trust=None) "
-                   "evaluates under the newest policy row even when it is not genuine, so after "
-                   "one unsigned policy append every review says 'evaluate again' forever")
-def test_an_unsigned_policy_append_does_not_block_every_external_approval(world, kit):
+def test_an_unsigned_policy_append_fails_closed_until_the_policy_is_set_again(world, kit):
+    """One unsigned policy row stops every gate with the same reason (evaluation and review
+    alike, not an 'evaluate again' that never clears), until a trusted signer sets it again."""
     from lineage.review.policy import get_policy
     from lineage.store.tables import Policy
 
@@ -94,17 +86,56 @@ def test_an_unsigned_policy_append_does_not_block_every_external_approval(world,
             record = tx.add(Policy(settings=canonical(settings), reason="tuning"))
             tx.event("policy.set", f"policy version {record.id}: lowered", policy=record.id,
                      changes={"max_asr": 1.0})
+            forged = record.id
     finally:
         nobody.close()
-    # An honest import and evaluation of the clean model, then the reviewer's approval.
-    import_model(eng, kit["files"]["clean"], name="vendor-clf", source="vendor-models")
-    assert evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
+    with pytest.raises(IntegrityError, match=f"policy version {forged} "):
+        import_model(eng, kit["files"]["clean"], name="vendor-clf", source="vendor-models")
+    shown = CliRunner().invoke(app, ["policy", "show", "--db", eng.url])
+    assert shown.exit_code == 5 and f"policy version {forged} (the newest)" in shown.output, \
+        shown.output
+    listed = CliRunner().invoke(app, ["policy", "show", "--all", "--db", eng.url])
+    assert listed.exit_code == 0, listed.output  # every stored version, to see what is there
+    import_model(eng, kit["files"]["clean"], name="vendor-clf", source="vendor-models",
+                 dataset="digits")
+    with pytest.raises(IntegrityError, match=f"policy version {forged} .*set the policy again"):
+        evaluate_model(eng, "vendor-clf:1", budget=BUDGET)
     review_source(rev, "vendor-models", decision="approve", reason="contract signed")
-    try:
-        info = review_model(rev, "vendor-clf:1", decision="approve")
-    except GateFailedError as exc:
-        pytest.fail(f"the honest evaluation is never current: {exc}")
-    assert info.status == "approved"
+    with pytest.raises(IntegrityError, match=f"policy version {forged} "):
+        review_model(rev, "vendor-clf:1", decision="approve")
+    # The reviewer sets it again: the new version starts from the genuine one, not the forgery.
+    again = set_policy(rev, min_coverage=before.min_coverage, reason="re-signed after audit")
+    assert again.max_asr == before.max_asr
+    assert evaluate_model(eng, "vendor-clf:1", budget=BUDGET).passed
+    assert review_model(rev, "vendor-clf:1", decision="approve").status == "approved"
+
+
+def test_deleting_the_newest_policy_does_not_roll_back_to_a_laxer_one(world):
+    eng, rev = world
+    set_policy(rev, min_clean_accuracy=0.0, max_asr=1.0, reason="exploration")
+    strict = set_policy(rev, min_clean_accuracy=0.9, max_asr=0.3, reason="production")
+    drop_guards(eng.url, "policies")
+    drop_guards(eng.url, "attestations")
+    raw_execute(eng.url, f"DELETE FROM attestations WHERE record_table = 'policies' AND "
+                f"record_id = {strict.version}")
+    raw_execute(eng.url, f"DELETE FROM policies WHERE id = {strict.version}")
+    with rev.read() as s, pytest.raises(IntegrityError, match="is gone"):
+        policy_in_force(s, read_trust(rev.trust))
+
+
+def test_a_forged_newest_source_review_fails_closed(world, kit):
+    """A review row inserted through the database (no event, no signature) stops the gates
+    instead of being skipped for the older genuine one; a signed review clears it."""
+    eng, rev = world
+    _approved(eng, rev, kit["files"]["clean"])
+    raw_execute(eng.url, "INSERT INTO source_reviews (source_id, decision, reason, actor, "
+                "created_at, record_digest) SELECT id, 'approve', 'x', 'mallory', "
+                "CURRENT_TIMESTAMP, '' FROM sources "
+                "WHERE name = 'vendor-models'")
+    with pytest.raises(IntegrityError, match="reviewed again"):
+        load_model(eng, "vendor-clf:1")
+    review_source(rev, "vendor-models", decision="approve", reason="re-checked")
+    assert load_model(eng, "vendor-clf:1") is not None
 
 
 # ------------------------------------------------------------------ check_listed_present's prefilter

@@ -521,7 +521,7 @@ def import_model(store: Store, path: str | Path, *, name: str, source: str,
         if state in ("rejected", "revoked"):
             raise QuarantineError(f"source {source!r} is {state}: it delivers no more models")
         if dataset is None:
-            policy = policy_in_force(session)
+            policy = policy_in_force(session, read_trust(store.trust))
             if not policy.evaluation_snapshot:
                 raise BadInputError("give --dataset (the dataset whose raw features the model "
                                     "takes): the policy names no evaluation snapshot to take it "
@@ -808,7 +808,8 @@ def evaluate_model(store: Store, ref: str, *, budget: int = DEFAULT_BUDGET,
     evaluation is recorded, pass or fail; a schema mismatch writes nothing (BadInputError).
     Example: ``evaluate_model(store, "vendor-clf:1")``
     """
-    report, em_id, snap_id, policy = _measure(store, ref, budget=budget, seed=seed)
+    report, em_id, snap_id, policy = _measure(store, ref, budget=budget, seed=seed,
+                                              trust=read_trust(store.trust))
     ref, evaluation_name, snap_digest = report["model"], report["evaluation_snapshot"], \
         report["snapshot_digest"]
     with store.write() as tx:

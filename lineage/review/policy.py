@@ -36,7 +36,7 @@ from lineage.review.attestations import (
 from lineage.review.keys import Trust
 from lineage.store.chain import canonical
 from lineage.store.engine import Store
-from lineage.store.log import anchor_records
+from lineage.store.log import anchor_records, check_listed_present
 from lineage.store.tables import Attestation, Dataset, Policy, Snapshot
 
 
@@ -109,9 +109,30 @@ def genuine_policy(session: Session, record: Policy, trust: Trust) -> bool:
 
 def policy_in_force(session: Session, trust: Optional[Trust] = None) -> PolicyInfo:
     """The newest policy version, or the defaults (version 0). Given the ``trust`` file (every
-    gate), the newest genuine one (``genuine_policy``)."""
+    gate), the newest version must be genuine (``genuine_policy``) and every version the chain
+    recorded still stored: otherwise IntegrityError, failing closed rather than falling back to
+    an older, perhaps laxer, version (a broken signature or a deleted row would roll the gates
+    back). Setting the policy again with a trusted key (``set_policy``) is the way out."""
+    record = session.scalars(select(Policy).order_by(Policy.id.desc()).limit(1)).first()
+    if trust is None:
+        return DEFAULTS if record is None else _info(record)
+    check_listed_present(session, Policy, kinds=("policy.set",), what="the policy")
+    if record is None:
+        return DEFAULTS
+    if not genuine_policy(session, record, trust):
+        raise IntegrityError(
+            f"policy version {record.id} (the newest) is not one a trusted key signed and the "
+            f"event chain records: no gate decides by it or by an older one; set the policy "
+            f"again (`lineage policy set ... --reason`) as a signer in {trust.path}, and run "
+            "`lineage verify`")
+    return _info(record)
+
+
+def _newest_genuine(session: Session, trust: Trust) -> PolicyInfo:
+    """The newest genuine version (or the defaults): what ``set_policy`` starts from, so a
+    forged newest version lends none of its settings to the one that replaces it."""
     for record in session.scalars(select(Policy).order_by(Policy.id.desc())):
-        if trust is None or genuine_policy(session, record, trust):
+        if genuine_policy(session, record, trust):
             return _info(record)
     return DEFAULTS
 
@@ -145,10 +166,15 @@ def policy_authors(session: Session, policy: PolicyInfo,
     return authors
 
 
-def get_policy(store: Store, version: Optional[int] = None) -> PolicyInfo:
-    """The policy in force, or the given version (0: the defaults)."""
+def get_policy(store: Store, version: Optional[int] = None, *,
+               trust: Optional[Trust] = None) -> PolicyInfo:
+    """The policy in force, or the given version (0: the defaults). Given the ``trust`` file,
+    in force as the gates see it (``policy_in_force``: IntegrityError when its newest version
+    is not genuine)."""
     with store.read() as session:
-        return policy_in_force(session) if version is None else policy_version(session, version)
+        if version is None:
+            return policy_in_force(session, trust)
+        return policy_version(session, version)
 
 
 def list_policies(store: Store) -> list[PolicyInfo]:
@@ -234,7 +260,7 @@ def set_policy(store: Store, *, evaluation_snapshot: Optional[str] = None,
             if found is None:
                 raise NotFoundError(f"no snapshot named {evaluation_snapshot!r} to evaluate on "
                                     "(create it with `lineage snapshot create`)")
-        current = policy_in_force(tx.session, trust)
+        current = _newest_genuine(tx.session, trust)
         new = replace(current, **changes)
         _check_scan_sizes(tx.session, new)
         record = tx.add(Policy(settings=canonical(new.settings()), reason=reason))

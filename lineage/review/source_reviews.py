@@ -2,7 +2,6 @@
 
 from typing import Optional
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage.data.sources import (
@@ -13,37 +12,50 @@ from lineage.data.sources import (
     source_info,
     status_from,
 )
-from lineage.errors import BadInputError, LineageError, RefusedError
+from lineage.errors import BadInputError, IntegrityError, LineageError, RefusedError
 from lineage.review.attestations import attest, signing_key_for, verified_attestation
 from lineage.review.checkpoints import witness
 from lineage.review.keys import Trust
 from lineage.store.engine import Store
-from lineage.store.log import anchor_records
+from lineage.store.log import anchor_records, check_listed_present
 from lineage.store.tables import Source, SourceReview
 
 
 def verified_source_status(session: Session, source: Source,
                            trust: Trust) -> tuple[str, Optional[SourceReview]]:
-    """A source's status as the gates and the loads decide by it: set by its newest review that
-    the event chain records and a trusted key signed about this source and decision. A review
-    row without both (inserted through the database, unsigned, signed by nobody trusted) sets
-    nothing: the status is the newest genuine review's, or the default of a source never
-    reviewed (`lineage verify` names such rows). Returns (status, that review or None)."""
-    reviews = session.scalars(select(SourceReview).where(SourceReview.source_id == source.id)
-                              .order_by(SourceReview.id.desc()))
-    for review in reviews:
-        what = f"review {review.id} of source {source.name!r}"
-        try:
-            anchor_records(session, [review], kinds=("source.review",),
-                           what={("source_reviews", review.id): what})
-            signed = verified_attestation(session, review, trust, what=what)
-        except LineageError:  # IntegrityError or RefusedError: not a review that counts
-            continue
-        p = signed.predicate
-        if (p.get("decision"), p.get("source"), signed.digest) == (
-                review.decision, source.name, source.record_digest):
-            return STATUS_OF_DECISION[review.decision], review
-    return status_from(source, None), None
+    """A source's status as the gates and the loads decide by it: set by its newest review,
+    which must be one the event chain records and a trusted key signed about this source and
+    decision. Fails closed (IntegrityError) when it is not - inserted or edited through the
+    database, its signature deleted or broken, signed by nobody trusted - rather than falling
+    back to an older review: otherwise deleting a revocation's signature would undo the
+    revocation. Likewise when a review the chain recorded is gone. A signed review recorded
+    again (``review_source``) is the way out. Returns (status, that review or None: a source
+    never reviewed has its kind's default)."""
+    what = f"source {source.name!r}"
+    check_listed_present(session, SourceReview, kinds=("source.review",), detail="source",
+                         value=source.name, what=what)
+    review = latest_review(session, source.id)
+    if review is None:
+        return status_from(source, None), None
+    what = f"review {review.id} of source {source.name!r}"
+    try:
+        anchor_records(session, [review], kinds=("source.review",),
+                       what={("source_reviews", review.id): what})
+        signed = verified_attestation(session, review, trust, what=what)
+    except LineageError as exc:  # IntegrityError or RefusedError
+        raise IntegrityError(f"{_first_line(exc)}; the source's status is unknown until it is "
+                             "reviewed again (`lineage source review`)") from None
+    p = signed.predicate
+    if (p.get("decision"), p.get("source"), signed.digest) != (
+            review.decision, source.name, source.record_digest):
+        raise IntegrityError(f"{what}: its signed statement is about another source or decision; "
+                             "the source's status is unknown until it is reviewed again "
+                             "(`lineage source review`)")
+    return STATUS_OF_DECISION[review.decision], review
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def review_source(store: Store, name: str, *, decision: str,

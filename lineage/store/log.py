@@ -60,24 +60,26 @@ def recomputed_digest(record) -> str:
     return stored_record_digest(table.name, {c.name: getattr(record, c.key) for c in table.columns})
 
 
-def check_listed_present(session: Session, model, *, kinds: tuple[str, ...], detail: str,
-                         value: str, what: str) -> None:
-    """Every ``model`` record that an event of ``kinds`` whose ``detail`` is ``value`` listed is
-    still stored: a decision the chain recorded (a revocation, a rejection) cannot be undone by
-    deleting its record. IntegrityError names the first one gone. (Deleting the event too
-    breaks the chain, or, for the chain's last events, the log's extension of a checkpoint.)"""
+def check_listed_present(session: Session, model, *, kinds: tuple[str, ...],
+                         detail: Optional[str] = None, value: Optional[str] = None,
+                         what: str) -> None:
+    """Every ``model`` record that an event of ``kinds`` (whose ``detail`` is ``value``, when
+    given) listed is still stored: a decision the chain recorded (a revocation, a rejection, a
+    stricter policy) cannot be undone by deleting its record. IntegrityError names the first one
+    gone. (Deleting the event too breaks the chain, or, for the chain's last events, the log's
+    extension of a checkpoint.)"""
     table = model.__table__.name
     listed: dict[int, int] = {}
     query = select(Event.id, Event.kind, Event.payload).where(Event.kind.in_(kinds))
     needle = json.dumps(value, ensure_ascii=False)  # as the payload spells it (chain.canonical)
     for ev in session.execute(query.order_by(Event.id)):
-        if needle not in ev.payload:  # cheap substring test before parsing
+        if detail is not None and needle not in ev.payload:  # cheap test before parsing
             continue
         try:
             payload = event_payload(ev.id, ev.kind, ev.payload)
         except IntegrityError:
             continue  # not a listing the store wrote (verify names it)
-        if payload.get(detail) != value:
+        if detail is not None and payload.get(detail) != value:
             continue
         for entry in payload.get("records", {}).get(table, []):
             listed.setdefault(int(entry[0]), ev.id)
