@@ -107,8 +107,37 @@ def pg_url_or_skip() -> str:
     return _pg_schema_url(schema)
 
 
+_drops = 0
+_vacuum_catalogs = None  # decided on first use: only when the server's autovacuum is off
+
+
 def _drop_pg_schema(url: str) -> None:
+    global _drops
     _pg_admin(f'DROP SCHEMA IF EXISTS "{_pg_schema(url)}" CASCADE')
+    _drops += 1
+    if _drops % 20 == 0:
+        _vacuum_system_catalogs()
+
+
+# What a schema's CREATE and DROP leave behind: ~80 pg_class and ~300 pg_attribute rows each.
+CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_type", "pg_depend", "pg_constraint",
+            "pg_index", "pg_trigger", "pg_namespace")
+
+
+def _vacuum_system_catalogs() -> None:
+    """VACUUM the catalogs the copies churn, when the server's autovacuum is off (as on the CI
+    machines): otherwise their dead rows pile up over a run (140,000 in pg_class after a few
+    runs, 720 alive) and every catalog scan, a connection's first queries and the layout check
+    among them, slows down with them (pg_class by relnamespace 19 ms instead of 0.2)."""
+    global _vacuum_catalogs
+    if _vacuum_catalogs is None:
+        with _pg_raw_engine().connect() as conn:
+            off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
+            superuser = conn.execute(text("SELECT rolsuper FROM pg_roles "
+                                          "WHERE rolname = current_user")).scalar()
+        _vacuum_catalogs = bool(off and superuser)
+    if _vacuum_catalogs:
+        _pg_admin("VACUUM " + ", ".join(f"pg_catalog.{c}" for c in CATALOGS))
 
 
 def _pg_layout(schema: str) -> list:
@@ -118,8 +147,12 @@ def _pg_layout(schema: str) -> list:
     queries = [
         ("SELECT relname, relkind, relpersistence, relrowsecurity FROM pg_class "
          "WHERE relnamespace = CAST(:s AS regnamespace)"),
-        ("SELECT table_name, ordinal_position, column_name, data_type, character_maximum_length, "
-         "is_nullable, column_default FROM information_schema.columns WHERE table_schema = :s"),
+        # pg_attribute, not information_schema.columns: the view takes 17 ms, this 2.
+        ("SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), "
+         "a.attnotnull, replace(pg_get_expr(d.adbin, d.adrelid), :s, '') FROM pg_attribute a "
+         "JOIN pg_class c ON c.oid = a.attrelid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+         "AND d.adnum = a.attnum WHERE c.relnamespace = CAST(:s AS regnamespace) "
+         "AND a.attnum > 0 AND NOT a.attisdropped"),
         ("SELECT cl.relname, co.conname, co.contype, replace(pg_get_constraintdef(co.oid), :s, '') "
          "FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid "
          "WHERE co.connamespace = CAST(:s AS regnamespace)"),

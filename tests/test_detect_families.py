@@ -191,6 +191,42 @@ def test_the_sampled_shadow_gate_refuses_the_poisoned_snapshot_and_passes_the_cl
     assert "ASR" in bad["message"] and "stratified sample" in bad["message"]
 
 
+def test_the_gate_fits_each_reference_fold_once_and_decides_as_if_it_fitted_twice(monkeypatch):
+    """The trigger scan's and the attack scan's baselines cross-fit the same folds of the
+    evaluation rows: the gate shares the fits (two, not four) and its report is the one two
+    separate fitters give."""
+    import lineage.review.evaluation as evaluation_module
+    from lineage.review.evaluation import Evaluation, shadow_gate
+    from lineage.review.policy import PolicyInfo
+
+    X, y, Xe, ye = reference_split(seed=0)
+    ev = Evaluation(name="eval", row_ids=np.arange(len(ye)) + 10**6, X=Xe, y=ye,
+                    image_shape="8x8", value_max=16.0)
+    Xp, yp, _ = poison(X, y, rate=0.1, trigger=LabSettings().trigger, source_class=1,
+                       target_class=7, seed=0)
+    fits = []
+    real_fit = evaluation_module.fit_estimator
+
+    def counting(*args, n_equivalent=None, **kwargs):
+        if n_equivalent is not None:  # a reference model's fit
+            fits.append(len(args[1]))
+        return real_fit(*args, n_equivalent=n_equivalent, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "fit_estimator", counting)
+    shared = shadow_gate(Xp, yp, np.arange(len(yp)), ev, PolicyInfo(version=0))
+    assert shared["found_triggers"], "the attack scan must have run for its baseline to count"
+    assert len(fits) == 2 and sum(fits) == len(ye)  # one model per fold of the evaluation rows
+    real_fitter = evaluation_module.reference_fitter
+
+    def unshared(*args, **kwargs):  # every fit through a new fitter: nothing kept
+        return lambda Xr, yr: real_fitter(*args, **kwargs)(Xr, yr)
+
+    monkeypatch.setattr(evaluation_module, "reference_fitter", unshared)
+    fits.clear()
+    separate = shadow_gate(Xp, yp, np.arange(len(yp)), ev, PolicyInfo(version=0))
+    assert len(fits) == 4 and separate == shared and not shared["passed"]
+
+
 def test_the_label_rule_measures_flags_against_the_evaluation_rows_own_noise():
     """1% of the labels wrong on both sides is the data's natural noise, not an attack (an
     absolute count of flags refused it); 25 + 25 swapped 1/7 labels on top are refused."""

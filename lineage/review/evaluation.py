@@ -2,6 +2,7 @@
 model trained on candidate rows measured on it (clean accuracy, baseline-corrected trigger ASR).
 The approval gate and training both measure through here."""
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -86,23 +87,42 @@ def evaluation_rows(session: Session, policy: PolicyInfo, dataset: Dataset,
                       value_max=value_max, actor=snap.actor, declared=declared)
 
 
+def reference_fitter(estimator: str, *, seed: int, value_max: float, params: Optional[dict],
+                     n_equivalent: int):
+    """``fit(Xr, yr)`` of the reference models that correct a trigger scan: the same estimator,
+    regularized as if it saw ``n_equivalent`` rows (as many as the model under test). A fit is
+    kept per rows and labels: the trigger scan's and the attack scan's baselines cross-fit the
+    same seeded folds of the evaluation rows, so the gate fits each fold once, not twice."""
+    fitted: dict[bytes, object] = {}
+
+    def fit(Xr, yr):
+        Xr, yr = np.ascontiguousarray(Xr), np.ascontiguousarray(yr)
+        h = hashlib.blake2b(f"{Xr.dtype}{Xr.shape}{yr.dtype}".encode(), digest_size=16)
+        h.update(Xr.data)
+        h.update(yr.data)
+        key = h.digest()
+        if key not in fitted:
+            fitted[key] = fit_estimator(estimator, Xr, yr, seed=seed, value_max=value_max,
+                                        params=params, n_equivalent=n_equivalent)
+        return fitted[key]
+
+    return fit
+
+
 def shadow_evaluation(X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *, estimator: str,
-                      seed: int, sizes, params: Optional[dict] = None):
+                      seed: int, sizes, params: Optional[dict] = None, fit_reference=None):
     """Train ``estimator`` on (X, y) and measure it on the evaluation rows.
 
     Returns (model, clean accuracy, TriggerScanResult with baseline-corrected rates).
+    ``fit_reference``: a ``reference_fitter`` to share with ``attack_evidence``.
     """
 
     model = fit_estimator(estimator, X, y, seed=seed, value_max=evaluation.value_max, params=params)
     Xe = evaluation.X.astype(np.float64)
     accuracy = float((model.predict(Xe) == evaluation.y).mean()) if len(Xe) else 0.0
     classes = sorted(set(np.unique(evaluation.y).tolist()) | set(model.classes_.tolist()))
-
-    def fit_reference(Xr, yr):
-        # Same estimator, regularized as if it saw as many rows as the model under test.
-        return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
-                             params=params, n_equivalent=len(X))
-
+    fit_reference = fit_reference or reference_fitter(
+        estimator, seed=seed, value_max=evaluation.value_max, params=params, n_equivalent=len(X))
     baseline = baseline_rates(fit_reference, Xe, evaluation.y, image_shape=evaluation.image_shape,
                               value=evaluation.value_max, sizes=sizes, classes=classes,
                               random_state=seed)
@@ -134,7 +154,8 @@ class AttackEvidence:
 
 def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation, *,
                     estimator: str, seed: int, params: Optional[dict] = None,
-                    q: float = FDR_Q, report: Optional[ScanReport] = None) -> AttackEvidence:
+                    q: float = FDR_Q, report: Optional[ScanReport] = None,
+                    fit_reference=None) -> AttackEvidence:
     """Scan (X, y) with the calibrated detectors (``lineage.poison.detectors.scan_rows``), turn
     the groups they confirm into trigger candidates (``lineage.poison.candidates``) and measure
     each on the evaluation rows for ``model`` (trained on X, y) per source class -> target class,
@@ -159,10 +180,9 @@ def attack_evidence(model, X: np.ndarray, y: np.ndarray, evaluation: Evaluation,
         Xe = evaluation.X.astype(np.float64)
         classes = sorted(set(np.unique(evaluation.y).tolist()) | set(model.classes_.tolist()))
 
-        def fit_reference(Xr, yr):
-            return fit_estimator(estimator, Xr, yr, seed=seed, value_max=evaluation.value_max,
-                                 params=params, n_equivalent=len(X))
-
+        fit_reference = fit_reference or reference_fitter(
+            estimator, seed=seed, value_max=evaluation.value_max, params=params,
+            n_equivalent=len(X))
         baseline = class_baseline_rates(fit_reference, Xe, evaluation.y, candidates,
                                         image_shape=evaluation.image_shape, classes=classes,
                                         random_state=seed)
@@ -254,11 +274,15 @@ def shadow_gate(X: np.ndarray, y: np.ndarray, ids: np.ndarray, evaluation: Evalu
     sample = shadow_sample(y, rows_per_class=rows_per_class, seed=policy.seed)
     if len(sample) < n_rows:
         X, y = X[sample], np.asarray(y)[sample]
+    fit_reference = reference_fitter(policy.reference_estimator, seed=policy.seed,
+                                     value_max=evaluation.value_max, params=None,
+                                     n_equivalent=len(y))
     model, accuracy, scan = shadow_evaluation(X, y, evaluation,
                                               estimator=policy.reference_estimator,
-                                              seed=policy.seed, sizes=policy.scan_sizes)
+                                              seed=policy.seed, sizes=policy.scan_sizes,
+                                              fit_reference=fit_reference)
     evidence = attack_evidence(model, X, y, evaluation, estimator=policy.reference_estimator,
-                               seed=policy.seed)
+                               seed=policy.seed, fit_reference=fit_reference)
     worst = scan.worst
     worst_asr = worst.asr if worst else 0.0
     found = evidence.worst
