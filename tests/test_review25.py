@@ -1,5 +1,6 @@
-"""review25: defects found reviewing the commits after c405f9f (each an xfail strict test that
-asserts the correct behaviour). SQLite only: the attacks use raw SQL on the store's file."""
+"""review25: defects found reviewing the commits after c405f9f, fixed in 93a6442 (each test was
+an xfail strict one first, failing on the code before the fix). SQLite only, as the ``world``
+of test_attack_review24 it builds on."""
 
 import pytest
 from test_attack_review24 import BUDGET, _approved, kit, world  # noqa: F401 (fixtures)
