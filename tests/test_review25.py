@@ -1,9 +1,10 @@
 """review25: defects found reviewing the commits after c405f9f, fixed in 93a6442 (each test was
-an xfail strict one first, failing on the code before the fix). SQLite only, as the ``world``
-of test_attack_review24 it builds on."""
+an xfail strict one first, failing on the code before the fix). On SQLite and PostgreSQL: the
+world of test_attack_review24 (a vendor source, a policy, an evaluation snapshot) copied on each."""
 
 import pytest
-from test_attack_review24 import BUDGET, _approved, kit, world  # noqa: F401 (fixtures)
+from conftest import BACKENDS
+from test_attack_review24 import BUDGET, _approved, _world, kit  # noqa: F401 (fixtures)
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -16,6 +17,18 @@ from lineage.review.source_reviews import review_source
 from lineage.store.chain import canonical
 from lineage.store.engine import open_store
 from storeutil import drop_guards, raw_execute
+
+
+@pytest.fixture(params=BACKENDS)
+def world(request, tmp_path, stores):
+    """(engineer, reviewer) stores on a copy of test_attack_review24's world, per backend."""
+    url, _ = stores.copy(request.param, tmp_path, build=_world)
+    eng, rev = open_store(url, actor="engineer"), open_store(url, actor="reviewer")
+    yield eng, rev
+    eng.close()
+    rev.close()
+    stores.drop(url)
+
 
 _REVOKE_ID = ("(SELECT max(id) FROM source_reviews WHERE decision = 'revoke' AND source_id = "
               "(SELECT id FROM sources WHERE name = 'vendor-models'))")
@@ -129,9 +142,10 @@ def test_a_forged_newest_source_review_fails_closed(world, kit):
     instead of being skipped for the older genuine one; a signed review clears it."""
     eng, rev = world
     _approved(eng, rev, kit["files"]["clean"])
-    raw_execute(eng.url, "INSERT INTO source_reviews (source_id, decision, reason, actor, "
-                "created_at, record_digest) SELECT id, 'approve', 'x', 'mallory', "
-                "CURRENT_TIMESTAMP, '' FROM sources "
+    # (PostgreSQL's ids have no default: the store numbers its records; so does the attacker.)
+    raw_execute(eng.url, "INSERT INTO source_reviews (id, source_id, decision, reason, actor, "
+                "created_at, record_digest) SELECT (SELECT max(id) + 1 FROM source_reviews), id, "
+                "'approve', 'x', 'mallory', CURRENT_TIMESTAMP, '' FROM sources "
                 "WHERE name = 'vendor-models'")
     with pytest.raises(IntegrityError, match="reviewed again"):
         load_model(eng, "vendor-clf:1")
