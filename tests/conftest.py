@@ -119,7 +119,8 @@ def _drop_pg_schema(url: str) -> None:
         _vacuum_system_catalogs()
 
 
-# What a copied schema's CREATE and DROP leave behind: ~80 pg_class rows and hundreds in pg_attribute.
+# What a copied schema's CREATE and DROP leave behind: ~80 pg_class rows, hundreds of
+# pg_attribute rows.
 CATALOGS = ("pg_class", "pg_attribute", "pg_attrdef", "pg_type", "pg_depend", "pg_constraint",
             "pg_index", "pg_trigger", "pg_namespace")
 
