@@ -43,7 +43,7 @@ def verified_source_status(session: Session, source: Source,
                        what={("source_reviews", review.id): what})
         signed = verified_attestation(session, review, trust, what=what)
     except LineageError as exc:  # IntegrityError or RefusedError
-        raise IntegrityError(f"{_first_line(exc)}; the source's status is unknown until it is "
+        raise IntegrityError(f"{exc}; the source's status is unknown until it is "
                              "reviewed again (`lineage source review`)") from None
     p = signed.predicate
     if (p.get("decision"), p.get("source"), signed.digest) != (
@@ -52,10 +52,6 @@ def verified_source_status(session: Session, source: Source,
                              "the source's status is unknown until it is reviewed again "
                              "(`lineage source review`)")
     return STATUS_OF_DECISION[review.decision], review
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def review_source(store: Store, name: str, *, decision: str,
